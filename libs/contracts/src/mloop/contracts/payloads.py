@@ -1,0 +1,575 @@
+"""Payload models for every topic.
+
+These are the wire contracts between services and with the outside world
+(serving systems, labelers, training pipelines). A breaking change to one of
+them is a new version of its event type (``dev.mloop.<topic>.v<N>``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "MAX_RECORDS_PER_MESSAGE",
+    "AliasChanged",
+    "CodeRef",
+    "CycleTimeRecorded",
+    "DataQualityViolated",
+    "DataWindow",
+    "DatasetRef",
+    "DeadLetter",
+    "DriftDetected",
+    "EnvironmentRef",
+    "FeatureDriftResult",
+    "FeatureSchema",
+    "FeatureSpec",
+    "GateResult",
+    "GroundTruthLogged",
+    "GroundTruthRecord",
+    "IncidentResolved",
+    "Lineage",
+    "ModelName",
+    "ModelPromoted",
+    "ModelRegistered",
+    "ModelValidated",
+    "Payload",
+    "PerformanceDegraded",
+    "PredictionLogged",
+    "PredictionRecord",
+    "PromotionRequested",
+    "PromotionReviewed",
+    "QualityViolation",
+    "ReferenceInfo",
+    "RetrainCompleted",
+    "RetrainFailed",
+    "RetrainJobChanged",
+    "RetrainRequested",
+    "RolloutAdvanced",
+    "RolloutCompleted",
+    "RolloutEvent",
+    "RolloutPaused",
+    "RolloutResumed",
+    "RolloutRolledBack",
+    "RolloutStarted",
+    "Route",
+    "Severity",
+    "TrafficSplitChanged",
+    "ValidationCheck",
+    "VersionId",
+    "Window",
+]
+
+#: The most prediction or label records one message may carry. A larger batch
+#: is rejected as a whole (it goes to ``dead-letter``) so a consumer's memory
+#: stays bounded whatever a producer sends.
+MAX_RECORDS_PER_MESSAGE = 20_000
+
+ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Registered model name; letters, digits, '.', '_' and '-'.",
+        examples=["credit-risk"],
+    ),
+]
+VersionId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="Model version", examples=["3"]),
+]
+Severity = Literal["low", "medium", "high"]
+FeatureValue = float | int | str | bool | None
+
+
+class Payload(BaseModel):
+    """Base of every payload: unknown fields are ignored (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class PredictionRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str = Field(min_length=1, max_length=256, examples=["r-000123"])
+    version: VersionId
+    timestamp: datetime = Field(examples=["2026-11-26T14:00:00.123Z"])
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="Feature values as served. Numbers, strings (categories), booleans or null.",
+        examples=[{"age": 41, "income": 52000.0, "region": "north"}],
+    )
+    prediction: float | str | list[float] | None = Field(
+        default=None,
+        description="A number (score or regression output), a class label, or class probabilities.",
+        examples=[0.83],
+    )
+    latency_ms: float | None = Field(default=None, ge=0, examples=[4.2])
+    error: str | None = Field(
+        default=None, max_length=128, description="Null, or a short error code when serving failed."
+    )
+
+
+class PredictionLogged(Payload):
+    """One or more predictions made by a serving system."""
+
+    model: ModelName
+    records: list[PredictionRecord] = Field(min_length=1, max_length=MAX_RECORDS_PER_MESSAGE)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "credit-risk",
+                    "records": [
+                        {
+                            "request_id": "r-000123",
+                            "version": "3",
+                            "timestamp": "2026-11-26T14:00:00.123Z",
+                            "features": {"age": 41, "income": 52000.0, "region": "north"},
+                            "prediction": 0.83,
+                            "latency_ms": 4.2,
+                            "error": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class GroundTruthRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str = Field(min_length=1, max_length=256, examples=["r-000123"])
+    label: float | int | str | bool = Field(examples=[1])
+    timestamp: datetime = Field(examples=["2026-11-26T15:00:00Z"])
+
+
+class GroundTruthLogged(Payload):
+    """Observed outcomes, joined to predictions by ``request_id``."""
+
+    model: ModelName
+    records: list[GroundTruthRecord] = Field(min_length=1, max_length=MAX_RECORDS_PER_MESSAGE)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "credit-risk",
+                    "records": [
+                        {"request_id": "r-000123", "label": 1, "timestamp": "2026-11-26T15:00:00Z"}
+                    ],
+                }
+            ]
+        }
+    )
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+class CodeRef(BaseModel):
+    repo: str | None = Field(default=None, max_length=2048, examples=["https://git.example.com/acme/credit"])
+    commit: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{7,64}$",
+        examples=["9fceb02d0ae598e95dc970b74767f19372d61af8"],
+    )
+
+
+class DatasetRef(BaseModel):
+    uri: str | None = Field(default=None, max_length=2048, examples=["s3://data/credit/2026-11-20.parquet"])
+    version: str | None = Field(default=None, max_length=256, examples=["2026-11-20"])
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 of the dataset's content, 64 hex digits.",
+    )
+
+
+FeatureType = Literal["number", "integer", "category", "boolean", "string"]
+
+
+class FeatureSpec(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    type: FeatureType
+    optional: bool = False
+
+
+class FeatureSchema(BaseModel):
+    version: str | None = Field(default=None, max_length=128, examples=["7"])
+    schema_: list[FeatureSpec] = Field(default_factory=list, alias="schema")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("schema_")
+    @classmethod
+    def _unique_names(cls, v: list[FeatureSpec]) -> list[FeatureSpec]:
+        names = [f.name for f in v]
+        if len(names) != len(set(names)):
+            raise ValueError("feature names must be unique")
+        return v
+
+
+class EnvironmentRef(BaseModel):
+    image: str | None = Field(default=None, max_length=2048)
+    lock_hash: str | None = Field(default=None, max_length=256)
+
+
+class Lineage(BaseModel):
+    """Where a model version came from. Completeness is checked by a validation gate."""
+
+    code: CodeRef = Field(default_factory=CodeRef)
+    dataset: DatasetRef = Field(default_factory=DatasetRef)
+    features: FeatureSchema = Field(default_factory=FeatureSchema)
+    environment: EnvironmentRef = Field(default_factory=EnvironmentRef)
+    params: dict[str, Any] = Field(default_factory=dict)
+    retrain_job_id: str | None = Field(default=None, max_length=64)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class ValidationCheck(BaseModel):
+    name: str = Field(examples=["lineage-complete"])
+    passed: bool
+    detail: str = ""
+
+
+class ModelRegistered(Payload):
+    """A new model version with its full lineage and training-data profile."""
+
+    model: ModelName
+    version: VersionId
+    seq: int = Field(ge=0, description="Per-version aggregate sequence number")
+    artifact_uri: str
+    lineage: Lineage
+    metrics: dict[str, float] = Field(default_factory=dict)
+    segment_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    training_profile: dict[str, Any] | None = Field(
+        default=None, description="Reference profile built by mloop.stats from the training data"
+    )
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    registered_by: str
+    created_at: datetime
+
+
+class ModelValidated(Payload):
+    """The outcome of every automated validation gate for one version."""
+
+    model: ModelName
+    version: VersionId
+    seq: int = Field(ge=0)
+    passed: bool
+    checks: list[ValidationCheck]
+    policy: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromotionRequested(Payload):
+    model: ModelName
+    version: VersionId
+    seq: int = Field(ge=0)
+    promotion_request_id: str
+    requested_by: str
+    reason: str | None = None
+
+
+class PromotionReviewed(Payload):
+    model: ModelName
+    version: VersionId
+    seq: int = Field(ge=0)
+    promotion_request_id: str
+    decision: Literal["approved", "rejected"]
+    reviewer: str
+    requested_by: str
+    comment: str | None = None
+
+
+class ModelPromoted(Payload):
+    """A version approved for production; the rollout service starts a rollout."""
+
+    model: ModelName
+    version: VersionId
+    seq: int = Field(ge=0)
+    previous_champion: str | None
+    requested_by: str
+    approved_by: list[str] = Field(min_length=1)
+    promotion_request_id: str
+
+
+class AliasChanged(Payload):
+    model: ModelName
+    alias: str
+    version: str | None = Field(description="New target; null when the alias was removed")
+    previous_version: str | None = None
+    seq: int = Field(ge=0, description="Per-model alias sequence")
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------- rollout
+
+
+class Route(BaseModel):
+    version: VersionId
+    weight: float = Field(ge=0.0, le=1.0)
+    shadow: bool = False
+
+
+class TrafficSplitChanged(Payload):
+    """The full routing table of a model. Compacted: the latest per model wins."""
+
+    model: ModelName
+    seq: int = Field(ge=0)
+    rollout_id: str | None = None
+    routes: list[Route] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights_sum_to_one(self) -> TrafficSplitChanged:
+        total = sum(r.weight for r in self.routes if not r.shadow)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"weights of non-shadow routes must sum to 1, got {total}")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "credit-risk",
+                    "seq": 17,
+                    "rollout_id": "0193a5c2-7d1e-7c44-b2a1-3f6f0d9b7e10",
+                    "routes": [
+                        {"version": "3", "weight": 0.95, "shadow": False},
+                        {"version": "4", "weight": 0.05, "shadow": False},
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class GateResult(BaseModel):
+    name: str = Field(examples=["error-rate"])
+    outcome: Literal["pass", "fail", "inconclusive"]
+    value: float | None = None
+    baseline: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+class RolloutEvent(Payload):
+    model: ModelName
+    rollout_id: str
+    seq: int = Field(ge=0, description="Per-rollout sequence")
+    version: VersionId = Field(description="Candidate version")
+    baseline_version: str | None
+    strategy: str
+    phase: str
+    step_index: int = Field(ge=0)
+    weight: float = Field(ge=0.0, le=1.0)
+    reason: str = ""
+    actor: str = ""
+    gates: list[GateResult] = Field(default_factory=list)
+
+
+class RolloutStarted(RolloutEvent):
+    pass
+
+
+class RolloutAdvanced(RolloutEvent):
+    pass
+
+
+class RolloutPaused(RolloutEvent):
+    pass
+
+
+class RolloutResumed(RolloutEvent):
+    pass
+
+
+class RolloutCompleted(RolloutEvent):
+    pass
+
+
+class RolloutRolledBack(RolloutEvent):
+    pass
+
+
+# --------------------------------------------------------------------------- monitor
+
+
+class Window(BaseModel):
+    start: datetime
+    end: datetime
+    size: int = Field(ge=0)
+
+
+class ReferenceInfo(BaseModel):
+    kind: Literal["training-profile", "first-predictions"]
+    size: int = Field(ge=0)
+
+
+class FeatureDriftResult(BaseModel):
+    name: str
+    method: str = Field(examples=["chi2"])
+    statistic: float
+    p_value: float | None = None
+    threshold: float
+    drifted: bool
+    effect_size: float | None = None
+
+
+class DriftDetected(Payload):
+    """Evidence that the input (data) or output (prediction) distribution moved."""
+
+    model: ModelName
+    version: VersionId
+    kind: Literal["data", "prediction"]
+    severity: Severity
+    window: Window
+    reference: ReferenceInfo | None = None
+    features: list[FeatureDriftResult]
+    incident_id: str | None = None
+    correction: str | None = Field(default=None, examples=["benjamini-hochberg"])
+
+
+class PerformanceDegraded(Payload):
+    model: ModelName
+    version: VersionId
+    metric: str = Field(examples=["accuracy"])
+    value: float
+    baseline: float | None = None
+    threshold: float | None = None
+    severity: Severity
+    window: Window
+    detector: str = Field(default="threshold", examples=["page-hinkley"])
+    incident_id: str | None = None
+
+
+class QualityViolation(BaseModel):
+    kind: Literal[
+        "missing-rate",
+        "type-error",
+        "out-of-range",
+        "unseen-category",
+        "schema-mismatch",
+        "invalid-value",
+    ]
+    feature: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+class DataQualityViolated(Payload):
+    model: ModelName
+    version: VersionId
+    severity: Severity
+    window: Window
+    violations: list[QualityViolation] = Field(min_length=1)
+    incident_id: str | None = None
+
+
+class IncidentResolved(Payload):
+    """A drift, performance or quality incident that has cleared (hysteresis)."""
+
+    model: ModelName
+    version: VersionId
+    incident_id: str
+    signal: Literal["drift-detected", "performance-degraded", "data-quality-violated"]
+    opened_at: datetime
+    resolved_at: datetime
+
+
+# --------------------------------------------------------------------------- retraining
+
+
+class DataWindow(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class RetrainRequested(Payload):
+    job_id: str
+    model: ModelName
+    seq: int = Field(ge=0)
+    trigger_event_ids: list[str]
+    trigger: str = Field(examples=["drift-detected"])
+    data_window: DataWindow
+    policy: dict[str, Any] = Field(default_factory=dict)
+    base_version: str | None = None
+    requested_at: datetime
+
+
+class RetrainCompleted(Payload):
+    """Reported by a training pipeline when a job produced a version."""
+
+    job_id: str
+    model: ModelName
+    version: str | None = None
+    finished_at: datetime
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class RetrainFailed(Payload):
+    job_id: str
+    model: ModelName
+    reason: str
+    finished_at: datetime
+
+
+class RetrainJobChanged(Payload):
+    """Every state transition of a retrain job."""
+
+    job_id: str
+    model: ModelName
+    seq: int = Field(ge=0)
+    state: str
+    previous_state: str | None
+    at: datetime
+    detail: str = ""
+
+
+class CycleTimeRecorded(Payload):
+    """From the first triggering signal to a completed or rolled-back rollout."""
+
+    job_id: str
+    model: ModelName
+    version: str | None
+    outcome: Literal["completed", "rolled-back", "failed"]
+    started_at: datetime
+    finished_at: datetime
+    cycle_seconds: float = Field(ge=0)
+    sla_seconds: float | None = None
+    sla_breached: bool = False
+    steps: dict[str, float] = Field(default_factory=dict, description="Seconds spent per step")
+
+
+# --------------------------------------------------------------------------- dead letter
+
+
+class DeadLetter(Payload):
+    """A message a consumer could not decode or validate, kept byte for byte."""
+
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    value_b64: str
+    headers: list[tuple[str, str]] = Field(
+        default_factory=list, description="Original headers; values base64-encoded"
+    )
+    reason: str
+    error_type: str
+    service: str
+    consumer_group: str
+    failed_at: datetime
