@@ -1,0 +1,179 @@
+"""ASGI middleware: body size limit, ``Idempotency-Key`` replay, HTTP metrics.
+
+Idempotency: a write (POST, PUT, PATCH, DELETE) carrying ``Idempotency-Key``
+is recorded per caller and key. A retry with the same body returns the first
+response (with ``Idempotency-Replayed: true``); the same key with another body
+is a 422; a retry while the first is still running is a 409. Responses with a
+5xx status are not kept, so the caller may retry them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import asyncpg
+import jwt
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RequestGuard"]
+
+_WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+MEDIA = b"application/problem+json"
+
+
+async def _send_problem(send: Send, status: int, title: str, detail: str, slug: str, **ext: Any) -> None:
+    body = json.dumps(
+        {"type": f"https://mloop.dev/problems/{slug}", "title": title, "status": status, "detail": detail, **ext}
+    ).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", MEDIA), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        settings = state.settings
+        metrics = getattr(state, "metrics", None)
+        method = scope["method"]
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            if method in _WRITE:
+                await self._write(scope, receive, send_wrapped, settings, state)
+            else:
+                await self.app(scope, receive, send_wrapped)
+        finally:
+            if metrics is not None:
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                metrics.http_requests.labels(method=method, route=path, status=str(status_holder["status"])).inc()
+                metrics.http_latency.labels(method=method, route=path).observe(time.perf_counter() - started)
+
+    async def _write(self, scope: Scope, receive: Receive, send: Send, settings: Any, state: Any) -> None:
+        limit = int(settings.max_body_bytes)
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_problem(send, 413, "Payload Too Large", f"the body exceeds {limit} bytes", "payload-too-large")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_problem(send, 413, "Payload Too Large", f"the body exceeds {limit} bytes",
+                                    "payload-too-large")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        key = headers.get("idempotency-key")
+        pool: asyncpg.Pool | None = getattr(state, "pool", None)
+        if not key or pool is None:
+            await self.app(scope, replay, send)
+            return
+        if len(key) > 255:
+            await _send_problem(send, 400, "Bad Request", "Idempotency-Key is longer than 255 characters",
+                                "bad-request", errors=[{"field": "header.Idempotency-Key", "message": "too long"}])
+            return
+        principal = self._principal(headers.get("authorization", ""), settings)
+        path = scope["path"]
+        method = scope["method"]
+        req_hash = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+        async with pool.acquire() as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO idempotency_keys (principal, key, method, path, request_hash) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                principal, key, method, path, req_hash,
+            )
+            if not inserted:
+                row = await conn.fetchrow(
+                    "SELECT request_hash, status, content_type, body FROM idempotency_keys "
+                    "WHERE principal = $1 AND key = $2", principal, key,
+                )
+        if not inserted:
+            assert row is not None
+            if row["request_hash"] != req_hash:
+                await _send_problem(send, 422, "Unprocessable Entity",
+                                    "this Idempotency-Key was used with a different request", "idempotency-mismatch",
+                                    errors=[{"field": "header.Idempotency-Key", "message": "reused with another body"}])
+                return
+            if row["status"] is None:
+                await _send_problem(send, 409, "Conflict", "a request with this Idempotency-Key is in progress",
+                                    "idempotency-in-progress")
+                return
+            stored = bytes(row["body"] or b"")
+            await send({"type": "http.response.start", "status": row["status"], "headers": [
+                (b"content-type", (row["content_type"] or "application/json").encode()),
+                (b"content-length", str(len(stored)).encode()),
+                (b"idempotency-replayed", b"true"),
+            ]})
+            await send({"type": "http.response.body", "body": stored})
+            return
+
+        captured: dict[str, Any] = {"status": 500, "content_type": None, "body": []}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"content-type":
+                        captured["content_type"] = v.decode()
+            elif message["type"] == "http.response.body":
+                captured["body"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay, capture)
+        finally:
+            async with pool.acquire() as conn:
+                if captured["status"] < 500:
+                    await conn.execute(
+                        "UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5 "
+                        "WHERE principal = $1 AND key = $2",
+                        principal, key, captured["status"], captured["content_type"], b"".join(captured["body"]),
+                    )
+                else:
+                    await conn.execute("DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2", principal, key)
+
+    @staticmethod
+    def _principal(authorization: str, settings: Any) -> str:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return "anonymous"
+        try:
+            claims = jwt.decode(token.strip(), settings.jwt_secret.get_secret_value(), algorithms=["HS256"],
+                                audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+            return str(claims.get("sub", "anonymous"))
+        except jwt.InvalidTokenError:
+            return "anonymous"

@@ -1,0 +1,227 @@
+"""The shared composition of a service: one call builds the FastAPI app whose
+lifespan starts, in order, logging and tracing, the Postgres pool, the
+migrations (the runtime's tables, then the service's), the idempotent
+producer, the outbox relay, the consumers and the service's background loops;
+and stops them in reverse.
+
+A service's ``main.py`` reads top-down: settings → ``create_service_app(...)``
+with its routers, handlers and loops → ``serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from mloop.runtime.consumer import BatchHandler, Handler, InboxConsumer, OffsetConsumer
+from mloop.runtime.db import apply_migrations, connect_pool, load_migrations
+from mloop.runtime.deadletter import DeadLetterPublisher
+from mloop.runtime.kafka import create_producer, start_with_retry
+from mloop.runtime.metrics import ServiceMetrics
+from mloop.runtime.middleware import RequestGuard
+from mloop.runtime.outbox import AfterPublish, OutboxRelay
+from mloop.runtime.problems import install_problem_handlers
+from mloop.runtime.settings import ServiceSettings
+from mloop.runtime.telemetry import setup_logging, setup_tracing
+
+__all__ = ["BatchConsumerSpec", "ServiceContext", "create_service_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchConsumerSpec:
+    """A high-volume consumer whose offsets are stored with its state."""
+
+    topics: list[str]
+    handler: BatchHandler
+    group_suffix: str = ""
+    max_records: int = 2000
+
+
+@dataclass
+class ServiceContext:
+    """What handlers, loops and routes share. Built once, in the lifespan."""
+
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    metrics: ServiceMetrics
+    dead_letters: DeadLetterPublisher
+    relay: OutboxRelay
+    consumers: list[InboxConsumer | OffsetConsumer] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    migrations_applied: bool = False
+
+    async def wait_assigned(self, timeout_s: float = 30.0) -> None:
+        """Wait until every consumer has partitions assigned (tests use it)."""
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.consumers)), timeout_s)
+
+
+Loop = Callable[[ServiceContext], Awaitable[None]]
+
+
+async def _supervise(name: str, fn: Callable[[], Awaitable[None]]) -> None:
+    """Keep a loop running: restart it after an unexpected failure."""
+    delay = 0.5
+    while True:
+        try:
+            await fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str = "",
+    migrations: str | None = None,
+    routers: Sequence[APIRouter] = (),
+    handlers: Callable[[ServiceContext], Mapping[str, Handler]] | None = None,
+    batch_consumers: Callable[[ServiceContext], Sequence[BatchConsumerSpec]] | None = None,
+    loops: Sequence[tuple[str, Loop]] = (),
+    on_startup: Callable[[ServiceContext], Awaitable[None]] | None = None,
+    relay_after_publish: AfterPublish | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    """Build the service's app. Nothing connects until the app's lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(settings.service_name, settings.log_level, settings.log_json)
+        setup_tracing(settings.service_name, settings.otel_traces_exporter)
+        metrics: ServiceMetrics = app.state.metrics
+        pool = await connect_pool(
+            settings.database_url.get_secret_value(),
+            settings.schema_name,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            application_name=f"mloop-{settings.service_name}",
+        )
+        tasks: list[asyncio.Task[None]] = []
+        producer = create_producer(settings)
+        try:
+            migs = load_migrations("mloop.runtime.migrations")
+            if migrations:
+                migs += load_migrations(migrations)
+            await apply_migrations(pool, settings.schema_name, migs)
+            app.state.pool = pool
+            await start_with_retry(producer)
+            dead_letters = DeadLetterPublisher(
+                producer, service=settings.service_name, group_id=settings.group_id,
+                topic_prefix=settings.topic_prefix,
+            )
+            relay = OutboxRelay(
+                pool, producer, schema=settings.schema_name, topic_prefix=settings.topic_prefix,
+                poll_interval_s=settings.outbox_poll_interval_s, metrics=metrics,
+                after_publish=relay_after_publish,
+            )
+            ctx = ServiceContext(settings, pool, producer, metrics, dead_letters, relay, migrations_applied=True)
+            app.state.ctx = ctx
+            if on_startup is not None:
+                await on_startup(ctx)
+            if handlers is not None:
+                hs = handlers(ctx)
+                if hs:
+                    ctx.consumers.append(InboxConsumer(settings, pool, dead_letters, hs, metrics=metrics))
+            if batch_consumers is not None:
+                for spec in batch_consumers(ctx):
+                    overrides = {"group_id": settings.group_id + spec.group_suffix} if spec.group_suffix else {}
+                    ctx.consumers.append(
+                        OffsetConsumer(settings, pool, dead_letters, spec.topics, spec.handler,
+                                       metrics=metrics, max_records=spec.max_records,
+                                       consumer_overrides=overrides)
+                    )
+            tasks.append(asyncio.create_task(_supervise("outbox relay", relay.run), name="outbox-relay"))
+            for i, c in enumerate(ctx.consumers):
+                tasks.append(asyncio.create_task(_supervise(f"consumer {i}", c.run), name=f"consumer-{i}"))
+            for name, loop_fn in loops:
+                tasks.append(asyncio.create_task(_supervise(name, lambda f=loop_fn: f(ctx)), name=name))
+            app.state.tasks = tasks
+            log.info("%s started", settings.service_name)
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            await pool.close()
+            log.info("%s stopped", settings.service_name)
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics(settings.service_name)
+    install_problem_handlers(app)
+    app.add_middleware(RequestGuard)
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    except ImportError:  # pragma: no cover
+        log.warning("FastAPI instrumentation not installed")
+
+    ops = APIRouter(tags=["operations"])
+
+    @ops.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @ops.get("/readyz", summary="Kafka and Postgres reachable, migrations applied")
+    async def readyz(request: Request) -> JSONResponse:
+        ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
+        checks: dict[str, Any] = {"migrations": bool(ctx and ctx.migrations_applied)}
+        if ctx is not None:
+            try:
+                async with ctx.pool.acquire(timeout=2) as conn:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), 2)
+                checks["postgres"] = True
+            except Exception as exc:
+                checks["postgres"] = f"unreachable: {type(exc).__name__}"
+            try:
+                await asyncio.wait_for(ctx.producer.client.fetch_all_metadata(), 3)
+                checks["kafka"] = True
+            except Exception as exc:
+                checks["kafka"] = f"unreachable: {type(exc).__name__}"
+            tasks: list[asyncio.Task[None]] = getattr(request.app.state, "tasks", [])
+            dead = [t.get_name() for t in tasks if t.done()]
+            checks["loops"] = True if not dead else f"stopped: {', '.join(dead)}"
+            checks["consumers_assigned"] = all(c.ready.is_set() for c in ctx.consumers)
+        ok = all(v is True for k, v in checks.items() if k != "consumers_assigned")
+        return JSONResponse({"status": "ready" if ok else "not-ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(ops)
+    for r in routers:
+        app.include_router(r)
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run ``app`` with uvicorn until SIGTERM/SIGINT."""
+    setup_logging(settings.service_name, settings.log_level, settings.log_json)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                            lifespan="on", access_log=False)
+    uvicorn.Server(config).run()
