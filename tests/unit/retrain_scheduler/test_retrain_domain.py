@@ -9,6 +9,7 @@ from typing import Any
 
 import pydantic
 import pytest
+
 from mloop.contracts.payloads import (
     DataQualityViolated,
     DriftDetected,
@@ -71,9 +72,7 @@ def drift(
 
 
 def degraded(model: str = "credit-risk", severity: str = "low", metric: str = "accuracy") -> Signal:
-    payload = PerformanceDegraded(
-        model=model, version="3", metric=metric, value=0.7, severity=severity, window=WINDOW
-    )
+    payload = PerformanceDegraded(model=model, version="3", metric=metric, value=0.7, severity=severity, window=WINDOW)
     return Signal.from_payload(f"{model}-perf", T0, payload)
 
 
@@ -108,9 +107,7 @@ class Scheduler:
             self.jobs.append((s.model, d))
             state = replace(state, active_jobs=state.active_jobs + 1, last_job_at=now, pending=())
         elif isinstance(d, CountSignal):
-            state = replace(
-                state, pending=(*state.pending, PendingSignal(s.event_id, s.kind, s.at))
-            )
+            state = replace(state, pending=(*state.pending, PendingSignal(s.event_id, s.kind, s.at)))
         self.states[s.model] = state
         return d
 
@@ -189,26 +186,20 @@ def test_data_quality_triggers_only_on_configured_kinds() -> None:
         {"triggers": {"data_quality_violated": {"enabled": True, "kinds": ["schema-mismatch"]}}},
     )
     state = ModelState("credit-risk")
-    assert isinstance(
-        decide(policy, state, quality(["schema-mismatch", "type-error"]), T0), CreateJob
-    )
+    assert isinstance(decide(policy, state, quality(["schema-mismatch", "type-error"]), T0), CreateJob)
     d = decide(policy, state, quality(["missing-rate"]), T0)
     assert isinstance(d, IgnoreSignal) and d.reason == "not-matching"
 
 
 def test_performance_trigger_can_be_limited_to_metrics() -> None:
-    policy = effective_policy(
-        RetrainPolicy(), {"triggers": {"performance_degraded": {"metrics": ["auc"]}}}
-    )
+    policy = effective_policy(RetrainPolicy(), {"triggers": {"performance_degraded": {"metrics": ["auc"]}}})
     state = ModelState("credit-risk")
     assert isinstance(decide(policy, state, degraded(metric="accuracy"), T0), IgnoreSignal)
     assert isinstance(decide(policy, state, degraded(metric="auc"), T0), CreateJob)
 
 
 def test_drift_trigger_can_be_limited_to_data_drift() -> None:
-    policy = effective_policy(
-        RetrainPolicy(), {"triggers": {"drift_detected": {"kinds": ["data"]}}}
-    )
+    policy = effective_policy(RetrainPolicy(), {"triggers": {"drift_detected": {"kinds": ["data"]}}})
     state = ModelState("credit-risk")
     assert isinstance(decide(policy, state, drift(kind="prediction"), T0), IgnoreSignal)
 
@@ -269,9 +260,7 @@ def test_confirmation_required_starts_awaiting_confirmation() -> None:
 
 
 def berlin_nights() -> RetrainPolicy:
-    return RetrainPolicy(
-        quiet_hours=[QuietHours(start=time(22), end=time(6), timezone="Europe/Berlin")]
-    )
+    return RetrainPolicy(quiet_hours=[QuietHours(start=time(22), end=time(6), timezone="Europe/Berlin")])
 
 
 def test_quiet_hours_defer_a_job_to_the_end_of_the_quiet_period() -> None:
@@ -314,9 +303,7 @@ def test_adjacent_quiet_periods_chain() -> None:
 def test_weekend_quiet_hours_apply_only_on_their_days() -> None:
     weekend = RetrainPolicy(quiet_hours=[QuietHours(start=time(0), end=time(23, 59), days=[5, 6])])
     assert quiet_until(weekend, datetime(2026, 11, 26, 12, tzinfo=UTC)) is None  # Thursday
-    assert quiet_until(weekend, datetime(2026, 11, 28, 12, tzinfo=UTC)) == datetime(
-        2026, 11, 28, 23, 59, tzinfo=UTC
-    )
+    assert quiet_until(weekend, datetime(2026, 11, 28, 12, tzinfo=UTC)) == datetime(2026, 11, 28, 23, 59, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- policy as data
@@ -349,9 +336,7 @@ def test_override_merges_field_by_field_into_the_default() -> None:
         ({"cooldwon": "PT1H"}, ("cooldwon",)),
     ],
 )
-def test_an_invalid_policy_names_the_field(
-    override: dict[str, Any], field: tuple[Any, ...]
-) -> None:
+def test_an_invalid_policy_names_the_field(override: dict[str, Any], field: tuple[Any, ...]) -> None:
     with pytest.raises(pydantic.ValidationError) as exc:
         effective_policy(RetrainPolicy(), override)
     assert any(tuple(e["loc"]) == field for e in exc.value.errors())
@@ -456,13 +441,9 @@ def test_a_running_job_times_out_after_the_policy_timeout() -> None:
 
 
 def test_cycle_time_runs_from_first_signal_to_rollout_with_step_shares() -> None:
-    job = a_job().model_copy(
-        update={"first_signal_at": T0 - timedelta(minutes=10), "requested_at": T0}
-    )
+    job = a_job().model_copy(update={"first_signal_at": T0 - timedelta(minutes=10), "requested_at": T0})
     job = job.transition(JobState.DISPATCHED, T0 + timedelta(minutes=10))
-    job = job.model_copy(
-        update={"registered_at": T0 + timedelta(minutes=50), "produced_version": "4"}
-    )
+    job = job.model_copy(update={"registered_at": T0 + timedelta(minutes=50), "produced_version": "4"})
     c = measure_cycle(job, "completed", T0 + timedelta(minutes=90), timedelta(hours=1))
     assert c.seconds == 100 * 60
     assert c.steps == {
@@ -493,8 +474,7 @@ def test_percentiles_interpolate() -> None:
 def test_cycle_statistics_per_model() -> None:
     base = a_job().transition(JobState.DISPATCHED, T0 + timedelta(minutes=1))
     cycles = [
-        measure_cycle(base, "completed", T0 + timedelta(minutes=m), timedelta(minutes=45))
-        for m in (10, 20, 30, 40, 50)
+        measure_cycle(base, "completed", T0 + timedelta(minutes=m), timedelta(minutes=45)) for m in (10, 20, 30, 40, 50)
     ] + [measure_cycle(base, "rolled-back", T0 + timedelta(minutes=5), None)]
     stats = summarise_cycles("credit-risk", cycles, {"completed": 5})
     assert stats.cycles == 6

@@ -29,6 +29,7 @@ Errors::
 
     RetrainSchedulerError
     ├── IllegalTransition   a job cannot move from its state to the target
+    ├── JobLimitReached     a model already has its maximum of active jobs
     └── JobNotFound         no job with that id (raised by the store)
 """
 
@@ -42,6 +43,8 @@ from enum import StrEnum
 from typing import Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from mloop.contracts.payloads import (
     DataQualityViolated,
     DataWindow,
@@ -50,7 +53,6 @@ from mloop.contracts.payloads import (
     QualityViolation,
     Severity,
 )
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ACTIVE_STATES",
@@ -61,6 +63,7 @@ __all__ = [
     "TRANSITIONS",
     "CountSignal",
     "CreateJob",
+    "CycleOutcome",
     "CycleStats",
     "CycleTime",
     "Decision",
@@ -70,6 +73,7 @@ __all__ = [
     "IgnoreSignal",
     "IllegalTransition",
     "Job",
+    "JobLimitReached",
     "JobNotFound",
     "JobPlan",
     "JobState",
@@ -140,6 +144,10 @@ class IllegalTransition(RetrainSchedulerError):
         self.target = target
 
 
+class JobLimitReached(RetrainSchedulerError):
+    """A job was asked for while the model has its maximum of active jobs (an HTTP 409)."""
+
+
 class JobNotFound(RetrainSchedulerError):
     """No job with this id (an HTTP 404)."""
 
@@ -172,9 +180,7 @@ class PerformanceTrigger(_PolicyPart):
 
     enabled: bool = True
     min_severity: Severity = "low"
-    metrics: list[str] | None = Field(
-        default=None, description="Only these metrics count; null means any metric."
-    )
+    metrics: list[str] | None = Field(default=None, description="Only these metrics count; null means any metric.")
 
 
 class QualityTrigger(_PolicyPart):
@@ -353,6 +359,7 @@ class Signal:
     model: str
     severity: Severity
     at: datetime
+    version: str | None = None
     drift_kind: str | None = None
     metric: str | None = None
     quality_kinds: frozenset[str] = frozenset()
@@ -371,6 +378,7 @@ class Signal:
                 payload.model,
                 payload.severity,
                 _utc(at),
+                version=payload.version,
                 drift_kind=payload.kind,
             )
         if isinstance(payload, PerformanceDegraded):
@@ -380,6 +388,7 @@ class Signal:
                 payload.model,
                 payload.severity,
                 _utc(at),
+                version=payload.version,
                 metric=payload.metric,
             )
         kinds = frozenset(v.kind for v in payload.violations if isinstance(v, QualityViolation))
@@ -389,6 +398,7 @@ class Signal:
             payload.model,
             payload.severity,
             _utc(at),
+            version=payload.version,
             quality_kinds=kinds,
         )
 
@@ -427,6 +437,7 @@ class JobPlan:
     data_window: DataWindow
     initial_state: JobState
     dispatch_not_before: datetime | None = None
+    base_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -453,9 +464,7 @@ class CountSignal:
     kind: Literal["count"] = "count"
 
 
-IgnoreReason = Literal[
-    "trigger-disabled", "below-threshold", "not-matching", "max-concurrency", "cooldown"
-]
+IgnoreReason = Literal["trigger-disabled", "below-threshold", "not-matching", "max-concurrency", "cooldown"]
 
 
 @dataclass(frozen=True)
@@ -486,11 +495,7 @@ def _trigger_mismatch(policy: RetrainPolicy, signal: Signal) -> IgnoreSignal | N
         )
     if isinstance(rule, DriftTrigger) and signal.drift_kind not in rule.kinds:
         return IgnoreSignal("not-matching", f"{signal.drift_kind} drift does not trigger")
-    if (
-        isinstance(rule, PerformanceTrigger)
-        and rule.metrics is not None
-        and signal.metric not in rule.metrics
-    ):
+    if isinstance(rule, PerformanceTrigger) and rule.metrics is not None and signal.metric not in rule.metrics:
         return IgnoreSignal("not-matching", f"metric {signal.metric} does not trigger")
     if isinstance(rule, QualityTrigger) and not signal.quality_kinds & set(rule.kinds):
         found = ", ".join(sorted(signal.quality_kinds)) or "none"
@@ -502,8 +507,7 @@ def _capacity_block(policy: RetrainPolicy, state: ModelState, now: datetime) -> 
     if state.active_jobs >= policy.max_concurrent_jobs:
         return IgnoreSignal(
             "max-concurrency",
-            f"{state.active_jobs} job(s) already active for {state.model} "
-            f"(max {policy.max_concurrent_jobs})",
+            f"{state.active_jobs} job(s) already active for {state.model} (max {policy.max_concurrent_jobs})",
         )
     return None
 
@@ -516,6 +520,7 @@ def _plan(
     first_at: datetime,
     window_end: datetime,
     now: datetime,
+    base_version: str | None = None,
 ) -> Decision:
     initial = JobState.AWAITING_CONFIRMATION if policy.require_confirmation else JobState.REQUESTED
     until = quiet_until(policy, now)
@@ -527,6 +532,7 @@ def _plan(
         data_window=DataWindow(start=window_end - policy.data_window, end=window_end),
         initial_state=initial,
         dispatch_not_before=until,
+        base_version=base_version,
     )
     return DeferJob(plan, until) if until is not None else CreateJob(plan)
 
@@ -569,6 +575,7 @@ def decide(policy: RetrainPolicy, state: ModelState, signal: Signal, now: dateti
         _utc(streak[0].at),
         max(_utc(signal.at), _utc(streak[-1].at)),
         now,
+        signal.version,
     )
 
 
@@ -648,6 +655,7 @@ class Job(BaseModel):
     first_signal_at: datetime
     data_window: DataWindow
     policy: dict[str, Any] = Field(default_factory=dict)
+    base_version: str | None = None
     requested_by: str
     requested_at: datetime
     updated_at: datetime
@@ -695,9 +703,7 @@ class Job(BaseModel):
         return self.model_copy(update=update)
 
 
-def new_job(
-    job_id: str, plan: JobPlan, policy: RetrainPolicy, *, requested_by: str, at: datetime
-) -> Job:
+def new_job(job_id: str, plan: JobPlan, policy: RetrainPolicy, *, requested_by: str, at: datetime) -> Job:
     """The job a :class:`CreateJob` or :class:`DeferJob` plan describes, at ``seq`` 0."""
     at = _utc(at)
     return Job(
@@ -713,6 +719,7 @@ def new_job(
         requested_at=at,
         updated_at=at,
         dispatch_not_before=plan.dispatch_not_before,
+        base_version=plan.base_version,
     )
 
 
@@ -751,9 +758,7 @@ class CycleTime:
     sla_breached: bool
 
 
-def measure_cycle(
-    job: Job, outcome: CycleOutcome, finished_at: datetime, sla: timedelta | None
-) -> CycleTime:
+def measure_cycle(job: Job, outcome: CycleOutcome, finished_at: datetime, sla: timedelta | None) -> CycleTime:
     """The cycle time of ``job``, ending at ``finished_at``.
 
     Steps whose endpoints are unknown (a job that failed before registering a

@@ -1,0 +1,3 @@
+from mloop.retrain_scheduler.main import main
+
+main()

@@ -1,0 +1,55 @@
+"""Kafka: where events enter the retrain scheduler.
+
+Each handler runs inside the consumer's transaction together with the inbox
+insert, so an event is applied exactly once; the scheduler writes the state
+change and its events in that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from mloop.contracts.envelope import Event
+from mloop.retrain_scheduler.domain import JobNotFound
+from mloop.retrain_scheduler.scheduler import Scheduler
+from mloop.runtime.consumer import Handler
+from mloop.runtime.errors import PermanentError
+
+__all__ = ["build_handlers"]
+
+
+def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
+    """The handler of every topic the scheduler consumes."""
+
+    async def on_signal(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_signal(conn, event)
+
+    async def on_model_registered(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_model_registered(conn, event)
+
+    async def on_rollout_completed(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_rollout_finished(conn, event, "completed")
+
+    async def on_rollout_rolled_back(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_rollout_finished(conn, event, "rolled-back")
+
+    async def on_retrain_finished(event: Event[Any], conn: asyncpg.Connection) -> None:
+        try:
+            await scheduler.on_retrain_finished(conn, event)
+        except JobNotFound as exc:
+            # A pipeline reporting a job nobody asked for: keep it visible.
+            raise PermanentError(str(exc)) from exc
+
+    return {
+        "drift-detected": on_signal,
+        "performance-degraded": on_signal,
+        "data-quality-violated": on_signal,
+        "model-registered": on_model_registered,
+        "rollout-completed": on_rollout_completed,
+        "rollout-rolled-back": on_rollout_rolled_back,
+        "retrain-completed": on_retrain_finished,
+        "retrain-failed": on_retrain_finished,
+    }
