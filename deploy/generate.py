@@ -63,7 +63,8 @@ def compose() -> str:
         "    ports: [\"9092:9092\"]",
         "    volumes: [\"kafka-data:/var/lib/kafka/data\"]",
         "    healthcheck:",
-        "      test: [\"CMD-SHELL\", \"/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:9092 >/dev/null 2>&1\"]",
+        "      test: [\"CMD-SHELL\", \"/opt/kafka/bin/kafka-broker-api-versions.sh"
+        " --bootstrap-server localhost:9092 >/dev/null 2>&1\"]",
         "      interval: 5s",
         "      retries: 30",
         "",
@@ -92,7 +93,7 @@ def compose() -> str:
         "      interval: 5s",
         "      retries: 30",
     ]
-    for name, module, port in SERVICES:
+    for name, _module, port in SERVICES:
         lines += [
             "",
             f"  {name}:",
@@ -161,7 +162,7 @@ spec:
 
 def k8s_services() -> str:
     docs = [HEADER.rstrip()]
-    for name, module, port in SERVICES:
+    for name, _module, port in SERVICES:
         docs.append(
             f"""apiVersion: apps/v1
 kind: Deployment
