@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -427,3 +430,74 @@ async def test_jobs_are_listed_newest_first_with_cursor_pagination(infra: Any) -
         assert len(r.json()["items"]) == 5
         r = await client.get("/jobs", params={"state": "completed"}, headers=op)
         assert r.json()["items"] == []
+
+
+async def test_a_scheduler_killed_mid_dispatch_neither_loses_nor_duplicates_the_job(
+    infra: Any,
+) -> None:
+    """kill -9 of a real scheduler process while the webhook call is in flight."""
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kw = infra.settings_kwargs()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "DATABASE_URL": infra.database_url,
+        "MLOOP_TOPIC_PREFIX": infra.topic_prefix,
+        "MLOOP_HTTP_PORT": str(port),
+        "MLOOP_JWT_SECRET": kw["jwt_secret"],
+        "MLOOP_ENVIRONMENT": "test",
+        "MLOOP_LOG_JSON": "false",
+        "MLOOP_WEBHOOK_SECRETS": json.dumps({"trainer": SECRET}),
+        "MLOOP_DISPATCH_POLL_INTERVAL_S": "0.1",
+        "MLOOP_DISPATCH_LEASE_MARGIN_S": "0.3",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mloop.retrain_scheduler",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with (
+            training_webhook(0, 200) as hook,
+            Kafka(infra) as kafka,
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as remote,
+        ):
+
+            async def ready() -> bool:
+                try:
+                    r = await remote.get("/readyz")
+                except httpx.TransportError:
+                    return False
+                return r.status_code == 200 and r.json()["checks"]["consumers_assigned"] is True
+
+            await eventually(ready, timeout_s=60)
+            await set_webhook(remote, op, "credit-risk", hook.url)
+            await kafka.send("drift-detected", drift("credit-risk"), source="monitor")
+            await asyncio.wait_for(hook.arrived.wait(), 20)
+            proc.kill()
+            await proc.wait()
+            hook.release.set()
+
+            async with running_app(create_app(settings)) as client:
+                (job,) = await jobs_of(client, op, "credit-risk")
+                done = await eventually(lambda: _job_if(client, op, job["id"], delivery="delivered"))
+                assert done["attempts"] == 2
+                assert len(await jobs_of(client, op, "credit-risk")) == 1
+            assert len(hook.received) == 2
+            assert {r.headers["idempotency-key"] for r in hook.received} == {job["id"]}
+            await seen.wait_for("retrain-requested", 1)
+            await asyncio.sleep(1.0)
+            await seen.poll(0.5)
+            assert len(seen.of("retrain-requested")) == 1
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
