@@ -158,7 +158,7 @@ class RolloutPlan(_Strict):
     max_weight: float | None = Field(default=None, gt=0.0, le=1.0)
     step_min_duration_s: float = Field(default=300.0, ge=0.0)
     step_min_samples: int = Field(default=1000, ge=0)
-    analysis_interval_s: float = Field(default=30.0, gt=0.0)
+    analysis_interval_s: float = Field(default=15.0, gt=0.0)
     failure_threshold: int = Field(default=3, ge=1)
     inconclusive_timeout_s: float = Field(default=900.0, gt=0.0)
     progress_deadline_s: float = Field(default=1800.0, gt=0.0)
