@@ -501,3 +501,52 @@ async def test_a_scheduler_killed_mid_dispatch_neither_loses_nor_duplicates_the_
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_job_without_a_result_times_out_and_its_cycle_is_recorded_as_failed(
+    infra: Any,
+) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        running_app(create_app(settings)) as client,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+    ):
+        await client.put("/models/slow/policy", json={"job_timeout": "PT1S"}, headers=op)
+        job = (await client.post("/jobs", json={"model": "slow"}, headers=op)).json()
+        done = await eventually(lambda: _job_if(client, op, job["id"], state="timed-out"))
+        assert done["cycle_time"]["outcome"] == "failed"
+        (cycle,) = await seen.wait_for("cycle-time-recorded", 1)
+        assert cycle.data.outcome == "failed" and cycle.data.job_id == job["id"]
+        s = (await client.get("/models/slow/cycle-time", headers=op)).json()
+        assert s["p50_seconds"] is None and s["cycles_by_outcome"] == {"failed": 1}
+
+
+class FakeClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_job_created_in_quiet_hours_is_dispatched_when_they_end(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    clock = FakeClock(datetime(2026, 11, 26, 23, 0, tzinfo=UTC))
+    async with running_app(create_app(settings, clock=clock)) as client, Kafka(infra) as kafka:
+        r = await client.put(
+            "/models/nightly/policy",
+            json={"quiet_hours": [{"start": "22:00", "end": "06:00", "timezone": "UTC"}]},
+            headers=op,
+        )
+        assert r.status_code == 200
+        await kafka.send("drift-detected", drift("nightly"), source="monitor")
+        (job,) = await eventually(lambda: jobs_of(client, op, "nightly"))
+        assert job["state"] == "requested"
+        assert job["dispatch_not_before"].startswith("2026-11-27T06:00:00")
+        await asyncio.sleep(0.5)
+        assert (await jobs_of(client, op, "nightly"))[0]["state"] == "requested"
+
+        clock.now = datetime(2026, 11, 27, 6, 0, 1, tzinfo=UTC)
+        await eventually(lambda: _job_if(client, op, job["id"], state="dispatched"))
