@@ -82,9 +82,7 @@ class _Table:
             salt=salt,
             bounds=tuple(bounds),
             versions=tuple(r.version for r in serving),
-            shadows=tuple(
-                (r.version, r.weight) for r in change.routes if r.shadow and r.weight > 0
-            ),
+            shadows=tuple((r.version, r.weight) for r in change.routes if r.shadow and r.weight > 0),
             plain=tuple(RouteDecision(r.version) for r in serving),
         )
 

@@ -73,9 +73,9 @@ def _variance(n_a: FloatArray, n_b: FloatArray) -> FloatArray:
 
 def effect_size(x_a: ArrayLike, n_a: ArrayLike, x_b: ArrayLike, n_b: ArrayLike) -> FloatArray:
     """Cohen's h of candidate ``b`` against baseline ``a`` (Anscombe-corrected)."""
-    return _arcsine(
-        np.asarray(x_b, dtype=np.float64), np.asarray(n_b, dtype=np.float64)
-    ) - _arcsine(np.asarray(x_a, dtype=np.float64), np.asarray(n_a, dtype=np.float64))
+    return _arcsine(np.asarray(x_b, dtype=np.float64), np.asarray(n_b, dtype=np.float64)) - _arcsine(
+        np.asarray(x_a, dtype=np.float64), np.asarray(n_a, dtype=np.float64)
+    )
 
 
 def log_mixture_lr(
@@ -219,9 +219,7 @@ class MSPRT:
         for name, x, n in (("a", successes_a, n_a), ("b", successes_b, n_b)):
             if n < 0 or x < 0 or x > n:
                 raise ValueError(f"arm {name}: need 0 <= successes <= n, got {x}/{n}")
-        lw, lb, l2 = log_mixture_lr(
-            successes_a, n_a, successes_b, n_b, self.tau, direction=self.direction
-        )
+        lw, lb, l2 = log_mixture_lr(successes_a, n_a, successes_b, n_b, self.tau, direction=self.direction)
         log_worse, log_better, log_two = float(lw), float(lb), float(l2)
         log_stat = log_worse if self.sided == "worse" else log_two
         enough = n_a >= max(self.min_samples, 1) and n_b >= max(self.min_samples, 1)
@@ -256,9 +254,7 @@ class MSPRT:
     def update(self, successes_a: int, n_a: int, successes_b: int, n_b: int) -> SequentialResult:
         """Look at the latest cumulative counts, keeping the p-value's running minimum."""
         self._looks += 1
-        result = self.test(
-            successes_a, n_a, successes_b, n_b, previous_p=self._p, looks=self._looks
-        )
+        result = self.test(successes_a, n_a, successes_b, n_b, previous_p=self._p, looks=self._looks)
         self._p = result.always_valid_p
         return result
 
@@ -272,15 +268,11 @@ class MSPRT:
             return (-math.pi, math.pi)
         v = 1.0 / (n_a + 0.5) + 1.0 / (n_b + 0.5)
         t2 = self.tau * self.tau
-        half = math.sqrt(
-            v * (v + t2) / t2 * (2.0 * math.log(1.0 / self.alpha) - math.log(v / (v + t2)))
-        )
+        half = math.sqrt(v * (v + t2) / t2 * (2.0 * math.log(1.0 / self.alpha) - math.log(v / (v + t2))))
         return (effect - half, effect + half)
 
 
-def quantile_exceedance(
-    counts_a: ArrayLike, counts_b: ArrayLike, q: float
-) -> tuple[int, int, int, int]:
+def quantile_exceedance(counts_a: ArrayLike, counts_b: ArrayLike, q: float) -> tuple[int, int, int, int]:
     """Turn a latency-percentile comparison into two proportions.
 
     ``counts_a`` (baseline) and ``counts_b`` (candidate) are histograms over

@@ -86,9 +86,7 @@ def prediction_key(prediction: float | str | list[float] | None) -> str | None:
     return None
 
 
-def is_correct(
-    prediction: float | str | list[float] | None, label: float | int | str | bool
-) -> bool | None:
+def is_correct(prediction: float | str | list[float] | None, label: float | int | str | bool) -> bool | None:
     """Whether a prediction matches its label, or None when that is not defined.
 
     Class labels compare as strings; probability vectors by their argmax; a
@@ -127,9 +125,7 @@ class VersionStats(BaseModel):
         default_factory=dict,
         description="log bucket index -> count (bucket i is (1.04^(i-1), 1.04^i] ms)",
     )
-    predictions: dict[str, int] = Field(
-        default_factory=dict, description="prediction bucket -> count"
-    )
+    predictions: dict[str, int] = Field(default_factory=dict, description="prediction bucket -> count")
     labelled: int = Field(default=0, ge=0)
     correct: int = Field(default=0, ge=0)
 
@@ -224,9 +220,7 @@ def prediction_distance(baseline: VersionStats, candidate: VersionStats) -> floa
         {k for k in (*baseline.predictions, *candidate.predictions) if k.startswith("n:")},
         key=lambda k: int(k[2:]),
     )
-    labels = sorted(
-        {k for k in (*baseline.predictions, *candidate.predictions) if not k.startswith("n:")}
-    )
+    labels = sorted({k for k in (*baseline.predictions, *candidate.predictions) if not k.startswith("n:")})
     p: list[float] = []
     q: list[float] = []
     if numeric:

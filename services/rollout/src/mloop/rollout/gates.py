@@ -58,9 +58,7 @@ class Verdict:
     def inconclusive(self) -> list[str]:
         """Required gates that could not conclude."""
         return [
-            c.result.name
-            for c in self.checks
-            if c.result.outcome == "inconclusive" and c.result.name in self.required
+            c.result.name for c in self.checks if c.result.outcome == "inconclusive" and c.result.name in self.required
         ]
 
     @property
@@ -86,9 +84,7 @@ class Verdict:
         return out
 
 
-def evaluate(
-    gates: list[Gate], evidence: Evidence, previous_p: Mapping[str, float] | None = None
-) -> Verdict:
+def evaluate(gates: list[Gate], evidence: Evidence, previous_p: Mapping[str, float] | None = None) -> Verdict:
     """Check every gate; ``previous_p`` holds each sequential gate's running p-value."""
     prev = previous_p or {}
     checks = tuple(evaluate_gate(g, evidence, prev.get(g.name, 1.0)) for g in gates)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mloop.contracts.payloads import (
     GateResult,
     RolloutAdvanced,
@@ -35,7 +37,6 @@ from mloop.contracts.payloads import (
 from mloop.rollout.evidence import Evidence
 from mloop.rollout.gates import Outcome, Verdict, evaluate
 from mloop.rollout.plan import RolloutPlan
-from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ACTIONS",
@@ -326,9 +327,7 @@ def _next(r: Rollout, now: datetime) -> Rollout:
     raise AssertionError(f"no next phase after {phase}")  # pragma: no cover
 
 
-def _advance(
-    r: Rollout, now: datetime, reason: str, actor: str, gates: list[GateResult] | None = None
-) -> Transition:
+def _advance(r: Rollout, now: datetime, reason: str, actor: str, gates: list[GateResult] | None = None) -> Transition:
     before = routes_for(r)
     r = _next(r, now).model_copy(update={"reason": reason, "actor": actor})
     kind = "completed" if r.phase == "completed" else "advanced"
@@ -382,9 +381,7 @@ def pause(r: Rollout, *, now: datetime, actor: str, reason: str = "") -> Transit
     """Hold the rollout where it is; traffic stays as it is."""
     _require(r, "pause")
     why = reason or f"paused by {actor}"
-    r = r.model_copy(
-        update={"phase": "paused", "paused_from": r.phase, "reason": why, "actor": actor}
-    )
+    r = r.model_copy(update={"phase": "paused", "paused_from": r.phase, "reason": why, "actor": actor})
     r, event = _emit(r, "paused", why, actor)
     return Transition(r, events=[event])
 
@@ -479,7 +476,7 @@ def _elapsed(r: Rollout, now: datetime) -> float:
     return (now - started).total_seconds()
 
 
-def check_deadline(r: Rollout, *, now: datetime) -> Transition | None:
+def check_deadline(r: Rollout, *, now: datetime, actor: str = "rollout") -> Transition | None:
     """Roll back an active rollout whose current step outlived the progress deadline."""
     if r.phase not in ACTIVE:
         return None
@@ -490,7 +487,7 @@ def check_deadline(r: Rollout, *, now: datetime) -> Transition | None:
         f"progress deadline exceeded: {r.phase} step {r.step_index} made no progress "
         f"in {elapsed:.0f}s (deadline {r.plan.progress_deadline_s:g}s)"
     )
-    return _roll_back(r, now, why, "rollout")
+    return _roll_back(r, now, why, actor)
 
 
 def _readiness(r: Rollout, now: datetime) -> tuple[bool, str]:
@@ -510,7 +507,7 @@ def _readiness(r: Rollout, now: datetime) -> tuple[bool, str]:
     return True, ""
 
 
-def analyse(r: Rollout, evidence: Evidence, *, now: datetime) -> Transition:
+def analyse(r: Rollout, evidence: Evidence, *, now: datetime, actor: str = "rollout") -> Transition:
     """One analysis tick of an active rollout; a no-op in any other phase.
 
     In order: a sequential gate proving the candidate worse rolls back at
@@ -548,10 +545,8 @@ def analyse(r: Rollout, evidence: Evidence, *, now: datetime) -> Transition:
         return Transition(t.rollout, routes=t.routes, events=t.events, analysis=rec)
 
     if verdict.decisive:
-        why = "candidate worse than baseline (always-valid sequential test): " + ", ".join(
-            verdict.decisive
-        )
-        return record(_roll_back(r, now, why, "rollout", gates=gates), "rollback", why)
+        why = "candidate worse than baseline (always-valid sequential test): " + ", ".join(verdict.decisive)
+        return record(_roll_back(r, now, why, actor, gates=gates), "rollback", why)
 
     if verdict.failed:
         r = r.model_copy(update={"failed_checks": r.failed_checks + 1})
@@ -560,13 +555,11 @@ def analyse(r: Rollout, evidence: Evidence, *, now: datetime) -> Transition:
                 f"{r.failed_checks} failed checks (threshold {r.plan.failure_threshold}); "
                 f"failing now: {', '.join(verdict.failed)}"
             )
-            return record(_roll_back(r, now, why, "rollout", gates=gates), "rollback", why)
-        why = f"failed check {r.failed_checks} of {r.plan.failure_threshold}: " + ", ".join(
-            verdict.failed
-        )
+            return record(_roll_back(r, now, why, actor, gates=gates), "rollback", why)
+        why = f"failed check {r.failed_checks} of {r.plan.failure_threshold}: " + ", ".join(verdict.failed)
         return record(Transition(r), "none", why)
 
-    expired = check_deadline(r, now=now)
+    expired = check_deadline(r, now=now, actor=actor)
     if expired is not None:
         return record(expired, "rollback", expired.rollout.reason)
 
@@ -575,15 +568,13 @@ def analyse(r: Rollout, evidence: Evidence, *, now: datetime) -> Transition:
     conclusive = verdict.outcome == "pass" or r.phase == "promoting"
     if ready and conclusive:
         why = "gates passed" if r.phase != "promoting" else "promotion hold passed"
-        t = _advance(r, now, why, "rollout", gates=gates)
+        t = _advance(r, now, why, actor, gates=gates)
         return record(t, "complete" if t.rollout.phase == "completed" else "advance", why)
 
     if _elapsed(r, now) >= r.plan.inconclusive_timeout_s:
         pending = verdict.inconclusive if ready else [waiting]
         why = "inconclusive: " + ", ".join(pending)
-        t = pause(r, now=now, actor="rollout", reason=why)
+        t = pause(r, now=now, actor=actor, reason=why)
         return record(t, "pause", why)
 
-    return record(
-        Transition(r), "none", waiting or "waiting for: " + ", ".join(verdict.inconclusive)
-    )
+    return record(Transition(r), "none", waiting or "waiting for: " + ", ".join(verdict.inconclusive))

@@ -38,9 +38,7 @@ __all__ = [
 ]
 
 Strategy = Literal["shadow", "canary", "champion-challenger", "binary"]
-Metric = Literal[
-    "error-rate", "latency-p50", "latency-p95", "latency-p99", "prediction-distance", "accuracy"
-]
+Metric = Literal["error-rate", "latency-p50", "latency-p95", "latency-p99", "prediction-distance", "accuracy"]
 #: ``off``: threshold ranges only. ``guard``: one-sided always-valid test, a
 #: candidate proven worse fails decisively, anything else passes. ``decide``:
 #: two-sided, the candidate must be proven better to pass (champion/challenger).
