@@ -269,6 +269,16 @@ async def test_a_storm_of_signals_creates_one_job(infra: Any) -> None:
         assert len(await jobs_of(client, op, "storm")) == 1
         assert await jobs_of(client, op, "calm") == []
 
+        async def storm_signals() -> Any:
+            r = await client.get("/signals", params={"model": "storm", "page_size": 100}, headers=op)
+            items = r.json()["items"]
+            return items if len(items) == 30 else None
+
+        decisions = [s["decision"] for s in await eventually(storm_signals)]
+        assert decisions.count("created") == 1 and decisions.count("ignored") == 29
+        r = await client.get("/metrics")
+        assert 'mloop_retrain_signals_total{decision="ignore",signal="drift-detected"}' in r.text
+
 
 async def test_signal_to_rollout_records_a_queryable_cycle_time(infra: Any) -> None:
     settings = _settings(infra)

@@ -375,6 +375,38 @@ async def report_status(job_id: JobId, body: StatusReport, principal: Pipeline, 
             )
 
 
+class SignalView(BaseModel):
+    event_id: str
+    model: str
+    kind: str
+    severity: str
+    at: datetime
+    received_at: datetime
+    decision: str = Field(description="created, deferred, counted or ignored")
+    reason: str
+    pending: bool = Field(description="Counts toward the current streak")
+    job_id: str | None
+
+
+@router.get("/signals", tags=["jobs"], summary="Monitoring signals and what the policy made of them")
+async def list_signals(
+    _: Viewer,
+    pool: Pool,
+    model: str | None = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: str | None = None,
+) -> Page[SignalView]:
+    after = _after(page_token)
+    async with pool.acquire() as conn:
+        rows = await store.list_signals(conn, model, after=after, limit=page_size + 1)
+    next_token = None
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        last = rows[-1]
+        next_token = encode_cursor({"t": last["received_at"].isoformat(), "id": last["event_id"]})
+    return Page[SignalView](items=[SignalView(**dict(r)) for r in rows], next_page_token=next_token)
+
+
 # --------------------------------------------------------------------------- cycle time
 
 

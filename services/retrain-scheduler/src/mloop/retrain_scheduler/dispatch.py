@@ -192,6 +192,10 @@ class WebhookDispatcher:
         except Exception as exc:  # a bug must not kill the loop; the lease retries it
             log.exception("webhook attempt for job %s crashed", d.job_id)
             result = AttemptResult(False, error=f"{type(exc).__name__}: {exc}")
+        metrics = self._scheduler.metrics
+        if metrics is not None:
+            kind = "delivered" if result.delivered else "final" if result.permanent else "failed"
+            metrics.webhook_attempts.labels(result=kind).inc()
         async with self._pool.acquire() as conn, conn.transaction():
             if result.delivered:
                 await self._scheduler.delivery_succeeded(conn, d.job_id, d.attempt, result.status or 0)

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from mloop.retrain_scheduler.api import router
 from mloop.retrain_scheduler.dispatch import WebhookDispatcher
 from mloop.retrain_scheduler.handlers import build_handlers
+from mloop.retrain_scheduler.metrics import RetrainMetrics
 from mloop.retrain_scheduler.scheduler import Scheduler, utcnow
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
 from mloop.runtime.consumer import Handler
@@ -62,6 +63,7 @@ def create_app(
         handlers=handlers,
         loops=[("retrain-dispatch", dispatch)],
     )
+    scheduler.metrics = RetrainMetrics(app.state.metrics.registry)
     app.state.scheduler = scheduler
     return app
 

@@ -55,6 +55,7 @@ from mloop.retrain_scheduler.domain import (
     plan_manual,
     quiet_until,
 )
+from mloop.retrain_scheduler.metrics import RetrainMetrics
 from mloop.runtime.outbox import enqueue
 
 __all__ = ["SERVICE_ACTOR", "Scheduler", "utcnow"]
@@ -74,6 +75,7 @@ class Scheduler:
     source: str = "/mloop/retrain-scheduler"
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = field(default=uuid7)
+    metrics: RetrainMetrics | None = None
 
     # ------------------------------------------------------------------ policy
 
@@ -107,9 +109,13 @@ class Scheduler:
                 pending=True,
             )
         else:
-            await store.insert_signal(conn, signal, decision=decision.kind)
+            await store.insert_signal(
+                conn, signal, decision="deferred" if isinstance(decision, DeferJob) else "created"
+            )
             job = await self._create(conn, decision.plan, policy, actor=f"policy:retrain:{signal.model}", now=now)
             await store.attach_signals(conn, decision.plan.trigger_event_ids, job.id)
+        if self.metrics is not None:
+            self.metrics.signals.labels(signal=signal.kind, decision=decision.kind).inc()
         log.info(
             "signal %s for %s: %s",
             signal.kind,
@@ -155,6 +161,8 @@ class Scheduler:
         if detail:
             job = job.model_copy(update={"detail": detail})
         await store.insert_job(conn, job)
+        if self.metrics is not None:
+            self.metrics.jobs_created.labels(trigger=job.trigger).inc()
         await store.insert_transition(conn, job, None, actor)
         await self._publish_change(conn, job, None, actor)
         if job.state is JobState.REQUESTED and job.dispatch_not_before is None:
@@ -474,6 +482,10 @@ class Scheduler:
             conn,
             new_event("cycle-time-recorded", payload, source=self.source, actor=SERVICE_ACTOR),
         )
+        if self.metrics is not None:
+            self.metrics.cycle_seconds.labels(outcome=cycle.outcome).observe(cycle.seconds)
+            if cycle.sla_breached:
+                self.metrics.sla_breaches.inc()
         if cycle.sla_breached:
             log.warning(
                 "cycle-time SLA breached for %s: %.0fs > %.0fs (job %s)",

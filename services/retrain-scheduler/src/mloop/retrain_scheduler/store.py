@@ -43,6 +43,7 @@ __all__ = [
     "jobs_by_state",
     "list_jobs",
     "list_overrides",
+    "list_signals",
     "load_default_policy",
     "load_override",
     "lock_model",
@@ -172,6 +173,28 @@ async def attach_signals(conn: asyncpg.Connection, event_ids: Sequence[str], job
         "UPDATE signals SET pending = false, job_id = $2 WHERE event_id = ANY($1::text[])",
         list(event_ids),
         job_id,
+    )
+
+
+async def list_signals(
+    conn: asyncpg.Connection,
+    model: str | None,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> builtins.list[asyncpg.Record]:
+    """Recorded signals and their decisions, newest first."""
+    return list(
+        await conn.fetch(
+            "SELECT event_id, model, kind, severity, at, received_at, decision, reason, pending, "
+            "job_id FROM signals WHERE ($1::text IS NULL OR model = $1) "
+            "AND ($2::timestamptz IS NULL OR (received_at, event_id) < ($2, $3)) "
+            "ORDER BY received_at DESC, event_id DESC LIMIT $4",
+            model,
+            after[0] if after else None,
+            after[1] if after else "",
+            limit,
+        )
     )
 
 
