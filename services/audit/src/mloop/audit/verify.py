@@ -1,0 +1,754 @@
+"""Offline verification of an audit evidence bundle.
+
+An evidence bundle is what leaves the database: ledger rows, the signed
+checkpoints that vouch for them and the Merkle proofs that connect the two.
+Anyone holding the ledger's public key can check it without Postgres.
+
+Bundle format (version ``mloop-audit-bundle/1``)
+================================================
+
+A directory, or a tar archive of one (``.tar``, ``.tar.gz``, ``.tgz``; the
+files may sit at the top of the archive or under a single directory), with::
+
+    records.jsonl       the exported rows, one JSON object per line
+    checkpoints.json    the chains in the bundle and their signed checkpoints
+    proofs.json         Merkle proofs (may be absent when every chain is "full")
+
+``records.jsonl``: rows grouped by chain, ascending ``seq`` within a chain::
+
+    {"chain": "registry", "seq": 0, "event_id": "…",
+     "leaf_hash": "<64 hex>", "chain_hash": "<64 hex>", "event": {…CloudEvent…}}
+
+``event`` is the full CloudEvent; the verifier recomputes its canonical JSON
+(``canonical.py``), hence ``leaf_hash = SHA-256(0x00 || canonical)`` and
+``chain_hash = SHA-256(previous chain_hash || leaf_hash)`` (32 zero bytes
+before the chain's first row). ``event_id`` must equal ``event["id"]``.
+Writers should emit the stored canonical bytes verbatim as ``event``.
+
+``checkpoints.json``::
+
+    {"format": "mloop-audit-bundle/1",
+     "chains": {
+       "registry": {
+         "origin": "mloop.example/audit/registry",
+         "first_seq": 0,
+         "export": "full" | "subset",
+         "checkpoints": [<SignedCheckpoint.to_dict()>, …]}}}
+
+Each checkpoint is a C2SP signed note (``checkpoint.py``) whose origin must
+equal the chain's ``origin``. Leaf index = ``seq - first_seq``.
+
+``proofs.json``::
+
+    {"inclusion":   [{"chain": "registry", "seq": 17, "tree_size": 1024,
+                      "path": ["<64 hex>", …]}, …],
+     "consistency": [{"chain": "registry", "old_size": 512, "new_size": 1024,
+                      "path": ["<64 hex>", …]}, …]}
+
+What is checked
+===============
+
+* Every checkpoint's signature, by one of the trusted public keys, and its
+  origin. Checkpoints that fail are reported and not trusted.
+* ``"full"`` export (every row from ``first_seq`` on): the rows are replayed
+  with ``ledger_domain.verify_chain``: seq continuity, leaf and chain hashes,
+  and the Merkle root at every checkpoint size; a checkpoint larger than the
+  rows present reveals truncation. Rows after the last checkpoint are covered
+  by the chain hash only; the report says how many rows are signed.
+* ``"subset"`` export: each row needs an inclusion proof against a trusted
+  checkpoint (its ``tree_size`` names it); chain hashes are checked where
+  consecutive rows are present (and for the first row of the chain).
+  Consecutive checkpoints need a consistency proof, so that the log is shown
+  to be append-only between them.
+* Consistency proofs present in a ``"full"`` bundle are checked too (the
+  replay already implies them).
+
+``verify_bundle`` raises ``BundleFormatError`` only when the path is not a
+readable bundle at all; every problem with the evidence itself is reported in
+the returned ``BundleReport``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, TypeGuard
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mloop.audit.canonical import canonicalize
+from mloop.audit.checkpoint import (
+    CheckpointFormatError,
+    SignedCheckpoint,
+    key_id,
+    load_public_key,
+)
+from mloop.audit.checkpoint import verify as verify_signature
+from mloop.audit.ledger_domain import LedgerRecord, verify_chain
+from mloop.audit.merkle import (
+    GENESIS_CHAIN_HASH,
+    HASH_SIZE,
+    chain_hash,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleFormatError",
+    "BundleReport",
+    "ChainExport",
+    "ChainReport",
+    "ConsistencyProof",
+    "InclusionProof",
+    "build_proofs",
+    "main",
+    "pack_bundle",
+    "verify_bundle",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = "mloop-audit-bundle/1"
+RECORDS_FILE = "records.jsonl"
+CHECKPOINTS_FILE = "checkpoints.json"
+PROOFS_FILE = "proofs.json"
+_MAX_PROBLEMS = 20
+
+ExportKind = Literal["full", "subset"]
+
+
+class BundleFormatError(ValueError):
+    """The path is not a readable evidence bundle."""
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    chain: str
+    seq: int
+    tree_size: int
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    chain: str
+    old_size: int
+    new_size: int
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What was established about one chain.
+
+    ``signed_size`` is the largest trusted checkpoint size; in a full export,
+    rows beyond it are protected by the chain hash only.
+    """
+
+    chain: str
+    export: str
+    ok: bool
+    records: int
+    checkpoints: int
+    signed_size: int
+    first_bad_seq: int | None
+    problems: tuple[str, ...]
+    root: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BundleReport:
+    ok: bool
+    chains: tuple[ChainReport, ...]
+    problems: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"evidence bundle: {'VERIFIED' if self.ok else 'FAILED'}"]
+        lines += [f"  bundle: {p}" for p in self.problems]
+        for c in self.chains:
+            status = "ok" if c.ok else "FAILED"
+            lines.append(
+                f"  chain {c.chain} ({c.export}): {status}; {c.records} records, "
+                f"{c.checkpoints} signed checkpoints, signed up to size {c.signed_size}"
+            )
+            if c.first_bad_seq is not None:
+                lines.append(f"    first bad seq: {c.first_bad_seq}")
+            lines += [f"    {p}" for p in c.problems]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChainExport:
+    """One chain's part of a bundle, as handed to ``write_bundle``."""
+
+    chain: str
+    origin: str
+    checkpoints: Sequence[SignedCheckpoint]
+    records: Iterable[LedgerRecord]
+    export: ExportKind = "full"
+    first_seq: int = 0
+    inclusion: Sequence[InclusionProof] = ()
+    consistency: Sequence[ConsistencyProof] = ()
+
+
+def _record_line(record: LedgerRecord) -> str:
+    head = json.dumps(
+        {
+            "chain": record.chain,
+            "seq": record.seq,
+            "event_id": record.event_id,
+            "leaf_hash": record.leaf_hash.hex(),
+            "chain_hash": record.chain_hash.hex(),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    # The stored canonical bytes are valid JSON: embed them verbatim.
+    return f'{head[:-1]},"event":{record.canonical.decode("utf-8")}}}\n'
+
+
+def write_bundle(directory: str | os.PathLike[str], exports: Iterable[ChainExport]) -> Path:
+    """Write a bundle directory (created if needed); records are streamed to disk."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    chains: dict[str, Any] = {}
+    inclusion: list[dict[str, Any]] = []
+    consistency: list[dict[str, Any]] = []
+    with (out / RECORDS_FILE).open("w", encoding="utf-8") as fh:
+        for ex in exports:
+            if ex.chain in chains:
+                raise ValueError(f"chain {ex.chain!r} exported twice")
+            chains[ex.chain] = {
+                "origin": ex.origin,
+                "first_seq": ex.first_seq,
+                "export": ex.export,
+                "checkpoints": [c.to_dict() for c in ex.checkpoints],
+            }
+            for record in ex.records:
+                if record.chain != ex.chain:
+                    raise ValueError(f"record of chain {record.chain!r} in export of {ex.chain!r}")
+                fh.write(_record_line(record))
+            inclusion += [
+                {
+                    "chain": p.chain,
+                    "seq": p.seq,
+                    "tree_size": p.tree_size,
+                    "path": [h.hex() for h in p.path],
+                }
+                for p in ex.inclusion
+            ]
+            consistency += [
+                {
+                    "chain": p.chain,
+                    "old_size": p.old_size,
+                    "new_size": p.new_size,
+                    "path": [h.hex() for h in p.path],
+                }
+                for p in ex.consistency
+            ]
+    doc = {"format": BUNDLE_FORMAT, "chains": chains}
+    (out / CHECKPOINTS_FILE).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    proofs = {"inclusion": inclusion, "consistency": consistency}
+    (out / PROOFS_FILE).write_text(json.dumps(proofs, indent=1) + "\n")
+    return out
+
+
+def pack_bundle(directory: str | os.PathLike[str], archive: str | os.PathLike[str]) -> Path:
+    """Pack a bundle directory into a gzip-compressed tar file."""
+    src, dst = Path(directory), Path(archive)
+    with tarfile.open(dst, "w:gz") as tar:
+        for name in (RECORDS_FILE, CHECKPOINTS_FILE, PROOFS_FILE):
+            if (src / name).exists():
+                tar.add(src / name, arcname=f"{src.name}/{name}")
+    return dst
+
+
+def build_proofs(
+    chain: str,
+    leaf_hashes: Sequence[bytes],
+    seqs: Iterable[int],
+    checkpoint_sizes: Iterable[int],
+    first_seq: int = 0,
+) -> tuple[list[InclusionProof], list[ConsistencyProof]]:
+    """Compute the proofs a subset export needs, from the chain's leaf hashes in memory.
+
+    Each row in ``seqs`` is proven against the largest checkpoint size, and
+    consistency proofs link consecutive checkpoint sizes. Raises
+    ``ValueError`` when a row is not covered by the largest checkpoint. Costs
+    O(n) hashing per proof; a store should rather serve proofs from stored
+    subtree nodes (see ``merkle.perfect_subtrees``).
+    """
+    sizes = sorted({s for s in checkpoint_sizes if s > 0})
+    inclusion = []
+    if sizes:
+        top = sizes[-1]
+        inclusion = [
+            InclusionProof(chain, seq, top, tuple(inclusion_proof(leaf_hashes, seq - first_seq, top))) for seq in seqs
+        ]
+    elif any(True for _ in seqs):
+        raise ValueError("rows can only be proven against a checkpoint")
+    consistency = [
+        ConsistencyProof(chain, a, b, tuple(consistency_proof(leaf_hashes, a, b))) for a, b in itertools.pairwise(sizes)
+    ]
+    return inclusion, consistency
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+
+
+class _Source:
+    """Opens the bundle's files from a directory or a tar archive."""
+
+    def __init__(self, path: Path) -> None:
+        self._dir: Path | None = None
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if path.is_dir():
+            self._dir = path
+        elif path.is_file():
+            try:
+                # Kept open while the bundle is read; closed by close().
+                self._tar = tarfile.open(path, "r:*")  # noqa: SIM115
+            except (tarfile.TarError, OSError) as exc:
+                raise BundleFormatError(f"{path} is neither a directory nor a tar archive") from exc
+            for info in self._tar.getmembers():
+                parts = Path(info.name).parts
+                if info.isfile() and 1 <= len(parts) <= 2:
+                    if parts[-1] in self._members:
+                        raise BundleFormatError(f"archive holds {parts[-1]} more than once")
+                    self._members[parts[-1]] = info
+        else:
+            raise BundleFormatError(f"{path} does not exist")
+
+    def exists(self, name: str) -> bool:
+        if self._dir is not None:
+            return (self._dir / name).is_file()
+        return name in self._members
+
+    def open(self, name: str) -> IO[bytes]:
+        if not self.exists(name):
+            raise BundleFormatError(f"bundle has no {name}")
+        if self._dir is not None:
+            return (self._dir / name).open("rb")
+        assert self._tar is not None
+        fh = self._tar.extractfile(self._members[name])
+        if fh is None:
+            raise BundleFormatError(f"cannot read {name} from the archive")
+        return fh
+
+    def load_json(self, name: str) -> Any:
+        with self.open(name) as fh:
+            try:
+                return json.load(fh)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BundleFormatError(f"{name} is not valid JSON: {exc}") from exc
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+
+class _BadRow(Exception):
+    """A records.jsonl line that cannot be turned into a ledger row."""
+
+
+def _hash_from_hex(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 2 * HASH_SIZE:
+        raise _BadRow(f"{what} is not {2 * HASH_SIZE} hex digits")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise _BadRow(f"{what} is not hex") from None
+
+
+def _path_from_hex(value: Any) -> tuple[bytes, ...] | None:
+    """A proof path, or None when it is not a list of 32-byte hex hashes."""
+    if not isinstance(value, list):
+        return None
+    try:
+        return tuple(_hash_from_hex(v, "proof element") for v in value)
+    except _BadRow:
+        return None
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return type(value) is int and value >= 0
+
+
+@dataclass(slots=True)
+class _Line:
+    lineno: int
+    chain: str | None
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+def _read_lines(fh: IO[bytes]) -> Iterator[_Line]:
+    chain: str | None = None
+    for lineno, raw in enumerate(fh, start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield _Line(lineno, chain, None, f"line {lineno}: not valid JSON ({exc.args[0]})")
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("chain"), str):
+            yield _Line(lineno, chain, None, f"line {lineno}: not a record object with a chain")
+            continue
+        chain = data["chain"]
+        yield _Line(lineno, chain, data)
+
+
+def _to_record(line: _Line) -> LedgerRecord:
+    if line.data is None:
+        raise _BadRow(line.error or f"line {line.lineno}: unreadable")
+    d = line.data
+    seq, event, event_id = d.get("seq"), d.get("event"), d.get("event_id")
+    if not _is_count(seq):
+        raise _BadRow(f"line {line.lineno}: seq is not a non-negative integer")
+    if not isinstance(event, dict):
+        raise _BadRow(f"line {line.lineno}: event is not a JSON object")
+    if not isinstance(event_id, str) or event.get("id") != event_id:
+        raise _BadRow(f"line {line.lineno}: event_id does not match the event's id")
+    try:
+        leaf = _hash_from_hex(d.get("leaf_hash"), "leaf_hash")
+        link = _hash_from_hex(d.get("chain_hash"), "chain_hash")
+        canonical = canonicalize(event)
+    except _BadRow as exc:
+        raise _BadRow(f"line {line.lineno}: {exc}") from None
+    except ValueError as exc:
+        raise _BadRow(f"line {line.lineno}: event has no canonical form ({exc})") from None
+    return LedgerRecord(str(line.chain), seq, event_id, canonical, leaf, link)
+
+
+@dataclass(slots=True)
+class _ChainState:
+    """Everything known about one chain before its rows are read."""
+
+    chain: str
+    origin: str
+    export: str
+    first_seq: int
+    trusted: dict[int, bytes] = field(default_factory=dict)  # size -> root
+    signed: list[SignedCheckpoint] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    first_bad_seq: int | None = None
+    records: int = 0
+    root: str | None = None
+    seen_records: bool = False
+
+    def problem(self, message: str, seq: int | None = None) -> None:
+        if seq is not None and (self.first_bad_seq is None or seq < self.first_bad_seq):
+            self.first_bad_seq = seq
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(message)
+        elif len(self.problems) == _MAX_PROBLEMS:
+            self.problems.append("further problems not listed")
+
+    def report(self) -> ChainReport:
+        return ChainReport(
+            chain=self.chain,
+            export=self.export,
+            ok=not self.problems,
+            records=self.records,
+            checkpoints=len(self.signed),
+            signed_size=max(self.trusted, default=0),
+            first_bad_seq=self.first_bad_seq,
+            problems=tuple(self.problems),
+            root=self.root,
+        )
+
+
+def _pick_key(signed: SignedCheckpoint, keys: Sequence[Ed25519PublicKey]) -> Ed25519PublicKey | None:
+    for key in keys:
+        if key_id(signed.key_name, key) == signed.key_id:
+            return key
+    return None
+
+
+def _load_chains(doc: Any, keys: Sequence[Ed25519PublicKey], bundle_problems: list[str]) -> dict[str, _ChainState]:
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise BundleFormatError(f"{CHECKPOINTS_FILE} is not a {BUNDLE_FORMAT} document")
+    chains_doc = doc.get("chains")
+    if not isinstance(chains_doc, dict):
+        raise BundleFormatError(f"{CHECKPOINTS_FILE} has no 'chains' object")
+    states: dict[str, _ChainState] = {}
+    for name, spec in chains_doc.items():
+        if not isinstance(spec, dict):
+            bundle_problems.append(f"chain {name!r}: description is not an object")
+            continue
+        origin, export = spec.get("origin"), spec.get("export")
+        first_seq, checkpoints = spec.get("first_seq", 0), spec.get("checkpoints")
+        if (
+            not isinstance(origin, str)
+            or export not in ("full", "subset")
+            or not _is_count(first_seq)
+            or not isinstance(checkpoints, list)
+        ):
+            bundle_problems.append(
+                f"chain {name!r}: needs origin, export ('full' or 'subset'), first_seq and a checkpoints list"
+            )
+            continue
+        state = _ChainState(name, origin, export, first_seq)
+        states[name] = state
+        for i, item in enumerate(checkpoints):
+            try:
+                signed = SignedCheckpoint.from_dict(item)
+            except CheckpointFormatError as exc:
+                state.problem(f"checkpoint #{i}: unreadable ({exc})")
+                continue
+            cp = signed.checkpoint
+            key = _pick_key(signed, keys)
+            if key is None or not verify_signature(signed, key):
+                state.problem(
+                    f"checkpoint at size {cp.size}: signature by {signed.key_name!r} is not valid for any trusted key"
+                )
+                continue
+            if cp.origin != origin:
+                state.problem(
+                    f"checkpoint at size {cp.size}: origin {cp.origin!r} is not the chain's origin {origin!r}"
+                )
+                continue
+            if state.trusted.setdefault(cp.size, cp.root) != cp.root:
+                state.problem(f"two validly signed checkpoints at size {cp.size} disagree: the log has forked")
+                continue
+            state.signed.append(signed)
+    return states
+
+
+def _load_proofs(
+    doc: Any, states: Mapping[str, _ChainState], bundle_problems: list[str]
+) -> tuple[dict[tuple[str, int], tuple[int, tuple[bytes, ...]]], list[ConsistencyProof]]:
+    inclusion: dict[tuple[str, int], tuple[int, tuple[bytes, ...]]] = {}
+    consistency: list[ConsistencyProof] = []
+    if not isinstance(doc, dict):
+        bundle_problems.append(f"{PROOFS_FILE} is not a JSON object")
+        return inclusion, consistency
+    for i, p in enumerate(doc.get("inclusion", [])):
+        path = _path_from_hex(p.get("path")) if isinstance(p, dict) else None
+        if (
+            path is None
+            or p.get("chain") not in states
+            or not _is_count(p.get("seq"))
+            or not _is_count(p.get("tree_size"))
+        ):
+            bundle_problems.append(f"inclusion proof #{i} is malformed or names an unknown chain")
+            continue
+        inclusion[(p["chain"], p["seq"])] = (p["tree_size"], path)
+    for i, p in enumerate(doc.get("consistency", [])):
+        path = _path_from_hex(p.get("path")) if isinstance(p, dict) else None
+        if (
+            path is None
+            or p.get("chain") not in states
+            or not _is_count(p.get("old_size"))
+            or not _is_count(p.get("new_size"))
+        ):
+            bundle_problems.append(f"consistency proof #{i} is malformed or names an unknown chain")
+            continue
+        consistency.append(ConsistencyProof(p["chain"], p["old_size"], p["new_size"], path))
+    return inclusion, consistency
+
+
+def _check_consistency(state: _ChainState, proofs: Sequence[ConsistencyProof]) -> None:
+    provided = {(p.old_size, p.new_size): p.path for p in proofs if p.chain == state.chain}
+    for (old, new), path in provided.items():
+        old_root, new_root = state.trusted.get(old), state.trusted.get(new)
+        if old_root is None or new_root is None:
+            state.problem(f"consistency proof {old} -> {new} does not join two trusted checkpoints")
+        elif not verify_consistency(old, new, old_root, new_root, path):
+            state.problem(f"checkpoints at sizes {old} and {new} are not consistent")
+    if state.export == "subset":
+        sizes = sorted(s for s in state.trusted if s > 0)
+        for old, new in itertools.pairwise(sizes):
+            if (old, new) not in provided:
+                state.problem(f"no consistency proof between checkpoints {old} and {new}")
+
+
+def _verify_full(state: _ChainState, lines: Iterable[_Line]) -> None:
+    bad: list[_BadRow] = []
+
+    def rows() -> Iterator[LedgerRecord]:
+        for line in lines:
+            try:
+                yield _to_record(line)
+            except _BadRow as exc:
+                bad.append(exc)
+                return
+
+    result = verify_chain(rows(), state.first_seq, [s.checkpoint for s in state.signed], chain=state.chain)
+    state.records = result.count
+    state.root = result.root.hex()
+    if bad:
+        state.problem(str(bad[0]), state.first_seq + result.count)
+    elif not result.ok:
+        state.problem(result.reason, result.first_bad_seq)
+
+
+def _verify_subset(
+    state: _ChainState,
+    lines: Iterable[_Line],
+    inclusion: Mapping[tuple[str, int], tuple[int, tuple[bytes, ...]]],
+) -> None:
+    prev: LedgerRecord | None = None
+    for line in lines:
+        try:
+            record = _to_record(line)
+        except _BadRow as exc:
+            state.problem(str(exc))
+            continue
+        seq = record.seq
+        if prev is not None and seq <= prev.seq:
+            state.problem(f"seq {seq} follows seq {prev.seq}: rows out of order", seq)
+        leaf = leaf_hash(record.canonical)
+        if leaf != record.leaf_hash:
+            state.problem(f"seq {seq}: event does not match its leaf hash", seq)
+            prev = None
+            continue
+        if seq == state.first_seq:
+            if record.chain_hash != chain_hash(GENESIS_CHAIN_HASH, leaf):
+                state.problem(f"seq {seq}: chain hash does not start from genesis", seq)
+        elif prev is not None and prev.seq == seq - 1 and record.chain_hash != chain_hash(prev.chain_hash, leaf):
+            state.problem(f"seq {seq}: chain hash does not follow from seq {seq - 1}", seq)
+        proof = inclusion.get((state.chain, seq))
+        if proof is None:
+            state.problem(f"seq {seq}: no inclusion proof", seq)
+        else:
+            size, path = proof
+            root = state.trusted.get(size)
+            if root is None:
+                state.problem(
+                    f"seq {seq}: inclusion proof targets size {size}, for which there is no trusted checkpoint",
+                    seq,
+                )
+            elif not verify_inclusion(leaf, seq - state.first_seq, size, path, root):
+                state.problem(f"seq {seq}: not included in the checkpoint at size {size}", seq)
+        state.records += 1
+        prev = record
+
+
+def verify_bundle(
+    path: str | os.PathLike[str],
+    public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey],
+) -> BundleReport:
+    """Verify the evidence bundle at ``path`` against trusted public key(s).
+
+    Returns a ``BundleReport``; ``ok`` is True only when every chain and
+    every proof checked out. Raises ``BundleFormatError`` when ``path`` is not
+    a readable bundle (missing files, not a directory or tar archive).
+    """
+    keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
+    source = _Source(Path(path))
+    try:
+        return _verify_source(source, keys)
+    except OSError as exc:
+        raise BundleFormatError(f"cannot read bundle: {exc}") from exc
+    finally:
+        source.close()
+
+
+def _verify_source(source: _Source, keys: Sequence[Ed25519PublicKey]) -> BundleReport:
+    problems: list[str] = []
+    states = _load_chains(source.load_json(CHECKPOINTS_FILE), keys, problems)
+    if source.exists(PROOFS_FILE):
+        inclusion, consistency = _load_proofs(source.load_json(PROOFS_FILE), states, problems)
+    else:
+        inclusion, consistency = {}, []
+    for described in states.values():
+        _check_consistency(described, consistency)
+
+    with source.open(RECORDS_FILE) as fh:
+        for chain, group in itertools.groupby(_read_lines(fh), key=lambda ln: ln.chain):
+            state = states.get(chain) if chain is not None else None
+            if state is None:
+                first = next(group)
+                problems.append(
+                    first.error
+                    if first.chain is None and first.error
+                    else f"line {first.lineno}: records of chain {chain!r}, which {CHECKPOINTS_FILE} does not describe"
+                )
+                continue
+            if state.seen_records:
+                state.problem("records of this chain are not contiguous in records.jsonl")
+                continue
+            state.seen_records = True
+            if state.export == "full":
+                _verify_full(state, group)
+            else:
+                _verify_subset(state, group, inclusion)
+
+    for described in states.values():
+        if described.export == "full" and not described.seen_records:
+            _verify_full(described, ())
+    reports = tuple(s.report() for s in states.values())
+    return BundleReport(
+        ok=not problems and all(r.ok for r in reports) and bool(reports),
+        chains=reports,
+        problems=tuple(problems) if reports else (*problems, "the bundle describes no chain"),
+    )
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+
+def _read_key_argument(value: str) -> Ed25519PublicKey:
+    candidate = Path(value)
+    data: bytes | str = candidate.read_bytes() if candidate.is_file() else value
+    return load_public_key(data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``verify --bundle PATH --public-key KEY [--public-key KEY…] [--json]``.
+
+    KEY is a file or a literal: PEM, base64 of the raw key, or a C2SP verifier
+    key. Returns 0 when the bundle verifies, 1 when it does not, 2 when it
+    cannot be read or a key cannot be loaded.
+    """
+    parser = argparse.ArgumentParser(prog="mloop audit verify", description="Verify an audit evidence bundle offline.")
+    parser.add_argument("--bundle", required=True, help="bundle directory or tar archive")
+    parser.add_argument(
+        "--public-key",
+        required=True,
+        action="append",
+        help="trusted Ed25519 key: file or literal (PEM, base64, or vkey); repeatable",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    try:
+        keys = [_read_key_argument(k) for k in args.public_key]
+    except (CheckpointFormatError, OSError) as exc:
+        print(f"cannot load public key: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_bundle(args.bundle, keys)
+    except BundleFormatError as exc:
+        print(f"cannot read bundle: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
