@@ -1,0 +1,713 @@
+"""Prediction and ground-truth loggers for serving systems.
+
+A serving call hands a record to :meth:`PredictionLogger.log` and goes on: the
+record is validated, put in a bounded in-memory buffer and returned from at
+once (or within ``max_block_ms`` when the buffer is full). A background sender
+batches records by size (``batch_size``) and by time (``linger_ms``) into
+``prediction-logged`` messages in the contract of the platform (CloudEvents
+headers, key = model) and publishes them with an idempotent producer
+(``acks=all``).
+
+Delivery, honestly stated:
+
+- within one producer session a retried send is never written twice (idempotence);
+- a batch whose send fails (broker unreachable beyond ``request_timeout_ms``) goes
+  back to the front of the buffer and is sent again by a fresh producer, so an
+  outage loses nothing that fits in the buffer. Only a send whose outcome is
+  unknown (the broker wrote it but the answer was lost) can be written twice;
+- when the buffer is full, ``log`` waits up to ``max_block_ms`` for the sender to
+  make room (only while the broker is reachable: during an outage no room comes,
+  so it does not wait), then the overflow policy drops a record (``drop-oldest``
+  by default, see :mod:`mloop.client._buffer`) and counts it in ``stats.dropped``.
+  Memory is bounded by ``buffer_capacity + max_in_flight * batch_size`` records;
+- :meth:`close` flushes what is buffered; whatever cannot be delivered within
+  its timeout is counted as dropped and logged.
+
+Use :class:`PredictionLogger` inside an asyncio application and
+:class:`SyncPredictionLogger` from threads (it runs its own event loop in a
+daemon thread). :class:`GroundTruthLogger` / :class:`SyncGroundTruthLogger`
+do the same for ``ground-truth-logged``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from mloop.client._buffer import OverflowPolicy, RecordBuffer
+from mloop.client._exceptions import LoggerClosed
+from mloop.contracts.envelope import encode, new_event
+from mloop.contracts.payloads import (
+    MAX_RECORDS_PER_MESSAGE,
+    GroundTruthLogged,
+    GroundTruthRecord,
+    Payload,
+    PredictionLogged,
+    PredictionRecord,
+)
+
+__all__ = [
+    "GroundTruthLogger",
+    "LoggerStats",
+    "PredictionLogger",
+    "SyncGroundTruthLogger",
+    "SyncPredictionLogger",
+]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=BaseModel)
+_SIMPLE = (int, float, str, bool, type(None))
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoggerStats:
+    """Counters of a logger. ``accepted = delivered + dropped + pending`` once sends settle."""
+
+    accepted: int
+    delivered: int
+    dropped: int
+    pending: int
+    messages: int
+    send_failures: int
+    connected: bool
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "pending": self.pending,
+            "messages": self.messages,
+            "send_failures": self.send_failures,
+            "connected": self.connected,
+        }
+
+
+ProducerFactory = Callable[..., Any]
+
+
+class _KafkaLogger(Generic[R]):
+    """Buffer + batching sender shared by both loggers."""
+
+    topic: ClassVar[str]
+    payload_type: ClassVar[type[Payload]]
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        model: str,
+        *,
+        topic_prefix: str = "",
+        source: str = "/mloop/sdk",
+        actor: str | None = None,
+        batch_size: int = 500,
+        linger_ms: float = 50.0,
+        buffer_capacity: int = 100_000,
+        overflow: OverflowPolicy = "drop-oldest",
+        max_block_ms: float = 5.0,
+        request_timeout_ms: int = 10_000,
+        max_in_flight: int = 4,
+        producer_options: Mapping[str, Any] | None = None,
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_RECORDS_PER_MESSAGE:
+            raise ValueError(f"batch_size must be within 1..{MAX_RECORDS_PER_MESSAGE}")
+        if linger_ms < 0 or max_block_ms < 0:
+            raise ValueError("linger_ms and max_block_ms must be >= 0")
+        self.bootstrap_servers = bootstrap_servers
+        self.model = model
+        self.topic_prefix = topic_prefix
+        self.source = source
+        self.actor = actor
+        self.batch_size = batch_size
+        self.linger_s = linger_ms / 1000.0
+        self.max_block_s = max_block_ms / 1000.0
+        self.request_timeout_ms = request_timeout_ms
+        self.max_in_flight = max(1, max_in_flight)
+        self._producer_options = dict(producer_options or {})
+        self._producer_factory = producer_factory
+        self._buffer: RecordBuffer[tuple[str, R]] = RecordBuffer(
+            buffer_capacity, overflow, ready_at=batch_size, on_ready=self._wake
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._event: asyncio.Event | None = None
+        self._room = asyncio.Event()  # set by the sender whenever it takes records
+        self._task: asyncio.Task[None] | None = None
+        self._producer: Any = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight_records = 0
+        self._needs_reset = False
+        self._closing = False
+        self._closed = False
+        self._flushing = 0
+        self.delivered = 0
+        self.messages = 0
+        self.send_failures = 0
+        self.last_error: BaseException | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Start the background sender. Returns at once: the broker need not be reachable yet."""
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._event = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"mloop-{self.topic}-sender")
+        if len(self._buffer):
+            self._event.set()
+
+    async def close(self, timeout_s: float = 30.0) -> LoggerStats:
+        """Flush what is buffered and stop; records not delivered within ``timeout_s`` are dropped.
+
+        Returns the final counters. Idempotent.
+        """
+        if self._closed:
+            return self.stats
+        self._closing = True
+        self._wake()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sender never raises; defensive
+                log.error("logger sender failed: %r", exc)
+        for t in list(self._in_flight):
+            t.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        abandoned = self._buffer.discard_all()
+        if abandoned:
+            log.warning("%s: %d records could not be delivered before close; counted as dropped", self.topic, abandoned)
+        await self._stop_producer()
+        self._closed = True
+        return self.stats
+
+    async def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything logged so far is delivered; False when ``timeout_s`` passed first."""
+        self._flushing += 1  # send partial batches without lingering
+        self._wake()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while self.pending:
+                if loop.time() > deadline:
+                    return False
+                await asyncio.sleep(0.005)
+            return True
+        finally:
+            self._flushing -= 1
+
+    async def __aenter__(self) -> _KafkaLogger[R]:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def pending(self) -> int:
+        """Records buffered or being sent."""
+        return len(self._buffer) + self._in_flight_records
+
+    @property
+    def dropped(self) -> int:
+        return self._buffer.dropped
+
+    @property
+    def stats(self) -> LoggerStats:
+        return LoggerStats(
+            accepted=self._buffer.accepted,
+            delivered=self.delivered,
+            dropped=self._buffer.dropped,
+            pending=self.pending,
+            messages=self.messages,
+            send_failures=self.send_failures,
+            connected=self._draining,
+        )
+
+    # ------------------------------------------------------------------ input
+    def _put(self, model: str | None, record: R, max_block_s: float) -> bool:
+        if self._closing:
+            raise LoggerClosed(f"the {self.topic} logger is closed")
+        # Waiting for room only helps while the sender drains; during an outage it would
+        # slow every serving call by max_block_ms for nothing.
+        wait = max_block_s if self._draining else 0.0
+        return self._buffer.put((model or self.model, record), wait)
+
+    @property
+    def _draining(self) -> bool:
+        return self._producer is not None and not self._needs_reset
+
+    async def _put_async(self, model: str | None, record: R) -> bool:
+        # Never block the event loop: the sender runs on it. Poll for room instead.
+        if len(self._buffer) >= self._buffer.capacity and self.max_block_s > 0 and self._draining:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_block_s
+            while len(self._buffer) >= self._buffer.capacity:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), left)
+        return self._put(model, record, 0.0)
+
+    def _wake(self) -> None:
+        loop, event = self._loop, self._event
+        if loop is None or event is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(event.set)
+
+    # ------------------------------------------------------------------ sender
+    def _payload(self, model: str, records: list[R]) -> Payload:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        assert self._event is not None
+        event = self._event
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while True:
+            if self._needs_reset:
+                await self._reset_producer(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if not len(self._buffer):
+                if self._closing and not self._in_flight:
+                    return
+                event.clear()
+                if not len(self._buffer):
+                    if self._closing:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await event.wait()
+                continue
+            # Linger: let a batch fill up, unless it is full already or we are closing.
+            deadline = loop.time() + self.linger_s
+            while len(self._buffer) < self.batch_size and not (self._closing or self._flushing):
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                event.clear()
+                if len(self._buffer) >= self.batch_size:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), left)
+            if self._producer is None:
+                try:
+                    await self._start_producer()
+                    backoff = 0.1
+                except Exception as exc:
+                    self.last_error = exc
+                    log.debug("%s: broker not reachable (%r); retrying in %.1fs", self.topic, exc, backoff)
+                    await self._sleep_or_wake(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+            items = self._buffer.take(self.batch_size)
+            if not items:
+                continue
+            self._room.set()
+            by_model: dict[str, list[R]] = {}
+            for model, rec in items:
+                by_model.setdefault(model, []).append(rec)
+            for model, recs in by_model.items():
+                self._in_flight_records += len(recs)
+                try:
+                    fut = await self._send(model, recs)
+                except Exception as exc:
+                    self._in_flight_records -= len(recs)
+                    self._fail(recs, model, exc)
+                    continue
+                task = asyncio.ensure_future(self._await_delivery(fut, model, recs))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            while len(self._in_flight) >= self.max_in_flight:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _send(self, model: str, records: list[R]) -> asyncio.Future[Any]:
+        payload = self._payload(model, records)
+        event = new_event(self.topic, payload, source=self.source, actor=self.actor)
+        rec = encode(event, topic_prefix=self.topic_prefix)
+        fut: asyncio.Future[Any] = await self._producer.send(
+            rec.topic, value=rec.value, key=rec.key, headers=rec.headers
+        )
+        return fut
+
+    async def _await_delivery(self, fut: asyncio.Future[Any], model: str, records: list[R]) -> None:
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._in_flight_records -= len(records)
+            self._buffer.dropped += len(records)  # abandoned on close: outcome unknown
+            raise
+        except Exception as exc:
+            self._in_flight_records -= len(records)
+            self._fail(records, model, exc)
+            return
+        self._in_flight_records -= len(records)
+        self.delivered += len(records)
+        self.messages += 1
+
+    def _fail(self, records: list[R], model: str, exc: BaseException) -> None:
+        self.send_failures += 1
+        self.last_error = exc
+        self._needs_reset = True
+        dropped = self._buffer.requeue((model, r) for r in records)
+        self._wake()
+        log.warning(
+            "%s: sending %d records failed (%r); requeued%s",
+            self.topic,
+            len(records),
+            exc,
+            f", {dropped} dropped by the overflow policy" if dropped else "",
+        )
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        assert self._event is not None
+        self._event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+    def _new_producer(self) -> Any:
+        opts: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": "mloop-sdk",
+            "enable_idempotence": True,
+            "acks": "all",
+            "linger_ms": 5,
+            "max_request_size": _MAX_MESSAGE_BYTES,
+            "max_batch_size": 1024 * 1024,
+            "request_timeout_ms": self.request_timeout_ms,
+            **self._producer_options,
+        }
+        if self._producer_factory is not None:
+            return self._producer_factory(**opts)
+        from aiokafka import AIOKafkaProducer
+
+        return AIOKafkaProducer(**opts)
+
+    async def _start_producer(self) -> None:
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+            raise
+        self._producer = producer
+
+    async def _stop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+
+    async def _reset_producer(self, backoff: float) -> None:
+        # A failed batch may leave the idempotent producer's sequence numbers out of step:
+        # settle what is in flight, then start over with a fresh producer id.
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._stop_producer()
+        self._needs_reset = False
+        await self._sleep_or_wake(backoff)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays to Python values."""
+    if isinstance(value, _SIMPLE):
+        return value
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        return tolist()
+    return value
+
+
+def _clean_features(features: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(features)
+    for k, v in out.items():
+        if not isinstance(v, _SIMPLE):
+            out[k] = _plain(v)
+    return out
+
+
+def _prediction_record(
+    request_id: str,
+    version: str,
+    features: Mapping[str, Any],
+    prediction: Any,
+    timestamp: datetime | None,
+    latency_ms: float | None,
+    error: str | None,
+) -> PredictionRecord:
+    feats = _clean_features(features)
+    pred = _plain(prediction)
+    if isinstance(pred, int) and not isinstance(pred, bool):
+        pred = float(pred)
+    ts = timestamp or _now()
+    fast = (
+        isinstance(request_id, str)
+        and 0 < len(request_id) <= 256
+        and isinstance(version, str)
+        and 0 < len(version) <= 64
+        and isinstance(ts, datetime)
+        and all(isinstance(k, str) and isinstance(v, _SIMPLE) for k, v in feats.items())
+        and (
+            isinstance(pred, float | str | type(None))
+            or (isinstance(pred, list) and all(isinstance(x, float | int) and not isinstance(x, bool) for x in pred))
+        )
+        and (latency_ms is None or (isinstance(latency_ms, float | int) and latency_ms >= 0))
+        and (error is None or (isinstance(error, str) and len(error) <= 128))
+    )
+    if fast:
+        return PredictionRecord.model_construct(
+            request_id=request_id,
+            version=version,
+            timestamp=ts,
+            features=feats,
+            prediction=[float(x) for x in pred] if isinstance(pred, list) else pred,
+            latency_ms=None if latency_ms is None else float(latency_ms),
+            error=error,
+        )
+    # The slow path raises pydantic.ValidationError (a ValueError) naming the bad field.
+    return PredictionRecord(
+        request_id=request_id,
+        version=version,
+        timestamp=ts,
+        features=feats,
+        prediction=pred,
+        latency_ms=latency_ms,
+        error=error,
+    )
+
+
+class PredictionLogger(_KafkaLogger[PredictionRecord]):
+    """Logs predictions to ``prediction-logged`` from an asyncio application.
+
+    ::
+
+        async with PredictionLogger("127.0.0.1:9092", "credit-risk") as logger:
+            await logger.log("r-1", version="3", features={"age": 41}, prediction=0.83)
+
+    Keyword options (all optional): ``topic_prefix``; ``batch_size`` records per
+    message (500) and ``linger_ms`` to wait for a batch to fill (50);
+    ``buffer_capacity`` records held while the broker is slow or down (100,000)
+    and the ``overflow`` policy beyond it (``"drop-oldest"`` or
+    ``"drop-newest"``); ``max_block_ms``, the most a ``log`` call waits for room
+    in a full buffer (5); ``request_timeout_ms`` before a send counts as failed;
+    ``producer_options`` passed to ``AIOKafkaProducer`` (SASL/TLS settings).
+    """
+
+    topic = "prediction-logged"
+    payload_type = PredictionLogged
+
+    async def log(
+        self,
+        request_id: str,
+        *,
+        version: str,
+        features: Mapping[str, Any],
+        prediction: Any,
+        timestamp: datetime | None = None,
+        latency_ms: float | None = None,
+        error: str | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """Buffer one prediction; returns within ``max_block_ms``.
+
+        Returns False when this record was dropped (full buffer, ``drop-newest``).
+        Raises ``ValueError`` for an invalid record and :class:`LoggerClosed` after close.
+        """
+        rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
+        return await self._put_async(model, rec)
+
+    def log_nowait(
+        self,
+        request_id: str,
+        *,
+        version: str,
+        features: Mapping[str, Any],
+        prediction: Any,
+        timestamp: datetime | None = None,
+        latency_ms: float | None = None,
+        error: str | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """Like :meth:`log` but never waits: a full buffer applies the overflow policy at once."""
+        rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
+        return self._put(model, rec, 0.0)
+
+    def _payload(self, model: str, records: list[PredictionRecord]) -> Payload:
+        return PredictionLogged.model_construct(model=model, records=records)
+
+
+def _ground_truth_record(request_id: str, label: Any, timestamp: datetime | None) -> GroundTruthRecord:
+    lab = _plain(label)
+    ts = timestamp or _now()
+    if (
+        isinstance(request_id, str)
+        and 0 < len(request_id) <= 256
+        and isinstance(lab, int | float | str | bool)
+        and isinstance(ts, datetime)
+    ):
+        return GroundTruthRecord.model_construct(request_id=request_id, label=lab, timestamp=ts)
+    return GroundTruthRecord(request_id=request_id, label=lab, timestamp=ts)
+
+
+class GroundTruthLogger(_KafkaLogger[GroundTruthRecord]):
+    """Logs observed labels to ``ground-truth-logged``; same options as :class:`PredictionLogger`."""
+
+    topic = "ground-truth-logged"
+    payload_type = GroundTruthLogged
+
+    async def log(
+        self, request_id: str, label: Any, *, timestamp: datetime | None = None, model: str | None = None
+    ) -> bool:
+        """Buffer one label for ``request_id``; returns within ``max_block_ms``."""
+        return await self._put_async(model, _ground_truth_record(request_id, label, timestamp))
+
+    def log_nowait(
+        self, request_id: str, label: Any, *, timestamp: datetime | None = None, model: str | None = None
+    ) -> bool:
+        return self._put(model, _ground_truth_record(request_id, label, timestamp), 0.0)
+
+    def _payload(self, model: str, records: list[GroundTruthRecord]) -> Payload:
+        return GroundTruthLogged.model_construct(model=model, records=records)
+
+
+# --------------------------------------------------------------------------- sync wrappers
+
+L = TypeVar("L", bound=_KafkaLogger[Any])
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class _SyncLogger(Generic[L]):
+    _inner: L
+
+    def __init__(self, inner: L) -> None:
+        self._inner = inner
+        self._thread = _LoopThread(f"mloop-{inner.topic}-logger")
+        self._thread.run(inner.start())
+
+    @property
+    def stats(self) -> LoggerStats:
+        return self._inner.stats
+
+    @property
+    def pending(self) -> int:
+        return self._inner.pending
+
+    @property
+    def dropped(self) -> int:
+        return self._inner.dropped
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Block until everything logged so far is delivered; False on timeout."""
+        return self._thread.run(self._inner.flush(timeout_s))
+
+    def close(self, timeout_s: float = 30.0) -> LoggerStats:
+        """Flush, stop the sender and its thread; returns the final counters."""
+        if self._inner._closed:
+            return self._inner.stats
+        stats = self._thread.run(self._inner.close(timeout_s))
+        self._thread.stop()
+        return stats
+
+    def __enter__(self) -> _SyncLogger[L]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SyncPredictionLogger(_SyncLogger[PredictionLogger]):
+    """:class:`PredictionLogger` for threaded code; ``log`` blocks at most ``max_block_ms``.
+
+    Takes the same arguments as :class:`PredictionLogger`. Thread-safe.
+    """
+
+    def __init__(self, bootstrap_servers: str, model: str, **options: Any) -> None:
+        super().__init__(PredictionLogger(bootstrap_servers, model, **options))
+
+    def log(
+        self,
+        request_id: str,
+        *,
+        version: str,
+        features: Mapping[str, Any],
+        prediction: Any,
+        timestamp: datetime | None = None,
+        latency_ms: float | None = None,
+        error: str | None = None,
+        model: str | None = None,
+    ) -> bool:
+        """Buffer one prediction; see :meth:`PredictionLogger.log`."""
+        rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
+        return self._inner._put(model, rec, self._inner.max_block_s)
+
+    def log_many(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Log several predictions (each a mapping of :meth:`log`'s arguments); returns how many were kept."""
+        return sum(self.log(**r) for r in records)
+
+
+class SyncGroundTruthLogger(_SyncLogger[GroundTruthLogger]):
+    """:class:`GroundTruthLogger` for threaded code."""
+
+    def __init__(self, bootstrap_servers: str, model: str, **options: Any) -> None:
+        super().__init__(GroundTruthLogger(bootstrap_servers, model, **options))
+
+    def log(self, request_id: str, label: Any, *, timestamp: datetime | None = None, model: str | None = None) -> bool:
+        """Buffer one label; returns within ``max_block_ms``."""
+        return self._inner._put(model, _ground_truth_record(request_id, label, timestamp), self._inner.max_block_s)

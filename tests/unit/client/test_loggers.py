@@ -1,0 +1,230 @@
+"""PredictionLogger / GroundTruthLogger batching, backpressure and counters, with a fake producer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mloop.client import (
+    GroundTruthLogger,
+    LoggerClosed,
+    PredictionLogger,
+    SyncPredictionLogger,
+)
+from mloop.contracts.envelope import decode
+
+
+class FakeBroker:
+    """What the fake producers write to; ``up`` and ``fail_sends`` simulate outages."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.fail_sends = False
+        self.messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.producers: list[FakeProducer] = []
+
+    def factory(self, **opts: Any) -> FakeProducer:
+        p = FakeProducer(self, opts)
+        self.producers.append(p)
+        return p
+
+    def records(self) -> list[dict[str, Any]]:
+        return [r for _, _, value, _ in self.messages for r in json.loads(value)["records"]]
+
+
+class FakeProducer:
+    def __init__(self, broker: FakeBroker, opts: dict[str, Any]) -> None:
+        self.broker = broker
+        self.opts = opts
+
+    async def start(self) -> None:
+        if not self.broker.up:
+            raise ConnectionError("broker down")
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broker.fail_sends or not self.broker.up:
+            fut.set_exception(TimeoutError("request timed out"))
+        else:
+            self.broker.messages.append((topic, key, value, headers))
+            fut.set_result(None)
+        return fut
+
+
+def _logger(broker: FakeBroker, **opts: Any) -> PredictionLogger:
+    return PredictionLogger("fake:9092", "credit-risk", producer_factory=broker.factory, **opts)
+
+
+async def _log_n(logger: PredictionLogger, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        await logger.log(f"r-{i}", version="1", features={"age": 30 + i % 10, "region": "north"}, prediction=0.5)
+
+
+async def test_records_are_batched_by_size_into_contract_messages_with_cloudevents_headers() -> None:
+    broker = FakeBroker()
+    async with _logger(broker, batch_size=100, linger_ms=10_000, topic_prefix="p.") as logger:
+        await _log_n(logger, 250)
+        assert await logger.flush(5)
+    sizes = [len(json.loads(v)["records"]) for _, _, v, _ in broker.messages]
+    assert sizes == [100, 100, 50]  # the last one sent by the flush on close
+    topic, key, value, headers = broker.messages[0]
+    assert topic == "p.prediction-logged"
+    assert key == b"credit-risk"
+    event = decode("prediction-logged", key, value, headers)
+    assert event.type == "dev.mloop.prediction-logged.v1"
+    assert event.data.model == "credit-risk"
+    assert event.data.records[0].request_id == "r-0"
+    assert logger.stats.delivered == 250
+    assert logger.stats.messages == 3
+
+
+async def test_a_partial_batch_is_sent_after_the_linger_time() -> None:
+    broker = FakeBroker()
+    async with _logger(broker, batch_size=1000, linger_ms=30) as logger:
+        await _log_n(logger, 10)
+        await asyncio.sleep(0.3)
+        assert len(broker.messages) == 1
+        assert logger.stats.delivered == 10
+        assert logger.pending == 0
+
+
+async def test_the_producer_is_idempotent_with_acks_all() -> None:
+    broker = FakeBroker()
+    async with _logger(broker) as logger:
+        await _log_n(logger, 1)
+    opts = broker.producers[0].opts
+    assert opts["enable_idempotence"] is True
+    assert opts["acks"] == "all"
+
+
+async def test_while_the_broker_is_down_log_returns_within_its_bound_and_the_buffer_stays_bounded() -> None:
+    broker = FakeBroker()
+    broker.up = False
+    logger = _logger(broker, buffer_capacity=1000, max_block_ms=2, batch_size=100)
+    await logger.start()
+    worst = 0.0
+    for i in range(3000):
+        began = time.perf_counter()
+        await logger.log(f"r-{i}", version="1", features={"x": 1.0}, prediction=0.1)
+        worst = max(worst, time.perf_counter() - began)
+    assert worst < 0.05
+    assert logger.pending <= 1000
+    assert logger.stats.dropped == 2000
+    assert logger.stats.accepted == 3000
+    # The broker comes back: everything buffered is delivered, the newest records (drop-oldest).
+    broker.up = True
+    assert await logger.flush(10)
+    stats = await logger.close()
+    assert stats.delivered == 1000
+    ids = {r["request_id"] for r in broker.records()}
+    assert ids == {f"r-{i}" for i in range(2000, 3000)}
+    assert stats.accepted == stats.delivered + stats.dropped
+
+
+async def test_failed_sends_are_requeued_and_delivered_once_the_broker_recovers() -> None:
+    broker = FakeBroker()
+    logger = _logger(broker, batch_size=50, linger_ms=1)
+    await logger.start()
+    broker.fail_sends = True
+    await _log_n(logger, 200)
+    await asyncio.sleep(0.3)
+    assert logger.stats.send_failures >= 1
+    assert logger.stats.delivered == 0
+    broker.fail_sends = False
+    assert await logger.flush(10)
+    await logger.close()
+    ids = [r["request_id"] for r in broker.records()]
+    assert sorted(ids) == sorted(f"r-{i}" for i in range(200))  # each exactly once
+    assert logger.stats.dropped == 0
+
+
+async def test_close_counts_what_could_not_be_delivered_as_dropped() -> None:
+    broker = FakeBroker()
+    broker.up = False
+    logger = _logger(broker)
+    await logger.start()
+    await _log_n(logger, 30)
+    stats = await logger.close(timeout_s=0.3)
+    assert stats.delivered == 0
+    assert stats.dropped == 30
+    assert stats.pending == 0
+
+
+async def test_log_after_close_raises() -> None:
+    broker = FakeBroker()
+    logger = _logger(broker)
+    await logger.start()
+    await logger.close()
+    with pytest.raises(LoggerClosed):
+        await logger.log("r-1", version="1", features={}, prediction=0.1)
+
+
+async def test_an_invalid_record_is_refused_at_once_naming_the_field() -> None:
+    broker = FakeBroker()
+    async with _logger(broker) as logger:
+        with pytest.raises(ValueError, match="features"):
+            await logger.log("r-1", version="1", features={"x": object()}, prediction=0.1)
+        with pytest.raises(ValueError, match="request_id"):
+            await logger.log("", version="1", features={}, prediction=0.1)
+    assert logger.stats.accepted == 0
+
+
+async def test_numpy_values_are_logged_as_plain_numbers() -> None:
+    broker = FakeBroker()
+    async with _logger(broker) as logger:
+        await logger.log(
+            "r-1",
+            version="1",
+            features={"age": np.int64(41), "income": np.float32(5.5)},
+            prediction=np.array([0.2, 0.8]),
+        )
+    (rec,) = broker.records()
+    assert rec["features"] == {"age": 41, "income": 5.5}
+    assert rec["prediction"] == [0.2, 0.8]
+
+
+async def test_records_of_several_models_go_in_separate_messages_keyed_by_model() -> None:
+    broker = FakeBroker()
+    async with _logger(broker, batch_size=10, linger_ms=1) as logger:
+        for i in range(4):
+            await logger.log(f"r-{i}", version="1", features={}, prediction=0.1, model="a" if i % 2 else "b")
+    keys = sorted(k for _, k, _, _ in broker.messages if k is not None)
+    assert keys == [b"a", b"b"]
+
+
+async def test_ground_truth_is_logged_to_its_topic() -> None:
+    broker = FakeBroker()
+    async with GroundTruthLogger("fake:9092", "credit-risk", producer_factory=broker.factory) as logger:
+        await logger.log("r-1", 1)
+        await logger.log("r-2", "yes")
+    topic, key, value, headers = broker.messages[0]
+    assert topic == "ground-truth-logged"
+    event = decode("ground-truth-logged", key, value, headers)
+    assert [r.label for r in event.data.records] == [1, "yes"]
+
+
+def test_the_sync_logger_blocks_at_most_max_block_ms_and_delivers_on_close() -> None:
+    broker = FakeBroker()
+    broker.up = False
+    logger = SyncPredictionLogger(
+        "fake:9092", "credit-risk", producer_factory=broker.factory, buffer_capacity=100, max_block_ms=3
+    )
+    worst = 0.0
+    for i in range(300):
+        began = time.perf_counter()
+        logger.log(f"r-{i}", version="1", features={"x": i}, prediction=0.5)
+        worst = max(worst, time.perf_counter() - began)
+    assert worst < 0.05
+    assert logger.pending <= 100
+    broker.up = True
+    stats = logger.close(timeout_s=10)
+    assert stats.delivered == 100
+    assert stats.dropped == 200
