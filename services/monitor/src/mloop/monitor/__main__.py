@@ -1,0 +1,3 @@
+from mloop.monitor.main import main
+
+main()

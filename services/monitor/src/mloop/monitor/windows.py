@@ -1,0 +1,397 @@
+"""Window state: traffic counted into the reference's bins, pane by pane.
+
+A window is a run of *panes*. A tumbling window is one pane; a sliding
+window of ``k`` panes advances one pane at a time. Each pane holds, per
+feature, counts in the reference's bins (numeric) or categories
+(categorical), missing/invalid/type-error/out-of-range counts, moments and
+a bounded sample: compact, mergeable and independent of how the traffic was
+split into batches, so a restart that re-reads from the stored offsets
+rebuilds exactly the same panes.
+
+The sample is a bottom-k sample: every row gets a pseudo-random priority
+from its position in the pane, and a feature keeps the values of the ``k``
+rows of lowest priority. That is a uniform sample without replacement whose
+content depends only on the rows, not on batch boundaries.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mloop.stats.profile import (
+    CategoricalProfile,
+    FeatureProfile,
+    Moments,
+    NumericProfile,
+    ReferenceProfile,
+    Reservoir,
+)
+
+__all__ = [
+    "CategoricalCounts",
+    "FeatureCounts",
+    "NumericCounts",
+    "Pane",
+    "category_key",
+    "numeric_column",
+    "window_profile",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _priorities(seed: int, positions: npt.NDArray[np.int64]) -> FloatArray:
+    """SplitMix64 of ``seed`` and each position, as floats in [0, 1)."""
+    with np.errstate(over="ignore"):
+        z = positions.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _b64(arr: FloatArray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f8").tobytes()).decode()
+
+
+def _unb64(text: str) -> FloatArray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f8").astype(np.float64)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """One batch of a numeric feature: finite values (NaN where not), and why not."""
+
+    values: FloatArray
+    missing: int
+    invalid: int
+    type_errors: int
+
+
+def numeric_column(raw: Sequence[Any]) -> NumericColumn:
+    """Convert served values to floats, telling missing, NaN/inf and wrong types apart.
+
+    ``None`` is missing; NaN and ±inf are invalid values; strings that do not
+    parse as numbers are type errors. All three become NaN (missing) for drift.
+    """
+    n_none = sum(1 for v in raw if v is None)
+    try:
+        x = np.array(raw, dtype=np.float64)
+        type_errors = 0
+    except (TypeError, ValueError):
+        x = np.empty(len(raw), dtype=np.float64)
+        type_errors = 0
+        for i, v in enumerate(raw):
+            if v is None:
+                x[i] = np.nan
+            elif isinstance(v, int | float):
+                x[i] = float(v)
+            else:
+                try:
+                    x[i] = float(v)
+                except (TypeError, ValueError):
+                    x[i] = np.nan
+                    type_errors += 1
+    finite = np.isfinite(x)
+    not_finite = int(x.size - np.count_nonzero(finite))
+    invalid = not_finite - n_none - type_errors
+    if not_finite:
+        x = np.where(finite, x, np.nan)
+    return NumericColumn(x, n_none, max(invalid, 0), type_errors)
+
+
+def category_key(value: Any) -> str | None:
+    """The category a served value stands for: integral floats as integers, ``None`` missing."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- accumulators
+
+
+@dataclass
+class NumericCounts:
+    """A numeric feature's share of one pane, in the reference's bins."""
+
+    counts: IntArray
+    missing: int = 0
+    invalid: int = 0
+    type_errors: int = 0
+    out_of_range: int = 0
+    moments: Moments = field(default_factory=Moments)
+    sample_priority: FloatArray = field(default_factory=lambda: np.empty(0))
+    sample_values: FloatArray = field(default_factory=lambda: np.empty(0))
+
+    @classmethod
+    def empty(cls, ref: NumericProfile) -> NumericCounts:
+        return cls(np.zeros(ref.counts.size, dtype=np.int64))
+
+    def add(
+        self,
+        ref: NumericProfile,
+        col: NumericColumn,
+        priorities: FloatArray,
+        sample_size: int,
+        range_margin: float,
+    ) -> None:
+        finite_mask = ~np.isnan(col.values)
+        finite = col.values[finite_mask]
+        idx = np.searchsorted(ref.cuts, finite, side="right")
+        self.counts = self.counts + np.bincount(idx, minlength=self.counts.size).astype(np.int64)
+        self.missing += col.missing
+        self.invalid += col.invalid
+        self.type_errors += col.type_errors
+        self.moments = self.moments.merge(Moments.of(finite))
+        lo, hi = ref.moments.min, ref.moments.max
+        if ref.moments.n and math.isfinite(lo) and math.isfinite(hi):
+            margin = range_margin * max(hi - lo, abs(hi), abs(lo), 1e-12)
+            self.out_of_range += int(np.count_nonzero((finite < lo - margin) | (finite > hi + margin)))
+        if sample_size > 0 and finite.size:
+            prio = np.concatenate([self.sample_priority, priorities[finite_mask]])
+            vals = np.concatenate([self.sample_values, finite])
+            if prio.size > sample_size:
+                keep = np.argpartition(prio, sample_size - 1)[:sample_size]
+                keep.sort()
+                prio, vals = prio[keep], vals[keep]
+            self.sample_priority, self.sample_values = prio, vals
+
+    def merge_into(self, other: NumericCounts | None) -> NumericCounts:
+        if other is None:
+            return self
+        prio = np.concatenate([other.sample_priority, self.sample_priority])
+        vals = np.concatenate([other.sample_values, self.sample_values])
+        return NumericCounts(
+            other.counts + self.counts,
+            other.missing + self.missing,
+            other.invalid + self.invalid,
+            other.type_errors + self.type_errors,
+            other.out_of_range + self.out_of_range,
+            other.moments.merge(self.moments),
+            prio,
+            vals,
+        )
+
+    @property
+    def total(self) -> int:
+        return int(self.moments.n + self.missing + self.invalid + self.type_errors)
+
+    def profile(self, ref: NumericProfile, sample_size: int) -> NumericProfile:
+        """This window as a stats profile, comparable with ``ref``."""
+        prio, vals = self.sample_priority, self.sample_values
+        if vals.size > sample_size > 0:
+            keep = np.sort(np.argpartition(prio, sample_size - 1)[:sample_size])
+            vals = vals[keep]
+        return NumericProfile(
+            ref.cuts,
+            self.counts.copy(),
+            self.missing + self.invalid + self.type_errors,
+            self.moments,
+            Reservoir(max(sample_size, int(vals.size), 1), self.moments.n, vals.copy()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "numeric",
+            "counts": self.counts.tolist(),
+            "missing": self.missing,
+            "invalid": self.invalid,
+            "type_errors": self.type_errors,
+            "out_of_range": self.out_of_range,
+            "moments": [self.moments.n, self.moments.mean, self.moments.m2,
+                        self.moments.min if self.moments.n else None,
+                        self.moments.max if self.moments.n else None],
+            "sp": _b64(self.sample_priority),
+            "sv": _b64(self.sample_values),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NumericCounts:
+        n, mean, m2, lo, hi = d["moments"]
+        moments = Moments(n, mean, m2, lo, hi) if n else Moments()
+        return cls(
+            np.asarray(d["counts"], dtype=np.int64),
+            d["missing"], d["invalid"], d["type_errors"], d["out_of_range"], moments,
+            _unb64(d["sp"]), _unb64(d["sv"]),
+        )
+
+
+@dataclass
+class CategoricalCounts:
+    """A categorical feature's share of one pane, in the reference's categories."""
+
+    counts: IntArray
+    other: int = 0
+    missing: int = 0
+
+    @classmethod
+    def empty(cls, ref: CategoricalProfile) -> CategoricalCounts:
+        return cls(np.zeros(len(ref.categories), dtype=np.int64))
+
+    def add(self, index: Mapping[str, int], raw: Sequence[Any]) -> None:
+        other_slot = len(index)
+        codes = [
+            -1 if k is None else index.get(k, other_slot)
+            for k in (v if type(v) is str else category_key(v) for v in raw)
+        ]
+        arr = np.asarray(codes, dtype=np.int64)
+        self.missing += int(np.count_nonzero(arr < 0))
+        binned = np.bincount(arr[arr >= 0], minlength=other_slot + 1)
+        self.counts = self.counts + binned[:other_slot].astype(np.int64)
+        self.other += int(binned[other_slot])
+
+    def merge_into(self, other: CategoricalCounts | None) -> CategoricalCounts:
+        if other is None:
+            return self
+        return CategoricalCounts(other.counts + self.counts, other.other + self.other, other.missing + self.missing)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum()) + self.other + self.missing
+
+    def profile(self, ref: CategoricalProfile) -> CategoricalProfile:
+        return CategoricalProfile(ref.categories, self.counts.copy(), self.other, self.missing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "categorical", "counts": self.counts.tolist(), "other": self.other, "missing": self.missing}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CategoricalCounts:
+        return cls(np.asarray(d["counts"], dtype=np.int64), d["other"], d["missing"])
+
+
+FeatureCounts = NumericCounts | CategoricalCounts
+
+
+def _empty_counts(ref: FeatureProfile) -> FeatureCounts:
+    if isinstance(ref, NumericProfile):
+        return NumericCounts.empty(ref)
+    return CategoricalCounts.empty(ref)
+
+
+def _counts_from_dict(d: Mapping[str, Any]) -> FeatureCounts:
+    return NumericCounts.from_dict(d) if d["kind"] == "numeric" else CategoricalCounts.from_dict(d)
+
+
+# --------------------------------------------------------------------------- pane
+
+
+@dataclass
+class Pane:
+    """One pane of traffic of a (model, version): rows, time span and per-feature counts."""
+
+    number: int
+    rows: int = 0
+    start: float | None = None
+    end: float | None = None
+    key: int | None = None
+    """For time panes: the pane's index (event time // pane seconds)."""
+    features: dict[str, FeatureCounts] = field(default_factory=dict)
+    prediction: FeatureCounts | None = None
+    unexpected: dict[str, int] = field(default_factory=dict)
+    """Features served that the reference does not know → rows carrying them."""
+    absent: dict[str, int] = field(default_factory=dict)
+    """Required schema features → rows that lacked them."""
+    serving_errors: int = 0
+
+    @classmethod
+    def open(cls, number: int, reference: ReferenceProfile, key: int | None = None) -> Pane:
+        return cls(
+            number,
+            key=key,
+            features={name: _empty_counts(p) for name, p in reference.features.items()},
+            prediction=_empty_counts(reference.prediction) if reference.prediction is not None else None,
+        )
+
+    def sample_seed(self, feature_index: int) -> int:
+        return (self.number << 20) ^ (feature_index * 0x1F1F1F1F) ^ 0x6D6F6E
+
+    def priorities(self, feature_index: int, n: int) -> FloatArray:
+        positions = np.arange(self.rows, self.rows + n, dtype=np.int64)
+        return _priorities(self.sample_seed(feature_index), positions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "rows": self.rows,
+            "start": self.start,
+            "end": self.end,
+            "key": self.key,
+            "features": {k: v.to_dict() for k, v in self.features.items()},
+            "prediction": self.prediction.to_dict() if self.prediction is not None else None,
+            "unexpected": self.unexpected,
+            "absent": self.absent,
+            "serving_errors": self.serving_errors,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pane:
+        return cls(
+            d["number"], d["rows"], d["start"], d["end"], d.get("key"),
+            {k: _counts_from_dict(v) for k, v in d["features"].items()},
+            _counts_from_dict(d["prediction"]) if d.get("prediction") else None,
+            dict(d.get("unexpected", {})), dict(d.get("absent", {})), d.get("serving_errors", 0),
+        )
+
+
+def merge_panes(panes: Sequence[Pane]) -> Pane:
+    """The union of consecutive panes (the window they form)."""
+    first = panes[0]
+    out = Pane(first.number, 0, None, None, first.key, {}, None, {}, {}, 0)
+    for p in panes:
+        out.rows += p.rows
+        if p.start is not None:
+            out.start = p.start if out.start is None else min(out.start, p.start)
+        if p.end is not None:
+            out.end = p.end if out.end is None else max(out.end, p.end)
+        for name, c in p.features.items():
+            out.features[name] = c.merge_into(out.features.get(name))  # type: ignore[arg-type]
+        if p.prediction is not None:
+            out.prediction = p.prediction.merge_into(out.prediction)  # type: ignore[arg-type]
+        for k, v in p.unexpected.items():
+            out.unexpected[k] = out.unexpected.get(k, 0) + v
+        for k, v in p.absent.items():
+            out.absent[k] = out.absent.get(k, 0) + v
+        out.serving_errors += p.serving_errors
+    return out
+
+
+def window_profile(reference: ReferenceProfile, window: Pane, sample_size: int) -> ReferenceProfile:
+    """The window as a profile binned like ``reference`` (what ``detect_drift`` compares)."""
+    features: dict[str, FeatureProfile] = {}
+    for name, ref in reference.features.items():
+        c = window.features[name]
+        if isinstance(ref, NumericProfile) and isinstance(c, NumericCounts):
+            features[name] = c.profile(ref, sample_size)
+        elif isinstance(ref, CategoricalProfile) and isinstance(c, CategoricalCounts):
+            features[name] = c.profile(ref)
+    pred: FeatureProfile | None = None
+    if reference.prediction is not None and window.prediction is not None:
+        rp, wp = reference.prediction, window.prediction
+        if isinstance(rp, NumericProfile) and isinstance(wp, NumericCounts):
+            pred = wp.profile(rp, sample_size)
+        elif isinstance(rp, CategoricalProfile) and isinstance(wp, CategoricalCounts):
+            pred = wp.profile(rp)
+    return ReferenceProfile(features, pred, window.rows)

@@ -1,0 +1,124 @@
+"""The monitor against the real Kafka and Postgres: drift with hysteresis,
+plain-JSON input, bad input, ground truth and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mloop.monitor.main import MonitorSettings, create_app
+from mloop.runtime.testing import EventCollector, auth_headers, running_app
+
+from .streams import SMALL_WINDOWS, Traffic, query, records, reference_profile, registration, wait_until
+
+pytestmark = pytest.mark.integration
+
+SIGNALS = ["drift-detected", "incident-resolved", "performance-degraded", "data-quality-violated", "dead-letter"]
+
+
+def _settings(infra: Any, **kw: Any) -> MonitorSettings:
+    return MonitorSettings(**infra.settings_kwargs(**kw))
+
+
+async def _register(client: Any, traffic: Traffic, settings: MonitorSettings, model: str, version: str,
+                    *, profile: bool = True, config: dict[str, Any] | None = None,
+                    metrics: dict[str, float] | None = None) -> None:
+    r = await client.put(f"/models/{model}/config", json=config or SMALL_WINDOWS,
+                         headers=auth_headers(settings, "olga", "operator"))
+    assert r.status_code == 200, r.text
+    await traffic.event("model-registered", registration(model, version, profile=reference_profile() if profile
+                                                          else None, metrics=metrics))
+
+    async def registered() -> bool:
+        s = await client.get(f"/models/{model}/versions/{version}/status", headers=auth_headers(settings, "v"))
+        return s.status_code == 200 and s.json()["registered"]
+    await wait_until(registered, what=f"{model}/{version} registered")
+
+
+async def test_a_drifted_stream_emits_one_drift_detected_with_evidence_and_recovery_resolves_it(infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(1)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic, \
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, SIGNALS) as seen:
+        await _register(client, traffic, settings, "credit", "3")
+        stream = (records(rng, 1000, version="3", start=0)
+                  + records(rng, 1500, version="3", start=1000, shift=1.0)
+                  + records(rng, 1500, version="3", start=2500))
+        await traffic.predictions("credit", stream, per_message=100)
+
+        resolved = await seen.wait_for("incident-resolved", 1, timeout_s=40)
+        await seen.poll(1.0)
+        drift = [e for e in seen.of("drift-detected") if e.data.kind == "data"]
+        assert len(drift) == 1, [e.data for e in drift]
+        d = drift[0].data
+        assert (d.model, d.version, d.kind) == ("credit", "3", "data")
+        assert d.severity in ("medium", "high")
+        assert d.window.size == 500 and d.window.start < d.window.end
+        assert d.reference is not None and d.reference.kind == "training-profile" and d.reference.size == 5000
+        by_name = {f.name: f for f in d.features}
+        assert set(by_name) == {"age", "income", "score", "tenure", "region"}
+        assert by_name["income"].drifted and by_name["income"].p_value is not None
+        assert by_name["income"].p_value <= by_name["income"].threshold
+        assert by_name["income"].effect_size is not None and by_name["income"].effect_size > 0.02
+        assert not by_name["age"].drifted
+        assert d.correction == "benjamini-hochberg"
+        assert resolved[0].data.incident_id == d.incident_id
+        assert resolved[0].data.signal == "drift-detected"
+        assert drift[0].source == "/mloop/monitor"
+
+        history = await client.get("/models/credit/drift", params={"kind": "data", "page_size": 3}, headers=viewer)
+        assert history.status_code == 200
+        page = history.json()
+        assert len(page["items"]) == 3 and page["next_page_token"]
+        rest = await client.get("/models/credit/drift", params={"kind": "data", "page_token": page["next_page_token"],
+                                                                 "page_size": 100}, headers=viewer)
+        windows = page["items"] + rest.json()["items"]
+        assert [w["window_no"] for w in windows] == list(range(8, 0, -1))
+        assert [w["drifted"] for w in reversed(windows)] == [False, False, True, True, True, False, False, False]
+        assert all(len(w["features"]) == 5 for w in windows)
+
+        status = (await client.get("/models/credit/status", headers=viewer)).json()
+        v3 = status["versions"][0]
+        assert v3["predictions_seen"] == 4000 and v3["windows_evaluated"] == 8
+        assert v3["open_incidents"] == [] and v3["reference_source"] == "training-profile"
+
+        report = await client.get("/models/credit/drift-report", headers=viewer)
+        assert report.status_code == 200
+        assert report.json()["history"]["income"][2]["drifted"] is True
+        page_html = await client.get("/models/credit/drift-report.html", headers=viewer)
+        assert page_html.status_code == 200 and page_html.headers["content-type"].startswith("text/html")
+        assert "<svg" in page_html.text and "<script" not in page_html.text and "http-equiv" not in page_html.text
+        assert "stylesheet" not in page_html.text
+
+
+async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_and_stored(infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(2)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
+        await _register(client, traffic, settings, "churn", "1", profile=False)
+        await traffic.predictions("churn", records(rng, 1200, version="1", start=0, prefix="c"), per_message=1)
+
+        async def counted() -> bool:
+            s = await client.get("/models/churn/versions/1/status", headers=viewer)
+            return s.json()["predictions_seen"] == 1200
+        await wait_until(counted, timeout_s=40, what="1200 predictions counted")
+        status = (await client.get("/models/churn/versions/1/status", headers=viewer)).json()
+        assert status["reference_source"] == "first-predictions" and status["reference_rows"] == 500
+        assert status["windows_evaluated"] == 1
+        one = await client.get("/predictions/c-0000042", headers=viewer)
+        assert one.status_code == 200
+        assert one.json()[0]["version"] == "1" and "income" in one.json()[0]["features"]
+        ranged = await client.get("/models/churn/predictions", headers=viewer, params={
+            "start": "2026-11-26T12:00:00Z", "end": "2026-11-26T12:00:10Z", "page_size": 4})
+        assert [p["request_id"] for p in ranged.json()["items"]] == [f"c-{i:07d}" for i in range(4)]
+        nxt = await client.get("/models/churn/predictions", headers=viewer, params={
+            "start": "2026-11-26T12:00:00Z", "end": "2026-11-26T12:00:10Z",
+            "page_token": ranged.json()["next_page_token"]})
+        assert [p["request_id"] for p in nxt.json()["items"]] == [f"c-{i:07d}" for i in range(4, 10)]
+        assert (await client.get("/predictions/nope", headers=viewer)).status_code == 404
