@@ -262,7 +262,8 @@ class NumericProfile:
         finite = x[np.isfinite(x)]
         if finite.size:
             probs = np.arange(1, n_bins, dtype=np.float64) / n_bins
-            cuts = np.unique(np.quantile(finite, probs))
+            # Cuts at observed values: with ties (discrete data) bins then align with the atoms.
+            cuts = np.unique(np.quantile(finite, probs, method="higher"))
         else:
             cuts = np.empty(0, dtype=np.float64)
         return cls._build(cuts, finite, x.size - finite.size, reservoir_size, rng)
