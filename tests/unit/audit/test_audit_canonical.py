@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mloop.audit.canonical import CanonicalizationError, canonicalize, format_float
+from mloop.audit.canonical import CanonicalizationError, _relayout, canonicalize, format_float
 
 
 def test_objects_are_sorted_and_compact() -> None:
@@ -69,6 +69,10 @@ def test_strings_escape_only_what_json_requires() -> None:
         (1.7976931348623157e308, "1.7976931348623157e+308"),
         (-1.2345e-10, "-1.2345e-10"),
         (0.1, "0.1"),
+        (0.0001, "0.0001"),
+        (0.00001, "0.00001"),
+        (9999999999999998.0, "9999999999999998"),
+        (1e16, "10000000000000000"),
         (1 / 3, "0.3333333333333333"),
     ],
 )
@@ -154,10 +158,13 @@ def test_integral_floats_beyond_2_53_keep_their_shortest_digits() -> None:
     assert canonicalize(json.loads(encoded)) == encoded
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_every_float_round_trips_through_its_canonical_text(number: float) -> None:
     assert float(format_float(number)) == number
+    if number != 0:
+        # The fixed-notation shortcut agrees with the general layout.
+        assert format_float(number) == _relayout(number)
 
 
 plain_values = st.recursive(

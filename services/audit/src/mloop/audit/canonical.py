@@ -134,6 +134,16 @@ def format_float(value: float) -> str:
         raise CanonicalizationError(f"{value!r} is not representable in JSON")
     if value == 0.0:
         return "0"  # covers -0.0 too
+    text = float.__repr__(value)
+    if "e" not in text:
+        # Python writes 1e-4 <= |x| < 1e16 in fixed notation with the same
+        # shortest digits as ECMAScript, which only drops a trailing ".0".
+        return text[:-2] if text.endswith(".0") else text
+    return _relayout(value)
+
+
+def _relayout(value: float) -> str:
+    """ECMAScript layout of a finite non-zero float, from its shortest digits."""
     sign = "-" if value < 0 else ""
     # repr() gives the shortest string that round-trips; only its layout
     # differs from ECMAScript, so take its digits and exponent and re-lay them.
