@@ -22,6 +22,8 @@ from mloop.contracts.payloads import (
     Lineage,
     ModelRegistered,
     Payload,
+    RetrainCompleted,
+    RetrainFailed,
     RolloutCompleted,
     Window,
 )
@@ -560,3 +562,33 @@ async def test_a_job_created_in_quiet_hours_is_dispatched_when_they_end(infra: A
 
         clock.now = datetime(2026, 11, 27, 6, 0, 1, tzinfo=UTC)
         await eventually(lambda: _job_if(client, op, job["id"], state="dispatched"))
+
+
+async def test_pipeline_reports_over_kafka_move_the_job_and_unknown_jobs_are_dead_lettered(
+    infra: Any,
+) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        running_app(create_app(settings)) as client,
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, ["dead-letter"]) as seen,
+    ):
+        job = (await client.post("/jobs", json={"model": "credit-risk"}, headers=op)).json()
+        assert job["state"] == "dispatched"
+        now = datetime.now(UTC)
+        await kafka.send(
+            "retrain-completed",
+            RetrainCompleted(job_id=job["id"], model="credit-risk", version="7", finished_at=now),
+            source="trainer",
+        )
+        done = await eventually(lambda: _job_if(client, op, job["id"], state="completed"))
+        assert done["produced_version"] == "7"
+
+        await kafka.send(
+            "retrain-failed",
+            RetrainFailed(job_id="no-such-job", model="credit-risk", reason="oom", finished_at=now),
+            source="trainer",
+        )
+        (dead,) = await seen.wait_for("dead-letter", 1)
+        assert dead.data.topic.endswith("retrain-failed") and "no-such-job" in dead.data.reason

@@ -483,3 +483,20 @@ def test_cycle_statistics_per_model() -> None:
     assert stats.sla_breaches == 1
     assert stats.cycles_by_outcome == {"completed": 5, "rolled-back": 1}
     assert stats.jobs_by_state == {"completed": 5}
+
+
+@pytest.mark.parametrize(
+    ("target", "delivery"),
+    [
+        (JobState.RUNNING, "delivered"),
+        (JobState.COMPLETED, "delivered"),
+        (JobState.FAILED, "gave-up"),
+        (JobState.TIMED_OUT, "gave-up"),
+        (JobState.CANCELLED, "gave-up"),
+    ],
+)
+def test_a_pending_webhook_delivery_ends_with_the_job_or_its_first_report(target: JobState, delivery: str) -> None:
+    job = a_job().transition(JobState.DISPATCHED, T0)
+    job = job.model_copy(update={"delivery": "pending", "next_attempt_at": T0})
+    moved = job.transition(target, T0 + timedelta(minutes=1))
+    assert moved.delivery == delivery and moved.next_attempt_at is None

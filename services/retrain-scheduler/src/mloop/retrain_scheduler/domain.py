@@ -696,10 +696,12 @@ class Job(BaseModel):
             update["running_at"] = at
         elif target in TERMINAL_STATES:
             update["finished_at"] = at
-            if self.delivery == "pending":
-                # Nothing left to deliver for a job that has ended.
-                update["delivery"] = "gave-up" if target is S.FAILED else "none"
-                update["next_attempt_at"] = None
+        if self.delivery == "pending" and (target is S.RUNNING or target in TERMINAL_STATES):
+            # A pipeline that reports on the job evidently has it; a job that
+            # ended otherwise has nothing left to deliver.
+            reached = target in (S.RUNNING, S.COMPLETED)
+            update["delivery"] = "delivered" if reached else "gave-up"
+            update["next_attempt_at"] = None
         return self.model_copy(update=update)
 
 

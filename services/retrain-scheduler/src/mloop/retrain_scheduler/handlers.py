@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from mloop.contracts.envelope import Event
-from mloop.retrain_scheduler.domain import JobNotFound
+from mloop.retrain_scheduler.domain import IllegalTransition, JobNotFound
 from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.consumer import Handler
 from mloop.runtime.errors import PermanentError
@@ -39,8 +39,9 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
     async def on_retrain_finished(event: Event[Any], conn: asyncpg.Connection) -> None:
         try:
             await scheduler.on_retrain_finished(conn, event)
-        except JobNotFound as exc:
-            # A pipeline reporting a job nobody asked for: keep it visible.
+        except (JobNotFound, IllegalTransition) as exc:
+            # A report about a job nobody asked for, or one that was never
+            # dispatched: retrying cannot help; keep it visible instead.
             raise PermanentError(str(exc)) from exc
 
     return {
