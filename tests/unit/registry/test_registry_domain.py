@@ -413,4 +413,6 @@ def test_a_version_that_served_traffic_is_never_deleted() -> None:
 def test_an_aliased_version_cannot_be_archived() -> None:
     with pytest.raises(VersionInUse, match="champion"):
         check_archivable(version(aliases=(CHAMPION,)))
+    with pytest.raises(VersionInUse, match="pending promotion"):
+        check_archivable(version(status="pending-promotion"))
     check_archivable(version(served_traffic=True))

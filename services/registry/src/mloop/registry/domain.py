@@ -42,6 +42,7 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "LINEAGE_FIELDS",
     "LOWER_IS_BETTER",
+    "POLICY_EXAMPLE",
     "PREVIOUS_CHAMPION",
     "AliasMove",
     "Champion",
@@ -139,26 +140,22 @@ class SegmentBound(BaseModel):
         return self
 
 
+POLICY_EXAMPLE: dict[str, Any] = {
+    "required_lineage": list(_DEFAULT_LINEAGE),
+    "metric_tolerance": 0.01,
+    "metrics": {"auc": {"tolerance": 0.005}, "latency_p99_ms": {"direction": "lower"}},
+    "required_metrics": ["auc"],
+    "segment_bounds": {"recall": {"min": 0.6, "max_gap": 0.1}},
+    "check_feature_schema": True,
+    "required_approvals": 1,
+    "auto_approval": None,
+}
+
+
 class Policy(BaseModel):
     """The validation and promotion policy of a model (or the default one)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "required_lineage": list(_DEFAULT_LINEAGE),
-                    "metric_tolerance": 0.01,
-                    "metrics": {"auc": {"tolerance": 0.005}, "latency_p99_ms": {"direction": "lower"}},
-                    "required_metrics": ["auc"],
-                    "segment_bounds": {"recall": {"min": 0.6, "max_gap": 0.1}},
-                    "check_feature_schema": True,
-                    "required_approvals": 1,
-                    "auto_approval": None,
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [POLICY_EXAMPLE]})
 
     required_lineage: list[str] = Field(
         default_factory=lambda: list(_DEFAULT_LINEAGE),
@@ -525,9 +522,11 @@ def champion_moves(current_champion: str | None, current_previous: str | None, v
 
 
 def check_archivable(version: VersionState) -> None:
-    """Raise :class:`VersionInUse` while an alias points to the version."""
+    """Raise :class:`VersionInUse` while an alias points to the version or a promotion is pending."""
     if version.status == "archived":
         return
+    if version.status == "pending-promotion":
+        raise VersionInUse(f"version {version.version} has a pending promotion request; decide it first")
     if version.aliases:
         raise VersionInUse(
             f"version {version.version} is the target of {', '.join(sorted(version.aliases))}; move the aliases first"

@@ -1,0 +1,3 @@
+from mloop.registry.main import main
+
+main()

@@ -1,0 +1,146 @@
+"""HTTP: versions — register (DESIGN §12), search, everything about one, tags, archive, delete."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from mloop.registry import store
+from mloop.registry.api_models import TagQuery, parse_tags
+from mloop.registry.deps import Curator, Deleter, ModelPath, Reg, Registrar, VersionPath, example
+from mloop.registry.domain import VersionStatus
+from mloop.registry.errors import ModelNotFound
+from mloop.registry.schemas import (
+    REGISTRATION_EXAMPLE,
+    RegistrationOut,
+    VersionDetail,
+    VersionOut,
+    VersionPatch,
+    VersionRegistration,
+)
+from mloop.runtime.deps import Pool, Viewer
+from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.problems import BadRequest
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["versions"])
+
+_RETRAIN_EXAMPLE = copy.deepcopy(REGISTRATION_EXAMPLE)
+_RETRAIN_EXAMPLE["lineage"]["retrain_job_id"] = "0193a5c2-7d1e-7c44-b2a1-3f6f0d9b7e10"
+_RETRAIN_EXAMPLE["description"] = "retrain after drift on income"
+
+
+@router.post("/models/{name}/versions", status_code=201, summary="Register a version with its lineage")
+async def register_version(
+    name: ModelPath, pool: Pool, reg: Reg, who: Registrar,
+    body: Annotated[VersionRegistration, example(
+        weekly=(REGISTRATION_EXAMPLE, "A scheduled retrain with full lineage"),
+        retrain_job=(_RETRAIN_EXAMPLE, "Produced by a retrain job"),
+    )],
+) -> RegistrationOut:
+    """Numbers the version (1, 2, 3… per model), runs every validation gate and
+    returns the result. A failing gate is not an error: the version is stored
+    with status ``validation-failed`` and cannot be promoted."""
+    return await reg.register_version(pool, who, name, body)
+
+
+Statuses = Annotated[
+    list[VersionStatus] | None, Query(description="Any of these statuses", examples=[["validated"]])
+]
+After = Annotated[datetime | None, Query(description="Created at or after", examples=["2026-11-01T00:00:00Z"])]
+Before = Annotated[datetime | None, Query(description="Created before", examples=["2026-12-01T00:00:00Z"])]
+Order = Annotated[Literal["asc", "desc"], Query(description="Creation order", examples=["desc"])]
+PageToken = Annotated[str | None, Query(examples=["eyJpZCI6NDJ9"])]
+PageSize = Annotated[int, Query(ge=1, le=500, examples=[50])]
+
+
+async def _search(
+    pool: Pool, reg: Reg, f: store.VersionFilter, order: str, page_token: str | None, page_size: int
+) -> Page[VersionOut]:
+    cursor = decode_cursor(page_token)
+    after = cursor.get("id") if cursor else None
+    if after is not None and not isinstance(after, int):
+        raise BadRequest("page_token is not a token this API issued",
+                         errors=[{"field": "query.page_token", "message": "malformed page token"}])
+    async with pool.acquire() as conn:
+        if f.model is not None and await store.get_model(conn, f.model) is None:
+            raise ModelNotFound(f.model)
+        rows = await store.search_versions(conn, f, after_id=after, limit=page_size + 1,
+                                           newest_first=order == "desc")
+        items = await reg.version_views(conn, rows[:page_size])
+    token = encode_cursor({"id": rows[page_size - 1]["id"]}) if len(rows) > page_size else None
+    return Page[VersionOut](items=items, next_page_token=token)
+
+
+@router.get("/versions", summary="Search versions across models")
+async def search_versions(
+    pool: Pool, reg: Reg, _: Viewer,
+    model: Annotated[str | None, Query(max_length=128, description="Exact model name", examples=["credit-risk"])]
+    = None,
+    tag: TagQuery = None,
+    alias: Annotated[str | None, Query(max_length=64, examples=["champion"])] = None,
+    status: Statuses = None,
+    created_after: After = None,
+    created_before: Before = None,
+    order: Order = "asc",
+    page_token: PageToken = None,
+    page_size: PageSize = 50,
+) -> Page[VersionOut]:
+    equal, present = parse_tags(tag)
+    f = store.VersionFilter(model=model, tags=equal, tag_keys=present, alias=alias, status=status or (),
+                            created_after=created_after, created_before=created_before)
+    return await _search(pool, reg, f, order, page_token, page_size)
+
+
+@router.get("/models/{name}/versions", summary="Search a model's versions")
+async def list_versions(
+    name: ModelPath, pool: Pool, reg: Reg, _: Viewer,
+    tag: TagQuery = None,
+    alias: Annotated[str | None, Query(max_length=64, examples=["champion"])] = None,
+    status: Statuses = None,
+    created_after: After = None,
+    created_before: Before = None,
+    order: Order = "asc",
+    page_token: PageToken = None,
+    page_size: PageSize = 50,
+) -> Page[VersionOut]:
+    equal, present = parse_tags(tag)
+    f = store.VersionFilter(model=name, tags=equal, tag_keys=present, alias=alias, status=status or (),
+                            created_after=created_after, created_before=created_before)
+    return await _search(pool, reg, f, order, page_token, page_size)
+
+
+@router.get("/models/{name}/versions/{version}", summary="Everything about a version")
+async def get_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Viewer) -> VersionDetail:
+    """Lineage, metrics, every gate's result, promotion requests with their
+    reviews, the alias history and the rollouts seen — in one document."""
+    async with pool.acquire() as conn:
+        return await reg.version_detail(conn, name, version)
+
+
+@router.patch("/models/{name}/versions/{version}", summary="Change a version's description or tags")
+async def patch_version(
+    name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Curator,
+    body: Annotated[VersionPatch, example(
+        tags=({"tags": {"qa": "passed", "draft": None}}, "Set one tag, remove another"),
+    )],
+) -> VersionOut:
+    return await reg.update_version(pool, name, version, description=body.description,
+                                    set_description="description" in body.model_fields_set, tags=body.tags)
+
+
+@router.post("/models/{name}/versions/{version}/archive", summary="Archive a version")
+async def archive_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Curator) -> VersionOut:
+    """Archived versions stay readable forever; 409 while an alias points to it."""
+    return await reg.archive_version(pool, name, version)
+
+
+@router.delete("/models/{name}/versions/{version}", status_code=204, summary="Delete a version that never served")
+async def delete_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Deleter) -> Response:
+    """409 for a version that served traffic, has aliases or a promotion trail: archive it instead."""
+    await reg.delete_version(pool, name, version)
+    return Response(status_code=204)

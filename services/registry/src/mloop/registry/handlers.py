@@ -1,0 +1,33 @@
+"""Kafka entry points: the rollout service's outcomes.
+
+Each handler runs inside the inbox transaction of its event, so applying it
+and recording its id commit together; the alias moves it causes go to the
+outbox in that same transaction. An event about a version this registry
+does not know can never apply: :class:`PermanentError` sends it to
+``dead-letter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+
+from mloop.contracts.envelope import Event
+from mloop.contracts.payloads import RolloutCompleted, RolloutRolledBack
+from mloop.registry.service import Registry
+from mloop.runtime.consumer import Handler
+
+__all__ = ["build_handlers"]
+
+
+def build_handlers(registry: Registry) -> Mapping[str, Handler]:
+    """``{topic: handler}`` for the inbox consumer."""
+
+    async def on_rollout_completed(event: Event[RolloutCompleted], conn: asyncpg.Connection) -> None:
+        await registry.apply_rollout_completed(conn, event)
+
+    async def on_rollout_rolled_back(event: Event[RolloutRolledBack], conn: asyncpg.Connection) -> None:
+        await registry.apply_rollout_rolled_back(conn, event)
+
+    return {"rollout-completed": on_rollout_completed, "rollout-rolled-back": on_rollout_rolled_back}

@@ -1,0 +1,538 @@
+"""The registry on the real Kafka and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from mloop.contracts.payloads import RolloutCompleted, RolloutRolledBack
+from mloop.registry.main import create_app
+from mloop.registry.settings import RegistrySettings
+from mloop.runtime.testing import EventCollector, running_app
+
+from .helpers import Caller, publish, registration
+
+pytestmark = pytest.mark.integration
+
+TOPICS = ["model-registered", "model-validated", "promotion-requested", "promotion-reviewed", "model-promoted",
+          "model-alias-changed", "dead-letter"]
+
+
+@dataclass
+class Registry:
+    settings: RegistrySettings
+    seen: EventCollector
+    infra: Any
+    ds: Caller  # data scientist
+    rev: Caller  # reviewer
+    ops: Caller  # operator
+    viewer: Caller
+    pipeline: Caller  # training pipeline (service role)
+
+    async def anonymous_get(self, url: str) -> httpx.Response:
+        return await self.ds.client.get(url)
+
+    def caller(self, sub: str, *roles: str) -> Caller:
+        return Caller(self.ds.client, self.settings, sub, *roles)
+
+    async def model(self, name: str = "credit-risk", **kw: Any) -> str:
+        r = await self.ds.post("/models", {"name": name, **kw})
+        assert r.status_code == 201, r.text
+        return name
+
+    async def register(self, model: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = await self.pipeline.post(f"/models/{model}/versions", body or registration())
+        assert r.status_code == 201, r.text
+        out: dict[str, Any] = r.json()
+        return out
+
+    async def champion(self, model: str, version: str) -> None:
+        r = await self.ops.put(f"/models/{model}/aliases/champion", {"version": version})
+        assert r.status_code == 200, r.text
+
+    async def promoted(self, model: str, version: str) -> str:
+        """File and approve a promotion request; returns its id."""
+        r = await self.ds.post(f"/models/{model}/versions/{version}/promotion-requests", {"reason": "better"})
+        assert r.status_code == 201, r.text
+        rid: str = r.json()["id"]
+        r = await self.rev.post(f"/promotion-requests/{rid}/approve", {"comment": "ok"})
+        assert r.status_code == 200, r.text
+        return rid
+
+
+@pytest.fixture
+async def reg(infra: Any) -> AsyncIterator[Registry]:
+    settings = RegistrySettings(**infra.settings_kwargs())
+    async with running_app(create_app(settings)) as client, \
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, TOPICS) as seen:
+        yield Registry(
+            settings, seen, infra,
+            ds=Caller(client, settings, "dana", "data-scientist"),
+            rev=Caller(client, settings, "rita", "reviewer"),
+            ops=Caller(client, settings, "otto", "operator"),
+            viewer=Caller(client, settings, "vic", "viewer"),
+            pipeline=Caller(client, settings, "trainer", "service"),
+        )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+async def test_a_version_without_a_dataset_hash_fails_validation_naming_the_check(reg: Registry) -> None:
+    model = await reg.model()
+    out = await reg.register(model, registration(dataset__sha256=None))
+    assert out["version"] == "1"
+    assert out["status"] == "validation-failed"
+    assert out["validation"]["passed"] is False
+    failed = [c for c in out["validation"]["checks"] if not c["passed"]]
+    assert [(c["name"], c["detail"]) for c in failed] == [("lineage-complete", "missing dataset.sha256")]
+    [validated] = await reg.seen.wait_for("model-validated")
+    assert validated.data.passed is False and validated.data.version == "1"
+    assert [c.name for c in validated.data.checks if not c.passed] == ["lineage-complete"]
+    [registered] = await reg.seen.wait_for("model-registered")
+    assert (registered.data.seq, validated.data.seq) == (1, 2)
+    assert registered.actor == "service:trainer"
+    # A version that failed validation cannot be requested for promotion.
+    r = await reg.ds.post(f"/models/{model}/versions/1/promotion-requests", {})
+    assert r.status_code == 409 and "did not pass validation" in r.json()["detail"]
+
+
+async def test_a_version_worse_than_the_champion_beyond_the_tolerance_fails(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model, registration(metrics={"auc": 0.91, "log_loss": 0.32}))
+    await reg.champion(model, "1")
+    worse = await reg.register(model, registration(metrics={"auc": 0.85, "log_loss": 0.32}))
+    assert worse["validation"]["passed"] is False
+    [check] = [c for c in worse["validation"]["checks"] if not c["passed"]]
+    assert check["name"] == "metric-not-worse:auc"
+    assert "champion v1" in check["detail"] and "worse by 0.06" in check["detail"]
+    within = await reg.register(model, registration(metrics={"auc": 0.905, "log_loss": 0.325}))
+    assert within["validation"]["passed"] is True and within["status"] == "validated"
+    lower_is_better = await reg.register(model, registration(metrics={"auc": 0.91, "log_loss": 0.40}))
+    assert [c["name"] for c in lower_is_better["validation"]["checks"] if not c["passed"]] == [
+        "metric-not-worse:log_loss"]
+
+
+async def test_a_removed_feature_fails_schema_compatibility_and_a_model_policy_can_relax_the_tolerance(
+    reg: Registry,
+) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    removed = await reg.register(model, registration(features__schema=[{"name": "age", "type": "number"}]))
+    [check] = [c for c in removed["validation"]["checks"] if not c["passed"]]
+    assert check["name"] == "feature-schema-compatible" and "removed income" in check["detail"]
+    r = await reg.ops.put(f"/models/{model}/policy", {"metric_tolerance": 0.1})
+    assert r.status_code == 200, r.text
+    assert r.json()["effective"]["metric_tolerance"] == 0.1 and r.json()["override"] == {"metric_tolerance": 0.1}
+    relaxed = await reg.register(model, registration(metrics={"auc": 0.85, "log_loss": 0.32}))
+    assert relaxed["validation"]["passed"] is True
+    r = await reg.ds.put(f"/models/{model}/policy", {"metric_tolerance": 0.5})
+    assert r.status_code == 403
+    r = await reg.ops.put(f"/models/{model}/policy", {"required_approvals": 0})
+    assert r.status_code == 422
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+async def test_self_approval_is_refused_with_403_and_nothing_is_published(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    both = reg.caller("sam", "data-scientist", "reviewer")
+    r = await both.post(f"/models/{model}/versions/1/promotion-requests", {"reason": "mine"})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    await reg.seen.wait_for("promotion-requested")
+    r = await both.post(f"/promotion-requests/{rid}/approve", {"comment": "lgtm"})
+    assert r.status_code == 403
+    assert "four eyes" in r.json()["detail"]
+    r = await reg.caller("sam", "admin").post(f"/promotion-requests/{rid}/approve", {})
+    assert r.status_code == 403
+    await asyncio.sleep(1.0)
+    await reg.seen.poll(0.5)
+    assert reg.seen.of("promotion-reviewed") == [] and reg.seen.of("model-promoted") == []
+    assert (await reg.viewer.get(f"/promotion-requests/{rid}")).json()["status"] == "pending"
+
+
+async def test_an_approved_request_publishes_exactly_one_model_promoted(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.register(model, registration(metrics={"auc": 0.93, "log_loss": 0.30}))
+    rid = await reg.promoted(model, "2")
+    again = await reg.rev.post(f"/promotion-requests/{rid}/approve", {})
+    assert again.status_code == 409
+    other = await reg.caller("raj", "reviewer").post(f"/promotion-requests/{rid}/approve", {})
+    assert other.status_code == 409
+    [promoted] = await reg.seen.wait_for("model-promoted")
+    await asyncio.sleep(1.0)
+    await reg.seen.poll(0.5)
+    assert len(reg.seen.of("model-promoted")) == 1
+    assert promoted.data.model == model and promoted.data.version == "2"
+    assert promoted.data.previous_champion == "1"
+    assert promoted.data.requested_by == "user:dana" and promoted.data.approved_by == ["user:rita"]
+    assert promoted.data.promotion_request_id == rid
+    # Every event of version 2 carries its increasing sequence number.
+    seqs = [e.data.seq for t in ("model-registered", "model-validated", "promotion-requested",
+                                 "promotion-reviewed", "model-promoted")
+            for e in reg.seen.of(t) if e.data.version == "2"]
+    assert seqs == [1, 2, 3, 4, 5]
+    listed = (await reg.viewer.get("/promotion-requests", params={"status": "approved"})).json()["items"]
+    assert [x["id"] for x in listed] == [rid] and listed[0]["approved_by"] == ["user:rita"]
+    assert (await reg.viewer.get("/promotion-requests", params={"status": "pending"})).json()["items"] == []
+
+
+async def test_a_rejection_needs_a_comment_and_returns_the_version_to_validated(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    r = await reg.ds.post(f"/models/{model}/versions/1/promotion-requests", {})
+    rid = r.json()["id"]
+    r = await reg.rev.post(f"/promotion-requests/{rid}/reject", {})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.comment"
+    r = await reg.rev.post(f"/promotion-requests/{rid}/reject", {"comment": "segment recall too low"})
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    [reviewed] = await reg.seen.wait_for("promotion-reviewed")
+    assert reviewed.data.decision == "rejected" and reviewed.data.comment == "segment recall too low"
+    version = (await reg.viewer.get(f"/models/{model}/versions/1")).json()
+    assert version["status"] == "validated"
+
+
+async def test_an_auto_approval_policy_promotes_at_once_as_the_recorded_actor(reg: Registry) -> None:
+    model = await reg.model()
+    r = await reg.ops.put(f"/models/{model}/policy", {"auto_approval": "low-risk-nightly"})
+    assert r.status_code == 200, r.text
+    await reg.register(model)
+    r = await reg.pipeline.post(f"/models/{model}/versions/1/promotion-requests", {"reason": "nightly"})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "approved"
+    assert r.json()["approved_by"] == ["policy:low-risk-nightly"]
+    [promoted] = await reg.seen.wait_for("model-promoted")
+    assert promoted.actor == "policy:low-risk-nightly"
+    assert promoted.data.approved_by == ["policy:low-risk-nightly"]
+    assert promoted.data.requested_by == "service:trainer" and promoted.data.previous_champion is None
+    r = await reg.ops.put("/policies/default", {"auto_approval": "everything"})
+    assert r.status_code == 422
+
+
+# --------------------------------------------------------------------------- rollout outcomes
+
+
+async def test_rollout_completed_moves_the_champion_alias(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.register(model)
+    await reg.promoted(model, "2")
+    base = {"model": model, "rollout_id": "ro-1", "version": "2", "baseline_version": "1", "strategy": "canary",
+            "phase": "completed", "step_index": 3, "weight": 1.0}
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed",
+                  RolloutCompleted(**base, seq=9))
+    moves = await reg.seen.wait_for("model-alias-changed", 3)
+    assert [(e.data.alias, e.data.version, e.data.previous_version) for e in moves] == [
+        ("champion", "1", None), ("champion", "2", "1"), ("previous-champion", "1", None)]
+    assert [e.data.seq for e in moves] == [1, 2, 3]
+    m = (await reg.viewer.get(f"/models/{model}")).json()
+    assert m["aliases"] == {"champion": "2", "previous-champion": "1"}
+    v2 = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
+    assert v2["status"] == "production" and v2["aliases"] == ["champion"]
+    assert [(r["rollout_id"], r["outcome"]) for r in v2["rollouts"]] == [("ro-1", "completed")]
+    # A stale event of the same rollout changes nothing.
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back",
+                  RolloutRolledBack(**{**base, "phase": "rolled-back"}, seq=5))
+    await asyncio.sleep(1.5)
+    assert (await reg.viewer.get(f"/models/{model}/versions/2")).json()["status"] == "production"
+
+
+async def test_rollout_rolled_back_marks_the_version_and_leaves_the_aliases(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.register(model)
+    await reg.promoted(model, "2")
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back", RolloutRolledBack(
+        model=model, rollout_id="ro-2", seq=4, version="2", baseline_version="1", strategy="canary",
+        phase="rolled-back", step_index=1, weight=0.0, reason="error rate above champion"))
+
+    async def rolled_back() -> dict[str, Any]:
+        for _ in range(100):
+            v: dict[str, Any] = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
+            if v["status"] == "rolled-back":
+                return v
+            await asyncio.sleep(0.2)
+        raise TimeoutError("version 2 never marked rolled back")
+
+    v2 = await rolled_back()
+    assert v2["rollouts"][0]["reason"] == "error rate above champion"
+    assert (await reg.viewer.get(f"/models/{model}")).json()["aliases"] == {"champion": "1"}
+
+
+async def test_a_rollout_event_for_an_unknown_version_goes_to_dead_letter(reg: Registry) -> None:
+    model = await reg.model()
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed", RolloutCompleted(
+        model=model, rollout_id="ro-x", seq=1, version="7", baseline_version=None, strategy="canary",
+        phase="completed", step_index=0, weight=1.0))
+    [letter] = await reg.seen.wait_for("dead-letter")
+    assert "no version 7" in letter.data.reason
+
+
+# --------------------------------------------------------------------------- versions
+
+
+async def test_fifty_concurrent_registrations_get_versions_one_to_fifty(reg: Registry) -> None:
+    model = await reg.model()
+    results = await asyncio.gather(*(
+        reg.pipeline.post(f"/models/{model}/versions", registration(tags={"i": str(i)})) for i in range(50)))
+    assert [r.status_code for r in results] == [201] * 50
+    assert sorted(int(r.json()["version"]) for r in results) == list(range(1, 51))
+    events = await reg.seen.wait_for("model-registered", 50, timeout_s=30)
+    assert sorted(int(e.data.version) for e in events) == list(range(1, 51))
+
+
+async def test_versions_are_searched_by_tag_alias_status_and_time_with_a_cursor(reg: Registry) -> None:
+    model = await reg.model()
+    other = await reg.model("fraud")
+    for i in range(5):
+        await reg.register(model, registration(tags={"team": "risk", "n": str(i)}))
+    await reg.register(model, registration(dataset__sha256=None, tags={"team": "ops"}))
+    await reg.register(other, registration(tags={"team": "risk"}))
+    await reg.champion(model, "3")
+    seen: list[str] = []
+    token = None
+    while True:
+        params: dict[str, Any] = {"tag": "team:risk", "page_size": 2, "model": model}
+        if token:
+            params["page_token"] = token
+        page = (await reg.viewer.get("/versions", params=params)).json()
+        seen += [v["version"] for v in page["items"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert seen == ["1", "2", "3", "4", "5"]
+    everywhere = (await reg.viewer.get("/versions", params={"tag": "team:risk"})).json()["items"]
+    assert {(v["model"], v["version"]) for v in everywhere} == {(model, str(i)) for i in range(1, 6)} | {(other, "1")}
+    by_alias = (await reg.viewer.get(f"/models/{model}/versions", params={"alias": "champion"})).json()["items"]
+    assert [v["version"] for v in by_alias] == ["3"]
+    failed = (await reg.viewer.get(f"/models/{model}/versions", params={"status": "validation-failed"})).json()
+    assert [v["version"] for v in failed["items"]] == ["6"]
+    newest = (await reg.viewer.get(f"/models/{model}/versions", params={"order": "desc", "page_size": 1})).json()
+    assert newest["items"][0]["version"] == "6"
+    created = newest["items"][0]["created_at"]
+    before = (await reg.viewer.get(f"/models/{model}/versions", params={"created_before": created})).json()
+    assert len(before["items"]) == 5
+    r = await reg.viewer.get(f"/models/{model}/versions", params={"page_token": "!!"})
+    assert r.status_code == 400
+
+
+async def test_models_carry_tags_and_descriptions_and_are_searchable(reg: Registry) -> None:
+    await reg.model("credit-risk", description="PD model", tags={"team": "risk"})
+    await reg.model("credit-limit", tags={"team": "limits"})
+    await reg.model("fraud")
+    r = await reg.ds.patch("/models/credit-risk", {"description": "PD model v2", "tags": {"tier": "1", "team": None}})
+    assert r.status_code == 200 and r.json()["tags"] == {"tier": "1"} and r.json()["description"] == "PD model v2"
+    found = (await reg.viewer.get("/models", params={"q": "credit"})).json()["items"]
+    assert [m["name"] for m in found] == ["credit-limit", "credit-risk"]
+    tagged = (await reg.viewer.get("/models", params={"tag": "tier:1"})).json()["items"]
+    assert [m["name"] for m in tagged] == ["credit-risk"]
+    page = (await reg.viewer.get("/models", params={"page_size": 2})).json()
+    rest = (await reg.viewer.get("/models", params={"page_token": page["next_page_token"]})).json()
+    assert [m["name"] for m in page["items"] + rest["items"]] == ["credit-limit", "credit-risk", "fraud"]
+    assert (await reg.ds.post("/models", {"name": "fraud"})).status_code == 409
+    await reg.register("fraud")
+    r = await reg.ds.patch("/models/fraud/versions/1", {"description": "first", "tags": {"qa": "ok"}})
+    assert r.json()["tags"] == {"team": "risk", "qa": "ok"} and r.json()["description"] == "first"
+
+
+async def test_one_call_returns_everything_about_a_version(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.register(model)
+    rid = await reg.promoted(model, "2")
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed", RolloutCompleted(
+        model=model, rollout_id="ro-9", seq=3, version="2", baseline_version="1", strategy="canary",
+        phase="completed", step_index=2, weight=1.0))
+    await reg.seen.wait_for("model-alias-changed", 3)
+    v: dict[str, Any] = {}
+    for _ in range(50):
+        v = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
+        if v["rollouts"]:
+            break
+        await asyncio.sleep(0.2)
+    assert v["lineage"]["dataset"]["sha256"].startswith("5f7c")
+    assert v["lineage"]["features"]["schema"][0] == {"name": "age", "type": "number", "optional": False}
+    assert {c["name"] for c in v["validation"]["checks"]} >= {"lineage-complete", "feature-schema-compatible"}
+    assert v["policy"]["metric_tolerance"] == 0.01
+    [req] = v["promotion_requests"]
+    assert req["id"] == rid and req["reviews"][0]["reviewer"] == "user:rita"
+    assert [(h["alias"], h["version"], h["previous_version"]) for h in v["alias_history"]] == [
+        ("champion", "2", "1")]
+    assert v["rollouts"][0]["rollout_id"] == "ro-9"
+    assert v["aliases"] == ["champion"] and v["seq"] == 5
+
+
+async def test_a_version_that_served_traffic_is_archived_but_never_deleted(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.register(model)
+    await reg.promoted(model, "1")
+    r = await reg.ops.delete(f"/models/{model}/versions/1")
+    assert r.status_code == 409 and "never deleted" in r.json()["detail"]
+    r = await reg.ds.post(f"/models/{model}/versions/1/archive")
+    assert r.status_code == 200 and r.json()["status"] == "archived"
+    assert (await reg.viewer.get(f"/models/{model}/versions/1")).json()["archived_at"] is not None
+    await reg.champion(model, "2")
+    r = await reg.ds.post(f"/models/{model}/versions/2/archive")
+    assert r.status_code == 409 and "champion" in r.json()["detail"]
+    await reg.register(model)
+    assert (await reg.ops.delete(f"/models/{model}/versions/3")).status_code == 204
+    assert (await reg.viewer.get(f"/models/{model}/versions/3")).status_code == 404
+
+
+async def test_aliases_keep_their_history_and_are_published(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.register(model)
+    r = await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "1", "reason": "try"})
+    assert r.json() == {"model": model, "alias": "challenger", "version": "1", "previous_version": None, "seq": 1}
+    r = await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "2"})
+    assert r.json()["previous_version"] == "1"
+    assert (await reg.viewer.get(f"/models/{model}/aliases/challenger")).json()["version"] == "2"
+    assert (await reg.ops.delete(f"/models/{model}/aliases/challenger")).json()["version"] is None
+    assert (await reg.viewer.get(f"/models/{model}/aliases/challenger")).status_code == 404
+    history = (await reg.viewer.get(f"/models/{model}/alias-history")).json()
+    assert [(h["version"], h["previous_version"], h["actor"]) for h in history] == [
+        ("1", None, "user:otto"), ("2", "1", "user:otto"), (None, "2", "user:otto")]
+    events = await reg.seen.wait_for("model-alias-changed", 3)
+    assert [(e.data.version, e.data.seq) for e in events] == [("1", 1), ("2", 2), (None, 3)]
+    assert (await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "9"})).status_code == 404
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+async def test_an_unknown_model_gets_404(reg: Registry) -> None:
+    for r in (
+        await reg.pipeline.post("/models/nope/versions", registration()),
+        await reg.viewer.get("/models/nope"),
+        await reg.viewer.get("/models/nope/versions/1"),
+        await reg.viewer.get("/models/nope/versions"),
+        await reg.ds.post("/models/nope/versions/1/promotion-requests", {}),
+        await reg.rev.post("/promotion-requests/nope/approve", {}),
+    ):
+        assert r.status_code == 404, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+    await reg.model()
+    r = await reg.viewer.get("/models/credit-risk/versions/4")
+    assert r.status_code == 404 and "no version 4" in r.json()["detail"]
+
+
+async def test_invalid_lineage_gets_422_naming_the_field(reg: Registry) -> None:
+    model = await reg.model()
+    r = await reg.pipeline.post(f"/models/{model}/versions", registration(code__commit="not-a-commit"))
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "body.lineage.code.commit"
+    assert r.json()["detail"].startswith("body.lineage.code.commit:")
+    r = await reg.pipeline.post(f"/models/{model}/versions", registration(dataset__sha256="abc"))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.lineage.dataset.sha256"
+    body = registration()
+    del body["lineage"]
+    r = await reg.pipeline.post(f"/models/{model}/versions", body)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.lineage"
+    r = await reg.pipeline.post(f"/models/{model}/versions", registration(features__schema=[
+        {"name": "age", "type": "number"}, {"name": "age", "type": "string"}]))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("body.lineage.features.schema")
+    assert (await reg.viewer.get(f"/models/{model}/versions")).json()["items"] == []
+
+
+async def test_a_repeated_idempotency_key_returns_the_first_result(reg: Registry) -> None:
+    model = await reg.model()
+    key = {"Idempotency-Key": "train-job-17"}
+    first = await reg.pipeline.post(f"/models/{model}/versions", registration(), headers=key)
+    second = await reg.pipeline.post(f"/models/{model}/versions", registration(), headers=key)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json() and second.json()["version"] == "1"
+    assert second.headers.get("idempotency-replayed") == "true"
+    versions = (await reg.viewer.get(f"/models/{model}/versions")).json()["items"]
+    assert [v["version"] for v in versions] == ["1"]
+
+
+async def test_an_oversized_or_garbage_body_gets_413_or_422(reg: Registry) -> None:
+    model = await reg.model()
+    huge = registration()
+    huge["training_profile"] = {"blob": "x" * (reg.settings.max_body_bytes + 1)}
+    r = await reg.pipeline.post(f"/models/{model}/versions", huge)
+    assert r.status_code == 413
+    r = await reg.pipeline.post(f"/models/{model}/versions", content=b"{garbage",
+                                headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["type"].endswith("invalid-json")
+    r = await reg.pipeline.post(f"/models/{model}/versions", [1, 2, 3])
+    assert r.status_code == 422
+    r = await reg.pipeline.post(f"/models/{model}/versions", {**registration(), "metrics": {"auc": "high"}})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.metrics.auc"
+    r = await reg.ds.post("/models", {"name": "has spaces"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.name"
+
+
+# --------------------------------------------------------------------------- roles
+
+
+async def test_a_viewer_cannot_write(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    for r in (
+        await reg.viewer.post("/models", {"name": "mine"}),
+        await reg.viewer.post(f"/models/{model}/versions", registration()),
+        await reg.viewer.patch(f"/models/{model}", {"description": "x"}),
+        await reg.viewer.put(f"/models/{model}/aliases/champion", {"version": "1"}),
+        await reg.viewer.post(f"/models/{model}/versions/1/promotion-requests", {}),
+        await reg.viewer.post(f"/models/{model}/versions/1/archive"),
+        await reg.viewer.put("/policies/default", {}),
+    ):
+        assert r.status_code == 403, r.text
+    assert (await reg.viewer.get(f"/models/{model}/versions/1")).status_code == 200
+    assert (await reg.anonymous_get(f"/models/{model}")).status_code == 401
+
+
+async def test_a_data_scientist_cannot_approve(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    rid = (await reg.caller("eve", "data-scientist").post(f"/models/{model}/versions/1/promotion-requests",
+                                                          {})).json()["id"]
+    r = await reg.ds.post(f"/promotion-requests/{rid}/approve", {})
+    assert r.status_code == 403 and "reviewer" in r.json()["detail"]
+    r = await reg.ds.post(f"/promotion-requests/{rid}/reject", {"comment": "no"})
+    assert r.status_code == 403
+    r = await reg.ds.put(f"/models/{model}/aliases/champion", {"version": "1"})
+    assert r.status_code == 403
+
+
+async def test_the_service_role_can_register_versions(reg: Registry) -> None:
+    model = await reg.model()
+    r = await reg.pipeline.post(f"/models/{model}/versions", registration())
+    assert r.status_code == 201 and r.json()["registered_by"] == "service:trainer"
+    assert r.json()["validation"]["passed"] is True
+    r = await reg.rev.post(f"/models/{model}/versions", registration())
+    assert r.status_code == 403
+
+
+async def test_every_endpoint_documents_request_examples(reg: Registry) -> None:
+    spec = (await reg.viewer.client.get("/openapi.json")).json()
+    missing = []
+    for path, ops in spec["paths"].items():
+        if path in ("/healthz", "/readyz", "/metrics"):
+            continue
+        for method, op in ops.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            params = op.get("parameters", [])
+            documented = bool(body.get("examples")) or (
+                not op.get("requestBody") and all("example" in p or "examples" in p.get("schema", {})
+                                                  or "examples" in p for p in params))
+            if not documented:
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []
