@@ -252,3 +252,13 @@ def test_keys_written_to_files_read_back(tmp_path: Path, private_key: Ed25519Pri
     assert stat.S_IMODE(priv_path.stat().st_mode) == 0o600
     signed = sign(Checkpoint(ORIGIN, 1, ROOT, WHEN), read_private_key(priv_path))
     assert verify(signed, read_public_key(pub_path))
+
+
+def test_hostile_bodies_fail_with_a_format_error(checkpoint: Checkpoint) -> None:
+    huge = checkpoint.body().replace(b"\n1024\n", b"\n" + b"9" * 5000 + b"\n")
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_body(huge)
+    with pytest.raises(CheckpointFormatError):
+        Checkpoint.from_body(b"\xff\xfe\n1\n\n\n")
+    with pytest.raises(CheckpointFormatError):
+        SignedCheckpoint.from_json("[" * 100_000)

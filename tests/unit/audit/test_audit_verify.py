@@ -423,3 +423,49 @@ def test_cli_exit_codes_for_failure_and_unusable_input(
     assert main(["--bundle", str(tmp_path / "none"), "--public-key", other]) == 2
     assert main(["--bundle", str(full_bundle), "--public-key", "garbage"]) == 2
     assert "cannot load public key" in capsys.readouterr().err
+
+
+def test_a_chain_without_any_signed_checkpoint_proves_nothing(
+    tmp_path: Path, key: Ed25519PrivateKey, rollout: list[LedgerRecord]
+) -> None:
+    bundle = write_bundle(tmp_path / "b", [ChainExport("rollout", origin("rollout"), [], rollout)])
+    ro = chain_report(verify_bundle(bundle, key.public_key()), "rollout")
+    assert not ro.ok
+    assert "nothing is authenticated" in ro.problems[0]
+
+
+def test_rows_after_the_last_checkpoint_are_counted_as_unsigned(
+    tmp_path: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord]
+) -> None:
+    checkpoints = [signed_at("registry", registry, 16, key)]
+    bundle = write_bundle(tmp_path / "b", [ChainExport("registry", origin("registry"), checkpoints, registry)])
+    report = verify_bundle(bundle, key.public_key())
+    reg = chain_report(report, "registry")
+    assert reg.ok
+    assert (reg.signed_size, reg.unsigned) == (16, 9)
+    assert "9 rows after the last checkpoint" in report.summary()
+
+
+def test_malformed_proof_documents_are_reported(full_bundle: Path, key: Ed25519PrivateKey) -> None:
+    (full_bundle / "proofs.json").write_text('{"inclusion": 5, "consistency": []}')
+    report = verify_bundle(full_bundle, key.public_key())
+    assert not report.ok
+    assert any("must be lists" in p for p in report.problems)
+
+
+def test_hostile_json_in_records_is_reported_not_raised(full_bundle: Path, key: Ed25519PrivateKey) -> None:
+    path = full_bundle / "records.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = '{"chain": "registry", "seq": ' + "9" * 5000 + "}\n"
+    lines[2] = "[" * 100_000 + "\n"
+    path.write_text("".join(lines))
+    reg = chain_report(verify_bundle(full_bundle, key.public_key()), "registry")
+    assert (reg.ok, reg.first_bad_seq) == (False, 1)
+
+
+def test_corrupted_archive_is_unreadable(full_bundle: Path, key: Ed25519PrivateKey) -> None:
+    archive = pack_bundle(full_bundle, full_bundle.parent / "evidence.tgz")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleFormatError):
+        verify_bundle(archive, key.public_key())

@@ -84,7 +84,7 @@ _ED25519_TYPE = b"\x01"
 _SIGNATURE_PREFIX = "\u2014 "
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _TIMESTAMP_RE = re.compile(r"timestamp (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)")
-_SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_SIZE_RE = re.compile(r"0|[1-9][0-9]{0,19}")  # fits in a uint64
 _NAME_FORBIDDEN = re.compile(r"[\s+]")
 
 
@@ -140,7 +140,10 @@ class Checkpoint:
         Parsing is strict so that every accepted body re-serialises to the
         same bytes.
         """
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+        except UnicodeDecodeError as exc:
+            raise CheckpointFormatError("checkpoint body is not UTF-8") from exc
         lines = text.split("\n")
         if len(lines) != 5 or lines[4] != "":
             raise CheckpointFormatError("a checkpoint body has exactly four newline-ended lines")
@@ -233,7 +236,7 @@ class SignedCheckpoint:
     def from_json(cls, text: str | bytes) -> SignedCheckpoint:
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise CheckpointFormatError("signed checkpoint is not valid JSON") from exc
         return cls.from_dict(data)
 

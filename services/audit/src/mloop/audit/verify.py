@@ -76,6 +76,7 @@ import json
 import os
 import sys
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,8 +152,9 @@ class ConsistencyProof:
 class ChainReport:
     """What was established about one chain.
 
-    ``signed_size`` is the largest trusted checkpoint size; in a full export,
-    rows beyond it are protected by the chain hash only.
+    ``signed_size`` is the largest trusted checkpoint size. In a full export
+    the ``unsigned`` rows beyond it are protected by the chain hash only:
+    they are consistent, but nothing signed vouches for them yet.
     """
 
     chain: str
@@ -164,6 +166,7 @@ class ChainReport:
     first_bad_seq: int | None
     problems: tuple[str, ...]
     root: str | None = None
+    unsigned: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,8 @@ class BundleReport:
                 f"  chain {c.chain} ({c.export}): {status}; {c.records} records, "
                 f"{c.checkpoints} signed checkpoints, signed up to size {c.signed_size}"
             )
+            if c.unsigned and c.ok:
+                lines.append(f"    {c.unsigned} rows after the last checkpoint are linked by chain hash only")
             if c.first_bad_seq is not None:
                 lines.append(f"    first bad seq: {c.first_bad_seq}")
             lines += [f"    {p}" for p in c.problems]
@@ -273,11 +278,11 @@ def write_bundle(directory: str | os.PathLike[str], exports: Iterable[ChainExpor
 
 def pack_bundle(directory: str | os.PathLike[str], archive: str | os.PathLike[str]) -> Path:
     """Pack a bundle directory into a gzip-compressed tar file."""
-    src, dst = Path(directory), Path(archive)
+    src, dst = Path(directory).resolve(), Path(archive)
     with tarfile.open(dst, "w:gz") as tar:
         for name in (RECORDS_FILE, CHECKPOINTS_FILE, PROOFS_FILE):
             if (src / name).exists():
-                tar.add(src / name, arcname=f"{src.name}/{name}")
+                tar.add(src / name, arcname=f"{src.name or 'bundle'}/{name}")
     return dst
 
 
@@ -316,6 +321,10 @@ def build_proofs(
 # --------------------------------------------------------------------------
 
 
+# What reading a damaged file or compressed archive can raise.
+_ARCHIVE_ERRORS = (OSError, EOFError, tarfile.TarError, zlib.error)
+
+
 class _Source:
     """Opens the bundle's files from a directory or a tar archive."""
 
@@ -331,10 +340,16 @@ class _Source:
                 self._tar = tarfile.open(path, "r:*")  # noqa: SIM115
             except (tarfile.TarError, OSError) as exc:
                 raise BundleFormatError(f"{path} is neither a directory nor a tar archive") from exc
-            for info in self._tar.getmembers():
+            try:
+                members = self._tar.getmembers()
+            except _ARCHIVE_ERRORS as exc:
+                self._tar.close()
+                raise BundleFormatError(f"{path} is a damaged archive: {exc}") from exc
+            for info in members:
                 parts = Path(info.name).parts
                 if info.isfile() and 1 <= len(parts) <= 2:
                     if parts[-1] in self._members:
+                        self._tar.close()
                         raise BundleFormatError(f"archive holds {parts[-1]} more than once")
                     self._members[parts[-1]] = info
         else:
@@ -360,7 +375,7 @@ class _Source:
         with self.open(name) as fh:
             try:
                 return json.load(fh)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:
                 raise BundleFormatError(f"{name} is not valid JSON: {exc}") from exc
 
     def close(self) -> None:
@@ -410,8 +425,8 @@ def _read_lines(fh: IO[bytes]) -> Iterator[_Line]:
             continue
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            yield _Line(lineno, chain, None, f"line {lineno}: not valid JSON ({exc.args[0]})")
+        except (ValueError, RecursionError) as exc:
+            yield _Line(lineno, chain, None, f"line {lineno}: not valid JSON ({exc})")
             continue
         if not isinstance(data, dict) or not isinstance(data.get("chain"), str):
             yield _Line(lineno, chain, None, f"line {lineno}: not a record object with a chain")
@@ -437,7 +452,7 @@ def _to_record(line: _Line) -> LedgerRecord:
         canonical = canonicalize(event)
     except _BadRow as exc:
         raise _BadRow(f"line {line.lineno}: {exc}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _BadRow(f"line {line.lineno}: event has no canonical form ({exc})") from None
     return LedgerRecord(str(line.chain), seq, event_id, canonical, leaf, link)
 
@@ -467,16 +482,18 @@ class _ChainState:
             self.problems.append("further problems not listed")
 
     def report(self) -> ChainReport:
+        signed = max(self.trusted, default=0)
         return ChainReport(
             chain=self.chain,
             export=self.export,
             ok=not self.problems,
             records=self.records,
             checkpoints=len(self.signed),
-            signed_size=max(self.trusted, default=0),
+            signed_size=signed,
             first_bad_seq=self.first_bad_seq,
             problems=tuple(self.problems),
             root=self.root,
+            unsigned=max(0, self.records - signed) if self.export == "full" else 0,
         )
 
 
@@ -545,7 +562,11 @@ def _load_proofs(
     if not isinstance(doc, dict):
         bundle_problems.append(f"{PROOFS_FILE} is not a JSON object")
         return inclusion, consistency
-    for i, p in enumerate(doc.get("inclusion", [])):
+    inclusion_doc, consistency_doc = doc.get("inclusion", []), doc.get("consistency", [])
+    if not isinstance(inclusion_doc, list) or not isinstance(consistency_doc, list):
+        bundle_problems.append(f"{PROOFS_FILE}: 'inclusion' and 'consistency' must be lists")
+        return inclusion, consistency
+    for i, p in enumerate(inclusion_doc):
         path = _path_from_hex(p.get("path")) if isinstance(p, dict) else None
         if (
             path is None
@@ -556,7 +577,7 @@ def _load_proofs(
             bundle_problems.append(f"inclusion proof #{i} is malformed or names an unknown chain")
             continue
         inclusion[(p["chain"], p["seq"])] = (p["tree_size"], path)
-    for i, p in enumerate(doc.get("consistency", [])):
+    for i, p in enumerate(consistency_doc):
         path = _path_from_hex(p.get("path")) if isinstance(p, dict) else None
         if (
             path is None
@@ -603,6 +624,8 @@ def _verify_full(state: _ChainState, lines: Iterable[_Line]) -> None:
         state.problem(str(bad[0]), state.first_seq + result.count)
     elif not result.ok:
         state.problem(result.reason, result.first_bad_seq)
+    elif result.count and max(state.trusted, default=0) == 0:
+        state.problem("no validly signed checkpoint covers these rows: nothing is authenticated")
 
 
 def _verify_subset(
@@ -661,7 +684,7 @@ def verify_bundle(
     source = _Source(Path(path))
     try:
         return _verify_source(source, keys)
-    except OSError as exc:
+    except _ARCHIVE_ERRORS as exc:
         raise BundleFormatError(f"cannot read bundle: {exc}") from exc
     finally:
         source.close()
