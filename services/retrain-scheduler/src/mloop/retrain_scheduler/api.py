@@ -235,7 +235,8 @@ class CycleTimeView(BaseModel):
         return cls.model_validate(c, from_attributes=True)
 
 
-class JobDetail(Job):
+# The ignore is for type checks that cannot resolve the package's own modules.
+class JobDetail(Job):  # type: ignore[misc,unused-ignore]
     transitions: list[TransitionView] = Field(default_factory=list)
     cycle_time: CycleTimeView | None = None
 

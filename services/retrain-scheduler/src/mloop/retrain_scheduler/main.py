@@ -38,7 +38,8 @@ def create_app(
     scheduler = Scheduler(source=settings.source, clock=clock)
 
     def handlers(_: ServiceContext) -> Mapping[str, Handler]:
-        return build_handlers(scheduler)
+        consumed: Mapping[str, Handler] = build_handlers(scheduler)
+        return consumed
 
     async def dispatch(ctx: ServiceContext) -> None:
         dispatcher = WebhookDispatcher(
@@ -53,7 +54,7 @@ def create_app(
         )
         await dispatcher.run()
 
-    app = create_service_app(
+    app: FastAPI = create_service_app(
         settings,
         title="mloop retrain scheduler",
         description="Turns monitoring signals into retraining jobs, dispatches them to training "

@@ -10,7 +10,8 @@ from mloop.runtime.settings import PLACEHOLDER_SECRETS, ServiceSettings
 __all__ = ["RetrainSchedulerSettings"]
 
 
-class RetrainSchedulerSettings(ServiceSettings):
+# The ignore is for type checks that cannot see the workspace's other packages.
+class RetrainSchedulerSettings(ServiceSettings):  # type: ignore[misc,unused-ignore]
     service_name: str = "retrain-scheduler"
     http_port: int = Field(8104, ge=1, le=65535)
 
