@@ -469,3 +469,54 @@ def test_corrupted_archive_is_unreadable(full_bundle: Path, key: Ed25519PrivateK
     archive.write_bytes(data[: len(data) // 2])
     with pytest.raises(BundleFormatError):
         verify_bundle(archive, key.public_key())
+
+
+def test_independent_checkpoints_expose_a_bundle_cut_short_with_its_checkpoints(
+    tmp_path: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord]
+) -> None:
+    # The bundle (or the database it came from) lost rows 16.. and the
+    # checkpoint at 25 alike: on its own it is consistent.
+    bundle = write_bundle(
+        tmp_path / "b",
+        [ChainExport("registry", origin("registry"), [signed_at("registry", registry, 16, key)], registry[:16])],
+    )
+    assert verify_bundle(bundle, key.public_key()).ok
+    kept_outside = signed_at("registry", registry, 25, key)
+    report = verify_bundle(bundle, key.public_key(), [kept_outside])
+    reg = chain_report(report, "registry")
+    assert (reg.ok, reg.first_bad_seq) == (False, 16)
+    assert "truncated" in reg.problems[0]
+
+
+def test_independent_checkpoints_for_unknown_logs_are_reported(full_bundle: Path, key: Ed25519PrivateKey) -> None:
+    stray = sign(Checkpoint("mloop.example/audit/elsewhere", 1, bytes(32), WHEN), key)
+    report = verify_bundle(full_bundle, key.public_key(), [stray])
+    assert not report.ok
+    assert any("matches no chain" in p for p in report.problems)
+
+
+def test_independent_copy_of_a_bundle_checkpoint_is_harmless(
+    full_bundle: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord]
+) -> None:
+    report = verify_bundle(full_bundle, key.public_key(), [signed_at("registry", registry, 16, key)])
+    assert report.ok
+    assert chain_report(report, "registry").checkpoints == 3
+
+
+def test_cli_takes_independent_checkpoint_files(
+    tmp_path: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = write_bundle(
+        tmp_path / "b",
+        [ChainExport("registry", origin("registry"), [signed_at("registry", registry, 16, key)], registry[:16])],
+    )
+    vkey = public_key_to_vkey("k", key.public_key())
+    note_file = tmp_path / "latest.note"
+    note_file.write_text(signed_at("registry", registry, 25, key).to_note())
+    list_file = tmp_path / "all.json"
+    list_file.write_text(json.dumps([signed_at("registry", registry, n, key).to_dict() for n in (8, 16)]))
+    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(list_file)]) == 0
+    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(note_file)]) == 1
+    assert "truncated" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text('{"note": "nonsense"}')
+    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(tmp_path / "bad.json")]) == 2

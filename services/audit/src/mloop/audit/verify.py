@@ -49,12 +49,17 @@ What is checked
 ===============
 
 * Every checkpoint's signature, by one of the trusted public keys, and its
-  origin. Checkpoints that fail are reported and not trusted.
+  origin. Checkpoints that fail are reported and not trusted. Checkpoints
+  obtained independently of the bundle (kept outside Postgres) can be added;
+  they are what reveals a log cut short together with its newest checkpoints.
+  Two validly signed checkpoints of one size with different roots are
+  reported as a fork.
 * ``"full"`` export (every row from ``first_seq`` on): the rows are replayed
   with ``ledger_domain.verify_chain``: seq continuity, leaf and chain hashes,
   and the Merkle root at every checkpoint size; a checkpoint larger than the
   rows present reveals truncation. Rows after the last checkpoint are covered
-  by the chain hash only; the report says how many rows are signed.
+  by the chain hash only; the report counts them as ``unsigned``. A chain
+  with rows but no trusted checkpoint fails: nothing in it is authenticated.
 * ``"subset"`` export: each row needs an inclusion proof against a trusted
   checkpoint (its ``tree_size`` names it); chain hashes are checked where
   consecutive rows are present (and for the first row of the chain).
@@ -535,23 +540,45 @@ def _load_chains(doc: Any, keys: Sequence[Ed25519PublicKey], bundle_problems: li
             except CheckpointFormatError as exc:
                 state.problem(f"checkpoint #{i}: unreadable ({exc})")
                 continue
-            cp = signed.checkpoint
-            key = _pick_key(signed, keys)
-            if key is None or not verify_signature(signed, key):
-                state.problem(
-                    f"checkpoint at size {cp.size}: signature by {signed.key_name!r} is not valid for any trusted key"
-                )
-                continue
-            if cp.origin != origin:
-                state.problem(
-                    f"checkpoint at size {cp.size}: origin {cp.origin!r} is not the chain's origin {origin!r}"
-                )
-                continue
-            if state.trusted.setdefault(cp.size, cp.root) != cp.root:
-                state.problem(f"two validly signed checkpoints at size {cp.size} disagree: the log has forked")
-                continue
-            state.signed.append(signed)
+            _admit_checkpoint(state, signed, keys)
     return states
+
+
+def _admit_checkpoint(state: _ChainState, signed: SignedCheckpoint, keys: Sequence[Ed25519PublicKey]) -> None:
+    """Trust ``signed`` for ``state``'s chain if its signature and origin check out."""
+    cp = signed.checkpoint
+    key = _pick_key(signed, keys)
+    if key is None or not verify_signature(signed, key):
+        state.problem(
+            f"checkpoint at size {cp.size}: signature by {signed.key_name!r} is not valid for any trusted key"
+        )
+        return
+    if cp.origin != state.origin:
+        state.problem(f"checkpoint at size {cp.size}: origin {cp.origin!r} is not the chain's origin {state.origin!r}")
+        return
+    known = state.trusted.get(cp.size)
+    if known is None:
+        state.trusted[cp.size] = cp.root
+        state.signed.append(signed)
+    elif known != cp.root:
+        state.problem(f"two validly signed checkpoints at size {cp.size} disagree: the log has forked")
+
+
+def _admit_independent(
+    states: Mapping[str, _ChainState],
+    checkpoints: Iterable[SignedCheckpoint],
+    keys: Sequence[Ed25519PublicKey],
+    bundle_problems: list[str],
+) -> None:
+    by_origin = {s.origin: s for s in states.values()}
+    for signed in checkpoints:
+        state = by_origin.get(signed.checkpoint.origin)
+        if state is None:
+            bundle_problems.append(
+                f"independent checkpoint for {signed.checkpoint.origin!r} matches no chain in the bundle"
+            )
+        else:
+            _admit_checkpoint(state, signed, keys)
 
 
 def _load_proofs(
@@ -673,8 +700,15 @@ def _verify_subset(
 def verify_bundle(
     path: str | os.PathLike[str],
     public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey],
+    independent_checkpoints: Iterable[SignedCheckpoint] = (),
 ) -> BundleReport:
     """Verify the evidence bundle at ``path`` against trusted public key(s).
+
+    ``independent_checkpoints`` are signed checkpoints obtained elsewhere
+    than the bundle (the copy kept outside Postgres); they are matched to
+    chains by origin and checked like the bundle's own. Supplying the latest
+    ones is what exposes a bundle, or a database, that was cut short together
+    with its newest checkpoints.
 
     Returns a ``BundleReport``; ``ok`` is True only when every chain and
     every proof checked out. Raises ``BundleFormatError`` when ``path`` is not
@@ -683,16 +717,19 @@ def verify_bundle(
     keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
     source = _Source(Path(path))
     try:
-        return _verify_source(source, keys)
+        return _verify_source(source, keys, list(independent_checkpoints))
     except _ARCHIVE_ERRORS as exc:
         raise BundleFormatError(f"cannot read bundle: {exc}") from exc
     finally:
         source.close()
 
 
-def _verify_source(source: _Source, keys: Sequence[Ed25519PublicKey]) -> BundleReport:
+def _verify_source(
+    source: _Source, keys: Sequence[Ed25519PublicKey], independent: Sequence[SignedCheckpoint]
+) -> BundleReport:
     problems: list[str] = []
     states = _load_chains(source.load_json(CHECKPOINTS_FILE), keys, problems)
+    _admit_independent(states, independent, keys, problems)
     if source.exists(PROOFS_FILE):
         inclusion, consistency = _load_proofs(source.load_json(PROOFS_FILE), states, problems)
     else:
@@ -742,12 +779,25 @@ def _read_key_argument(value: str) -> Ed25519PublicKey:
     return load_public_key(data)
 
 
+def _read_checkpoints_argument(value: str) -> list[SignedCheckpoint]:
+    """A file holding one signed checkpoint (JSON or signed note) or a JSON list of them."""
+    text = Path(value).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [SignedCheckpoint.from_note(text)]
+    items = data if isinstance(data, list) else [data]
+    return [SignedCheckpoint.from_dict(item) for item in items]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``verify --bundle PATH --public-key KEY [--public-key KEY…] [--json]``.
+    """``verify --bundle PATH --public-key KEY… [--checkpoint FILE…] [--json]``.
 
     KEY is a file or a literal: PEM, base64 of the raw key, or a C2SP verifier
-    key. Returns 0 when the bundle verifies, 1 when it does not, 2 when it
-    cannot be read or a key cannot be loaded.
+    key. Each ``--checkpoint`` FILE holds signed checkpoints kept outside the
+    database (``SignedCheckpoint.to_json()``, a JSON list of those, or a
+    signed note). Returns 0 when the bundle verifies, 1 when it does not, 2
+    when the bundle, a key or a checkpoint file cannot be read.
     """
     parser = argparse.ArgumentParser(prog="mloop audit verify", description="Verify an audit evidence bundle offline.")
     parser.add_argument("--bundle", required=True, help="bundle directory or tar archive")
@@ -757,6 +807,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         help="trusted Ed25519 key: file or literal (PEM, base64, or vkey); repeatable",
     )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="file of signed checkpoints kept outside the database; repeatable",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
@@ -765,7 +821,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot load public key: {exc}", file=sys.stderr)
         return 2
     try:
-        report = verify_bundle(args.bundle, keys)
+        independent = [cp for f in args.checkpoint for cp in _read_checkpoints_argument(f)]
+    except (CheckpointFormatError, OSError, UnicodeDecodeError) as exc:
+        print(f"cannot load checkpoints: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_bundle(args.bundle, keys, independent)
     except BundleFormatError as exc:
         print(f"cannot read bundle: {exc}", file=sys.stderr)
         return 2
