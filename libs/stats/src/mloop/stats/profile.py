@@ -39,7 +39,7 @@ from mloop.stats._coerce import (
     Kind,
     as_1d,
     as_float_array,
-    category_strings,
+    category_counts,
     infer_kind,
 )
 from mloop.stats._exceptions import (
@@ -116,7 +116,8 @@ class Moments:
             return cls()
         mean = float(finite.mean())
         dev = finite - mean
-        return cls(n, mean, float(np.dot(dev, dev)), float(finite.min()), float(finite.max()))
+        # Not np.dot: a BLAS call here costs more than the sum on a busy machine.
+        return cls(n, mean, float(np.sum(dev * dev)), float(finite.min()), float(finite.max()))
 
     def merge(self, other: Moments) -> Moments:
         """Combine with another set of moments (Chan, Golub & LeVeque)."""
@@ -277,8 +278,11 @@ class NumericProfile:
         capacity: int,
         rng: np.random.Generator | None,
     ) -> NumericProfile:
-        idx = np.searchsorted(cuts, finite, side="right")
-        counts = np.bincount(idx, minlength=cuts.size + 1).astype(np.int64)
+        # Bin i is [cuts[i-1], cuts[i]). Counting by locating the cuts in the sorted
+        # values is several times faster on large windows than locating every
+        # value among the cuts, and gives identical counts.
+        below = np.searchsorted(np.sort(finite), cuts, side="left")
+        counts = np.diff(below, prepend=0, append=finite.size).astype(np.int64)
         return cls(
             _frozen(cuts),
             _frozen(counts),
@@ -373,7 +377,8 @@ OTHER = "__other__"
 class CategoricalProfile:
     """Counts of a categorical column's top-K categories, an "other" bucket, missing.
 
-    Categories are compared by their string form (see ``category_strings``),
+    Categories are compared by name (see ``_coerce.category_name``: ``1`` and
+    ``1.0`` are both ``"1"``; ``None`` and NaN are missing),
     ordered by decreasing frequency in the data the profile was built from.
     """
 
@@ -392,31 +397,22 @@ class CategoricalProfile:
         """
         if top_k < 1:
             raise InvalidConfigError("top_k must be >= 1")
-        strings, missing = category_strings(values)
-        uniq, freq = np.unique(strings, return_counts=True)
-        # Most frequent first; np.unique already sorted names, a stable sort keeps them.
-        order = np.argsort(-freq, kind="stable")[:top_k]
-        kept = freq[order].astype(np.int64)
+        counts, missing = category_counts(values)
+        # Most frequent first, ties by name, so the choice of the top K is deterministic.
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        kept = np.array([n for _, n in ranked], dtype=np.int64)
         return cls(
-            tuple(str(c) for c in uniq[order]),
+            tuple(name for name, _ in ranked),
             _frozen(kept),
-            int(strings.size - kept.sum()),
+            int(sum(counts.values()) - kept.sum()),
             missing,
         )
 
     def counts_like(self, values: npt.ArrayLike) -> CategoricalProfile:
         """Count ``values`` into this profile's categories (the rest into "other")."""
-        strings, missing = category_strings(values)
-        counts = np.zeros(len(self.categories), dtype=np.int64)
-        if strings.size and self.categories:
-            uniq, freq = np.unique(strings, return_counts=True)
-            cats = np.asarray(self.categories, dtype=np.str_)
-            order = np.argsort(cats)
-            sorted_cats = cats[order]
-            pos = np.searchsorted(sorted_cats, uniq).clip(max=sorted_cats.size - 1)
-            hit = sorted_cats[pos] == uniq
-            np.add.at(counts, order[pos[hit]], freq[hit])
-        return CategoricalProfile(self.categories, _frozen(counts), int(strings.size - counts.sum()), missing)
+        counts, missing = category_counts(values)
+        kept = np.array([counts.get(c, 0) for c in self.categories], dtype=np.int64)
+        return CategoricalProfile(self.categories, _frozen(kept), int(sum(counts.values()) - kept.sum()), missing)
 
     def update(self, values: npt.ArrayLike) -> CategoricalProfile:
         """This profile with ``values`` added (categories unchanged)."""
