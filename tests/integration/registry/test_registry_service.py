@@ -127,15 +127,15 @@ async def test_a_removed_feature_fails_schema_compatibility_and_a_model_policy_c
     removed = await reg.register(model, registration(features__schema=[{"name": "age", "type": "number"}]))
     [check] = [c for c in removed["validation"]["checks"] if not c["passed"]]
     assert check["name"] == "feature-schema-compatible" and "removed income" in check["detail"]
-    r = await reg.ops.put(f"/models/{model}/policy", {"metric_tolerance": 0.1})
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.1})
     assert r.status_code == 200, r.text
     assert r.json()["effective"]["metric_tolerance"] == 0.1 and r.json()["override"] == {"metric_tolerance": 0.1}
     relaxed = await reg.register(model, registration(metrics={"auc": 0.85, "log_loss": 0.32}))
     assert relaxed["validation"]["passed"] is True
-    r = await reg.ds.put(f"/models/{model}/policy", {"metric_tolerance": 0.5})
+    r = await reg.ds.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.5})
     assert r.status_code == 403
-    r = await reg.ops.put(f"/models/{model}/policy", {"required_approvals": 0})
-    assert r.status_code == 422
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.required_approvals"
 
 
 # --------------------------------------------------------------------------- promotion
@@ -205,7 +205,7 @@ async def test_a_rejection_needs_a_comment_and_returns_the_version_to_validated(
 
 async def test_an_auto_approval_policy_promotes_at_once_as_the_recorded_actor(reg: Registry) -> None:
     model = await reg.model()
-    r = await reg.ops.put(f"/models/{model}/policy", {"auto_approval": "low-risk-nightly"})
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"auto_approval": "low-risk-nightly"})
     assert r.status_code == 200, r.text
     await reg.register(model)
     r = await reg.pipeline.post(f"/models/{model}/versions/1/promotion-requests", {"reason": "nightly"})
@@ -216,7 +216,7 @@ async def test_an_auto_approval_policy_promotes_at_once_as_the_recorded_actor(re
     assert promoted.actor == "policy:low-risk-nightly"
     assert promoted.data.approved_by == ["policy:low-risk-nightly"]
     assert promoted.data.requested_by == "service:trainer" and promoted.data.previous_champion is None
-    r = await reg.ops.put("/policies/default", {"auto_approval": "everything"})
+    r = await reg.ops.put("/validation-policies/default", {"auto_approval": "everything"})
     assert r.status_code == 422
 
 
@@ -492,7 +492,7 @@ async def test_a_viewer_cannot_write(reg: Registry) -> None:
         await reg.viewer.put(f"/models/{model}/aliases/champion", {"version": "1"}),
         await reg.viewer.post(f"/models/{model}/versions/1/promotion-requests", {}),
         await reg.viewer.post(f"/models/{model}/versions/1/archive"),
-        await reg.viewer.put("/policies/default", {}),
+        await reg.viewer.put("/validation-policies/default", {}),
     ):
         assert r.status_code == 403, r.text
     assert (await reg.viewer.get(f"/models/{model}/versions/1")).status_code == 200

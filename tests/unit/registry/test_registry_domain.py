@@ -309,8 +309,9 @@ def test_a_model_override_changes_only_the_fields_it_sets() -> None:
     eff = effective_policy(default, {"required_approvals": 2})
     assert eff.required_approvals == 2 and eff.metric_tolerance == 0.02
     assert effective_policy(default, None) is default
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as info:
         effective_policy(default, {"required_approvals": 0})
+    assert info.value.field == "body.required_approvals"
 
 
 # --------------------------------------------------------------------------- promotion
@@ -322,8 +323,9 @@ def version(**kw: Any) -> VersionState:
     return VersionState(**base)
 
 
-def test_a_validated_version_can_be_requested() -> None:
+def test_a_validated_version_can_be_requested_and_a_former_champion_again() -> None:
     check_promotable(version(), pending_request=None)
+    check_promotable(version(status="production", aliases=(PREVIOUS_CHAMPION,)), pending_request=None)
 
 
 @pytest.mark.parametrize(
@@ -334,6 +336,7 @@ def test_a_validated_version_can_be_requested() -> None:
         ({"status": "archived"}, None, "archived"),
         ({"status": "rolled-back"}, None, "rolled-back"),
         ({"status": "production", "aliases": (CHAMPION,)}, None, "already the champion"),
+        ({"status": "promoted"}, None, "rollout is under way"),
     ],
 )
 def test_only_a_validated_version_without_a_pending_request_can_be_requested(

@@ -23,7 +23,7 @@ from mloop.registry.schemas import (
 from mloop.runtime.deps import Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 
-__all__ = ["parse_tags", "router"]
+__all__ = ["TagQuery", "like_pattern", "parse_tags", "router"]
 
 router = APIRouter(tags=["models"])
 
@@ -49,7 +49,8 @@ def parse_tags(tags: list[str] | None) -> tuple[dict[str, str], list[str]]:
     return equal, present
 
 
-def _like(q: str | None) -> str | None:
+def like_pattern(q: str | None) -> str | None:
+    """A case-insensitive substring pattern for ``q`` (LIKE wildcards in it are literal)."""
     if not q:
         return None
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -79,7 +80,7 @@ async def search_models(
     equal, present = parse_tags(tag)
     cursor = decode_cursor(page_token)
     async with pool.acquire() as conn:
-        rows = await store.search_models(conn, name_like=_like(q), tags=equal, tag_keys=present,
+        rows = await store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
                                          after=str(cursor["n"]) if cursor else None, limit=page_size + 1)
         items = await reg.model_views(conn, rows[:page_size])
     token = encode_cursor({"n": rows[page_size - 1]["name"]}) if len(rows) > page_size else None
@@ -138,13 +139,13 @@ async def alias_history(name: ModelPath, pool: Pool, reg: Reg, _: Viewer) -> lis
 # --------------------------------------------------------------------------- policies
 
 
-@router.get("/policies/default", tags=["policies"], summary="The default validation and promotion policy")
+@router.get("/validation-policies/default", tags=["policies"], summary="The default validation and promotion policy")
 async def get_default_policy(pool: Pool, reg: Reg, _: Viewer) -> Policy:
     async with pool.acquire() as conn:
         return (await reg.policy_for(conn, None)).default
 
 
-@router.put("/policies/default", tags=["policies"], summary="Replace the default policy")
+@router.put("/validation-policies/default", tags=["policies"], summary="Replace the default policy")
 async def put_default_policy(
     pool: Pool, reg: Reg, who: Operator,
     body: Annotated[Policy, example(strict=(POLICY_EXAMPLE, "Tolerances, segment bounds, one approval"))],
@@ -154,14 +155,15 @@ async def put_default_policy(
     return (await reg.put_default_policy(pool, who, body)).default
 
 
-@router.get("/models/{name}/policy", tags=["policies"], summary="A model's policy: default, override, effective")
+@router.get("/models/{name}/validation-policy", tags=["policies"],
+            summary="A model's policy: default, override, effective")
 async def get_model_policy(name: ModelPath, pool: Pool, reg: Reg, _: Viewer) -> PolicyView:
     async with pool.acquire() as conn:
         await reg.get_model(conn, name)
         return await reg.policy_for(conn, name)
 
 
-@router.put("/models/{name}/policy", tags=["policies"], summary="Override policy fields for one model")
+@router.put("/models/{name}/validation-policy", tags=["policies"], summary="Override policy fields for one model")
 async def put_model_policy(
     name: ModelPath, pool: Pool, reg: Reg, who: Operator,
     body: Annotated[dict[str, Any], example(
@@ -177,6 +179,6 @@ async def put_model_policy(
     return await reg.put_model_policy(pool, who, name, body)
 
 
-@router.delete("/models/{name}/policy", tags=["policies"], summary="Drop a model's override")
+@router.delete("/models/{name}/validation-policy", tags=["policies"], summary="Drop a model's override")
 async def delete_model_policy(name: ModelPath, pool: Pool, reg: Reg, _: Operator) -> PolicyView:
     return await reg.delete_model_policy(pool, name)

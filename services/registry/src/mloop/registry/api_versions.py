@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from mloop.registry import store
-from mloop.registry.api_models import TagQuery, parse_tags
+from mloop.registry.api_models import TagQuery, like_pattern, parse_tags
 from mloop.registry.deps import Curator, Deleter, ModelPath, Reg, Registrar, VersionPath, example
 from mloop.registry.domain import VersionStatus
 from mloop.registry.errors import ModelNotFound
@@ -81,6 +81,8 @@ async def search_versions(
     pool: Pool, reg: Reg, _: Viewer,
     model: Annotated[str | None, Query(max_length=128, description="Exact model name", examples=["credit-risk"])]
     = None,
+    q: Annotated[str | None, Query(max_length=128, description="Substring of the model name", examples=["credit"])]
+    = None,
     tag: TagQuery = None,
     alias: Annotated[str | None, Query(max_length=64, examples=["champion"])] = None,
     status: Statuses = None,
@@ -91,8 +93,8 @@ async def search_versions(
     page_size: PageSize = 50,
 ) -> Page[VersionOut]:
     equal, present = parse_tags(tag)
-    f = store.VersionFilter(model=model, tags=equal, tag_keys=present, alias=alias, status=status or (),
-                            created_after=created_after, created_before=created_before)
+    f = store.VersionFilter(model=model, model_like=like_pattern(q), tags=equal, tag_keys=present, alias=alias,
+                            status=status or (), created_after=created_after, created_before=created_before)
     return await _search(pool, reg, f, order, page_token, page_size)
 
 
@@ -115,6 +117,7 @@ async def list_versions(
 
 
 @router.get("/models/{name}/versions/{version}", summary="Everything about a version")
+@router.get("/models/{name}/versions/{version}/history", summary="Everything about a version (same document)")
 async def get_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Viewer) -> VersionDetail:
     """Lineage, metrics, every gate's result, promotion requests with their
     reviews, the alias history and the rollouts seen — in one document."""

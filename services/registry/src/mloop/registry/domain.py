@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mloop.contracts.payloads import FeatureSchema, Lineage, ValidationCheck
 from mloop.registry.errors import (
@@ -197,8 +197,10 @@ def effective_policy(default: Policy, override: Mapping[str, Any] | None) -> Pol
     merged.update(override)
     try:
         return Policy.model_validate(merged)
-    except ValueError as exc:
-        raise InvalidInput(f"invalid policy override: {exc}", field="body") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid policy: {first['msg']}", field=f"body.{where}" if where else "body") from exc
 
 
 # --------------------------------------------------------------------------- validation
@@ -441,7 +443,9 @@ def check_promotable(version: VersionState, *, pending_request: str | None) -> N
         raise NotPromotable(f"version {version.version} already has a pending request {pending_request}")
     if version.status in ("archived", "rolled-back"):
         raise NotPromotable(f"version {version.version} is {version.status}")
-    if version.status in ("promoted", "production") and CHAMPION in version.aliases:
+    if version.status == "promoted":
+        raise NotPromotable(f"version {version.version} is already promoted; its rollout is under way")
+    if CHAMPION in version.aliases:
         raise NotPromotable(f"version {version.version} is already the champion")
 
 

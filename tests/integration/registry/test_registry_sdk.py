@@ -1,0 +1,53 @@
+"""The Python SDK's registry client against the real registry (the contract other teams build on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from mloop.client import RegistryClient
+from mloop.registry.main import create_app
+from mloop.registry.settings import RegistrySettings
+from mloop.runtime.auth import issue_token
+from mloop.runtime.testing import running_app
+
+from .helpers import REGISTRATION
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_sdk_registers_requests_reviews_and_reads_the_whole_record(infra: Any) -> None:
+    settings = RegistrySettings(**infra.settings_kwargs())
+    app = create_app(settings)
+
+    def client(sub: str, *roles: str) -> RegistryClient:
+        token = issue_token(settings.jwt_secret.get_secret_value(), sub, list(roles))
+        return RegistryClient("http://registry", token, transport=httpx.ASGITransport(app=app))
+
+    async with running_app(app):
+        ds, rev, ops = client("dana", "data-scientist"), client("rita", "reviewer"), client("otto", "operator")
+        await ds.create_model("credit-risk", tags={"team": "risk"})
+        lineage = REGISTRATION["lineage"]
+        first = await ds.register_version("credit-risk", artifact_uri="s3://m/1", lineage=lineage,
+                                          metrics={"auc": 0.9}, idempotency_key="job-1")
+        assert first["version"] == "1" and first["validation"]["passed"] is True
+        await ops.set_alias("credit-risk", "champion", "1")
+        assert await ds.champion("credit-risk") == "1"
+        await ds.register_version("credit-risk", artifact_uri="s3://m/2", lineage=lineage,
+                                  metrics={"auc": 0.92}, segment_metrics={"north": {"recall": 0.8}})
+        policy = await ops.set_validation_policy("credit-risk", {"required_approvals": 1})
+        assert policy["effective"]["required_approvals"] == 1
+        assert (await ds.get_validation_policy("credit-risk"))["override"] == {"required_approvals": 1}
+        request = await ds.request_promotion("credit-risk", "2", reason="better AUC")
+        pending = await rev.list_promotion_requests(status="pending")
+        assert [r["id"] for r in pending] == [request["id"]]
+        approved = await rev.approve(request["id"], comment="checked")
+        assert approved["status"] == "approved" and approved["previous_champion"] == "1"
+        history = await ds.version_history("credit-risk", "2")
+        assert history["status"] == "promoted"
+        assert history["promotion_requests"][0]["reviews"][0]["comment"] == "checked"
+        versions = await ds.list_versions("credit-risk", limit=10)
+        assert [v["version"] for v in versions] == ["1", "2"]
+        assert [m["name"] for m in await ds.list_models(tag="team:risk")] == ["credit-risk"]
