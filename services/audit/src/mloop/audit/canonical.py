@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["CanonicalizationError", "canonicalize"]
+__all__ = ["CanonicalizationError", "canonicalize", "format_float"]
 
 
 class CanonicalizationError(ValueError):
