@@ -3,6 +3,7 @@ plain-JSON input, bad input, ground truth and the API."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -122,3 +123,104 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
             "page_token": ranged.json()["next_page_token"]})
         assert [p["request_id"] for p in nxt.json()["items"]] == [f"c-{i:07d}" for i in range(4, 10)]
         assert (await client.get("/predictions/nope", headers=viewer)).status_code == 404
+
+
+async def test_bad_input_is_dead_lettered_or_counted_as_quality_violations_and_the_consumer_carries_on(
+        infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(3)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic, \
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, SIGNALS) as seen:
+        await _register(client, traffic, settings, "fraud", "1")
+        ts = "2026-11-26T12:00:00Z"
+        await traffic.raw("prediction-logged", b"\x00\xffthis is not json", key=b"fraud")
+        await traffic.raw("prediction-logged", json.dumps({"model": "fraud", "records": [
+            {"request_id": "nv-1", "timestamp": ts, "features": {"age": 1}}]}).encode(), key=b"fraud")
+        await traffic.raw("prediction-logged", json.dumps({"model": "fraud", "records": [
+            {"request_id": "wt-1", "version": "1", "timestamp": ts, "features": {"age": [1, 2]}}]}).encode())
+        await traffic.raw("prediction-logged", json.dumps({"model": "nobody-knows", "records": [
+            {"request_id": "u-1", "version": "1", "timestamp": ts, "features": {"age": 1}}]}).encode(),
+            key=b"nobody-knows")
+        huge = {"model": "fraud", "records": [{"request_id": f"h{i}", "version": "1", "timestamp": ts}
+                                              for i in range(100_000)]}
+        await traffic.raw("prediction-logged", json.dumps(huge, separators=(",", ":")).encode(), key=b"fraud")
+
+        # Then a window of traffic with NaN/inf and text where numbers belong.
+        recs = records(rng, 500, version="1", start=0, prefix="q")
+        for i, r in enumerate(recs):
+            if i % 10 == 0:
+                r["features"]["income"] = "a lot"
+            if i % 10 == 1:
+                r["features"]["age"] = float("nan")
+            if i % 10 == 2:
+                r["features"]["score"] = float("inf")
+            if i % 10 == 3:
+                r["features"]["colour"] = "blue"
+        await traffic.predictions("fraud", recs, per_message=50)
+
+        expected = ["not valid JSON", "records.0.version: Field required", "records.0.features.age",
+                    "unknown model 'nobody-knows'", "at most 20000 items"]
+        for reason in expected:
+            # A dead letter may repeat after a rebalance (it is published before the offsets are stored).
+            await seen.wait_for("dead-letter", 1, timeout_s=40, where=lambda e, r=reason: r in e.data.reason)
+        quality = await seen.wait_for("data-quality-violated", 1, timeout_s=40)
+        assert all(e.data.topic == "prediction-logged" for e in seen.of("dead-letter"))
+        kinds = {(v.kind, v.feature) for v in quality[0].data.violations}
+        assert ("type-error", "income") in kinds
+        assert ("invalid-value", "age") in kinds and ("invalid-value", "score") in kinds
+        assert ("schema-mismatch", "colour") in kinds
+        status = (await client.get("/models/fraud/versions/1/status", headers=viewer)).json()
+        assert status["predictions_seen"] == 500
+        assert status["last_windows"]["quality"]["alarm"] is True
+
+
+async def test_ground_truth_joins_by_request_id_including_early_labels_and_performance_degraded_fires(
+        infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(4)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic, \
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, SIGNALS) as seen:
+        await _register(client, traffic, settings, "credit", "7", metrics={"accuracy": 0.95, "auc": 0.97})
+        recs = records(rng, 600, version="7", start=0, prefix="g")
+        truth = [(r["request_id"], int(r["prediction"] >= 0.5)) for r in recs]
+        # Labels for the first 50 arrive before their predictions.
+        await traffic.labels("credit", truth[:50])
+
+        async def early_pending() -> bool:
+            rows = await query(infra.database_url, "SELECT count(*) AS n FROM monitor.pending_labels")
+            return bool(rows[0]["n"] == 50)
+        await wait_until(early_pending, what="50 early labels pending")
+        await traffic.predictions("credit", recs, per_message=100)
+
+        async def stored() -> bool:
+            rows = await query(infra.database_url, "SELECT count(*) AS n FROM monitor.predictions")
+            return bool(rows[0]["n"] == 600)
+        await wait_until(stored, what="600 predictions stored")
+        # Correct labels for the next 150, then flipped labels: accuracy collapses.
+        await traffic.labels("credit", truth[50:200])
+        flipped = [(rid, 1 - y if i % 2 == 0 else y) for i, (rid, y) in enumerate(truth[200:])]
+        await traffic.labels("credit", flipped)
+        # A label for an unknown request waits; one far past the horizon is refused.
+        await traffic.labels("credit", [("never-predicted", 1)])
+
+        degraded = await seen.wait_for("performance-degraded", 1, timeout_s=40)
+        d = degraded[0].data
+        assert (d.model, d.version) == ("credit", "7")
+        assert d.metric in ("accuracy", "auc") and d.baseline in (0.95, 0.97)
+        assert d.value < d.threshold < d.baseline and d.detector == "threshold"
+        assert d.window.size == 100
+
+        async def all_joined() -> bool:
+            s = await client.get("/models/credit/versions/7/status", headers=viewer)
+            return bool(s.json()["labels_joined"] == 600)
+        await wait_until(all_joined, what="600 labels joined")
+        one = (await client.get("/predictions/g-0000001", params={"model": "credit"}, headers=viewer)).json()[0]
+        assert one["label"] == truth[1][1] and one["labeled_at"] is not None
+        windows = await query(infra.database_url, "SELECT alarm FROM monitor.window_results "
+                              "WHERE signal = 'performance' ORDER BY window_no")
+        assert [w["alarm"] for w in windows][:2] == [False, False] and windows[-1]["alarm"] is True
+        assert len(seen.of("performance-degraded")) == 1

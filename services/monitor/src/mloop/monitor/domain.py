@@ -50,7 +50,6 @@ from mloop.contracts.payloads import (
 from mloop.monitor.performance import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
-    PageHinkley,
     compute_metrics,
     loss_of,
     score_of,
@@ -64,6 +63,7 @@ from mloop.monitor.windows import (
     numeric_column,
     window_profile,
 )
+from mloop.stats.changepoint import PageHinkley
 from mloop.stats.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift
 from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
@@ -177,8 +177,10 @@ class PerformanceSettings(BaseModel):
     window_labels: int = Field(200, ge=10, description="Joined labels per performance window")
     tolerance: float = Field(0.1, ge=0, description="Relative degradation of a registered metric that alarms")
     label_horizon_s: float = Field(7 * 86400.0, gt=0, description="How late a label may arrive and still join")
-    page_hinkley_delta: float = Field(0.1, ge=0)
-    page_hinkley_threshold: float = Field(30.0, gt=0)
+    page_hinkley_delta: float = Field(0.01, ge=0, description="Tolerated increase of the loss (0/1 error, "
+                                      "or absolute error over the registered mae)")
+    page_hinkley_threshold: float = Field(15.0, gt=0, description="Alarm level of the cumulative increase")
+    page_hinkley_min_samples: int = Field(50, ge=1)
 
 
 class MonitorConfig(BaseModel):
@@ -598,7 +600,8 @@ class VersionMonitor:
         """Add predictions joined with their labels; evaluate each full performance window."""
         ps = config.performance
         if self.page_hinkley is None:
-            self.page_hinkley = PageHinkley(ps.page_hinkley_delta, ps.page_hinkley_threshold, ps.window_labels)
+            self.page_hinkley = PageHinkley(delta=ps.page_hinkley_delta, threshold=ps.page_hinkley_threshold,
+                                            min_samples=ps.page_hinkley_min_samples, direction="increase")
         out = Outcome()
         for j in joined:
             self.labels_joined += 1
@@ -615,10 +618,14 @@ class VersionMonitor:
         task, values = compute_metrics([(p, y) for p, y, _ in pairs])
         scores = [score_of(p) for p, _, _ in pairs]
         labelled = [(s, y) for s, (_, y, _) in zip(scores, pairs, strict=True) if s is not None and y is not None]
+        ph_alarm = False
         if labelled:
             t = task_of([s for s, _ in labelled], [y if isinstance(y, str) else float(y) for _, y in labelled])
+            # Absolute errors in units of the registered MAE, so one threshold fits every scale.
+            scale = self.metrics.get("mae", 1.0) if t == "regression" else 1.0
+            scale = scale if scale > 0 else 1.0
             for s, y in labelled:
-                self.page_hinkley.update(loss_of(t, s, y if isinstance(y, str) else float(y)))
+                ph_alarm |= self.page_hinkley.update(loss_of(t, s, y if isinstance(y, str) else float(y)) / scale)
         times = [ts for _, _, ts in pairs]
         span = Window(start=_dt(min(times)), end=_dt(max(times)), size=len(pairs))
         degraded: list[dict[str, Any]] = []
@@ -634,7 +641,6 @@ class VersionMonitor:
                 degraded.append({"metric": metric, "value": value, "baseline": baseline,
                                  "threshold": baseline + margin, "drop": (value - baseline) / max(margin, 1e-12)})
         ph = self.page_hinkley
-        ph_alarm = ph.n > ph.burn_in and ph.statistic > ph.threshold
         alarm = bool(degraded) or ph_alarm
         worst = max(degraded, key=lambda d: d["drop"]) if degraded else None
         severity: Severity | None = None
@@ -643,7 +649,8 @@ class VersionMonitor:
         elif ph_alarm:
             severity = "medium"
         evidence = {"task": task, "metrics": values, "baseline": dict(self.metrics), "degraded": degraded,
-                    "page_hinkley": {"statistic": ph.statistic, "threshold": ph.threshold, "alarm": ph_alarm}}
+                    "page_hinkley": {"statistic": ph.statistic, "threshold": ph.threshold, "alarm": ph_alarm,
+                                     "alarms": ph.alarms}}
         result = WindowResult("performance", self.perf_window_no, span, alarm, severity, evidence)
 
         def event(iid: str) -> PerformanceDegraded:

@@ -16,6 +16,7 @@ stale copy in use.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,7 +138,8 @@ class Monitoring:
                     joined[r.version].append(LabelledPrediction(
                         r.request_id, r.prediction, label, r.timestamp.timestamp(), labelled_at.timestamp()))
                 rows.append((model, r.request_id, r.version, r.timestamp,
-                             r.features if self.store_mode == "full" else None, r.prediction, label, labelled_at))
+                             _json_safe_features(r.features) if self.store_mode == "full" else None,
+                             _json_safe(r.prediction), label, labelled_at))
             for version, pairs in joined.items():
                 entry = self.cache[(model, version)]
                 horizon = entry.config.performance.label_horizon_s
@@ -279,3 +281,19 @@ async def on_traffic_split_changed(event: Event[TrafficSplitChanged], conn: asyn
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: keep them as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if type(value) is list:
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_safe_features(features: dict[str, Any]) -> dict[str, Any]:
+    for v in features.values():
+        if type(v) is float and not math.isfinite(v):
+            return {k: _json_safe(x) for k, x in features.items()}
+    return features

@@ -1,4 +1,4 @@
-"""Model performance from joined ground truth: metrics and a Page-Hinkley detector.
+"""Model performance from joined ground truth: the metrics a version is compared on.
 
 Pure numpy/scipy. The metrics a version is compared on are the ones it was
 registered with (``model-registered`` ``metrics``) that can be computed
@@ -9,8 +9,7 @@ log_loss for classification, rmse, mae for regression.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +18,6 @@ from scipy import stats as sps
 __all__ = [
     "HIGHER_IS_BETTER",
     "LOWER_IS_BETTER",
-    "PageHinkley",
     "Task",
     "compute_metrics",
     "loss_of",
@@ -136,57 +134,3 @@ def compute_metrics(pairs: Sequence[tuple[Any, Any]]) -> tuple[Task, dict[str, f
     out["log_loss"] = float(-np.mean(np.where(y, np.log(clipped), np.log1p(-clipped))))
     out["logloss"] = out["log_loss"]
     return task, out
-
-
-@dataclass
-class PageHinkley:
-    """Page-Hinkley test for an increase in the mean of a loss stream.
-
-    The first ``burn_in`` observations fix the scale (their standard
-    deviation); afterwards ``m_t = Σ (x_i - x̄_t - δ)`` in those units and an
-    alarm is raised when ``m_t - min m > λ``. ``reset`` restarts it after an
-    alarm or a recovery.
-    """
-
-    delta: float = 0.1
-    threshold: float = 30.0
-    burn_in: int = 100
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-    scale: float = 0.0
-    cumulative: float = 0.0
-    minimum: float = 0.0
-
-    def update(self, x: float) -> bool:
-        """Add one observation; True when the detector is in alarm."""
-        self.n += 1
-        d = x - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (x - self.mean)
-        if self.n <= self.burn_in:
-            if self.n == self.burn_in:
-                std = math.sqrt(self.m2 / max(self.n - 1, 1))
-                self.scale = std if std > 0 else max(abs(self.mean), 1.0)
-            return False
-        self.cumulative += (x - self.mean) / self.scale - self.delta
-        self.minimum = min(self.minimum, self.cumulative)
-        return self.statistic > self.threshold
-
-    @property
-    def statistic(self) -> float:
-        return self.cumulative - self.minimum
-
-    def reset(self) -> None:
-        self.n, self.mean, self.m2, self.scale, self.cumulative, self.minimum = 0, 0.0, 0.0, 0.0, 0.0, 0.0
-
-    def to_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in ("delta", "threshold", "burn_in", "n", "mean", "m2", "scale",
-                                               "cumulative", "minimum")}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, float]) -> PageHinkley:
-        out = cls(d["delta"], d["threshold"], int(d["burn_in"]))
-        out.n, out.mean, out.m2 = int(d["n"]), d["mean"], d["m2"]
-        out.scale, out.cumulative, out.minimum = d["scale"], d["cumulative"], d["minimum"]
-        return out

@@ -293,7 +293,10 @@ async def prune(pool: asyncpg.Pool, retention_s: float, horizon_s: float) -> tup
     """Delete predictions past retention and pending labels past the horizon."""
     now = datetime.now(UTC)
     async with pool.acquire() as conn:
-        a = await conn.execute("DELETE FROM predictions WHERE ts < $1 - make_interval(secs => $2)", now, retention_s)
-        b = await conn.execute("DELETE FROM pending_labels WHERE received_at < $1 - make_interval(secs => $2)",
-                               now, horizon_s)
+        a = await conn.execute(
+            "DELETE FROM predictions WHERE ts < $1::timestamptz - make_interval(secs => $2::float8)",
+            now, retention_s)
+        b = await conn.execute(
+            "DELETE FROM pending_labels WHERE received_at < $1::timestamptz - make_interval(secs => $2::float8)",
+            now, horizon_s)
     return int(a.split()[-1]), int(b.split()[-1])
