@@ -255,7 +255,10 @@ async def test_a_scheduler_restarted_mid_dispatch_neither_loses_nor_duplicates_t
         await seen.wait_for("retrain-requested", 1)
         await asyncio.sleep(1.0)
         await seen.poll(0.5)
-        assert len(seen.of("retrain-requested")) == 1
+        # A process killed between publishing and marking the outbox row sent
+        # republishes the same event (same ce_id), which consumers drop: the
+        # job was requested once.
+        assert len({e.id for e in seen.of("retrain-requested")}) == 1
 
 
 async def test_a_storm_of_signals_creates_one_job(infra: Any) -> None:
@@ -508,7 +511,10 @@ async def test_a_scheduler_killed_mid_dispatch_neither_loses_nor_duplicates_the_
             await seen.wait_for("retrain-requested", 1)
             await asyncio.sleep(1.0)
             await seen.poll(0.5)
-            assert len(seen.of("retrain-requested")) == 1
+            # A process killed between publishing and marking the outbox row sent
+            # republishes the same event (same ce_id), which consumers drop: the
+            # job was requested once.
+            assert len({e.id for e in seen.of("retrain-requested")}) == 1
     finally:
         if proc.returncode is None:
             proc.kill()
