@@ -285,7 +285,7 @@ def test_reference_rejects_ragged_columns_and_unknown_kinds() -> None:
     with pytest.raises(InvalidInputError):
         ReferenceProfile.from_columns({"a": [1, 2]}, {"b": "numeric"})
     with pytest.raises(InvalidConfigError):
-        ReferenceProfile.from_columns({"a": [1, 2]}, {"a": "text"})  # type: ignore[dict-item]
+        ReferenceProfile.from_columns({"a": [1, 2]}, {"a": "text"})
     with pytest.raises(InvalidInputError):
         ReferenceProfile.from_columns({"a": np.zeros((2, 2))})
 
@@ -308,7 +308,7 @@ def test_reference_update_merges_rows_and_keeps_bins() -> None:
     assert updated.row_count == 500
     age = updated.features["age"]
     assert isinstance(age, NumericProfile)
-    np.testing.assert_array_equal(age.cuts, ref.features["age"].cuts)  # type: ignore[union-attr]
+    np.testing.assert_array_equal(age.cuts, ref.features["age"].cuts)
     assert age.valid == 500
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "as_float_array",
     "category_counts",
     "category_name",
+    "category_names",
     "category_strings",
     "infer_kind",
 ]
@@ -85,10 +86,14 @@ def category_name(value: object) -> str | None:
 
     ``None`` and non-finite floats are missing; integral floats are written
     as integers so that ``1`` and ``1.0`` from different producers are the
-    same category; anything else is ``str(value)``.
+    same category; booleans are ``"1"``/``"0"`` (Python counts ``True`` and
+    ``1`` as one value, so naming them apart would depend on arrival order);
+    anything else is ``str(value)``.
     """
     if value is None:
         return None
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
     if isinstance(value, float | np.floating):
         if not math.isfinite(value):
             return None
@@ -100,8 +105,18 @@ def category_name(value: object) -> str | None:
     return str(value)
 
 
-def _distinct_counts(arr: npt.NDArray[Any]) -> Counter[Any]:
-    items = arr.tolist()
+def _items(values: npt.ArrayLike, what: str) -> list[Any]:
+    """The column as a list of Python objects.
+
+    Lists are not passed through numpy, which would turn a mixed list such as
+    ``[1.0, "a"]`` into the strings ``"1.0"`` and ``"a"``.
+    """
+    if isinstance(values, list | tuple):
+        return list(values)
+    return as_1d(values, what).tolist()  # type: ignore[no-any-return]
+
+
+def _distinct_counts(items: list[Any]) -> Counter[Any]:
     try:
         return Counter(items)
     except TypeError:  # unhashable values (lists, dicts): count their text
@@ -116,7 +131,7 @@ def category_counts(values: npt.ArrayLike, what: str = "values") -> tuple[dict[s
     """
     counts: dict[str, int] = {}
     missing = 0
-    for value, n in _distinct_counts(as_1d(values, what)).items():
+    for value, n in _distinct_counts(_items(values, what)).items():
         name = category_name(value)
         if name is None:
             missing += n
@@ -125,15 +140,19 @@ def category_counts(values: npt.ArrayLike, what: str = "values") -> tuple[dict[s
     return counts, missing
 
 
-def category_strings(values: npt.ArrayLike, what: str = "values") -> tuple[StrArray, int]:
-    """Return the non-missing values as category names (in order), and how many were missing."""
-    arr = as_1d(values, what)
-    items = arr.tolist()
+def category_names(values: npt.ArrayLike, what: str = "values") -> list[str | None]:
+    """Each row's category name, ``None`` where missing (see :func:`category_name`)."""
+    items = _items(values, what)
     try:
         names = {v: category_name(v) for v in set(items)}
-        named = [names[v] for v in items]
+        return [names[v] for v in items]
     except TypeError:
-        named = [category_name(str(v)) for v in items]
+        return [category_name(str(v)) for v in items]
+
+
+def category_strings(values: npt.ArrayLike, what: str = "values") -> tuple[StrArray, int]:
+    """Return the non-missing values as category names (in order), and how many were missing."""
+    named = category_names(values, what)
     present = [n for n in named if n is not None]
     return np.asarray(present, dtype=np.str_).reshape(-1), len(named) - len(present)
 

@@ -6,8 +6,9 @@ bundles, :func:`classification_metrics` and :func:`regression_metrics`, that
 return plain JSON-safe dicts (``None`` where a metric is undefined, e.g. AUC
 with one class). :func:`higher_is_better` says which way a metric improves.
 
-Labels are compared by their string form, with integral floats written as
-integers, so ``1``, ``1.0`` and ``"1"`` are the same class. Rows whose label
+Labels are compared by name (``_coerce.category_name``): integral floats
+are written as integers and booleans as 0/1, so ``1``, ``1.0``, ``"1"`` and
+``True`` are the same class. Rows whose label
 or score is missing (``None``, NaN) are dropped; the bundles report how many
 rows were used as ``n``.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from mloop.stats._coerce import FloatArray, StrArray, as_1d, as_float_array, category_strings
+from mloop.stats._coerce import FloatArray, StrArray, as_float_array, category_names, category_strings
 from mloop.stats._exceptions import InvalidConfigError, InvalidInputError, UndefinedMetricError
 
 __all__ = [
@@ -81,17 +82,9 @@ def higher_is_better(name: str) -> bool:
 
 def _labels(values: npt.ArrayLike, what: str) -> tuple[StrArray, npt.NDArray[np.bool_]]:
     """Labels as strings (missing as ""), plus a mask of present ones."""
-    arr = as_1d(values, what)
-    out = np.full(arr.size, "", dtype=object)
-    if arr.dtype.kind == "f":
-        present = np.isfinite(arr)
-    elif arr.dtype.kind == "O":
-        present = ~(np.asarray(arr == None, dtype=np.bool_) | np.asarray(arr != arr, dtype=np.bool_))  # noqa: E711
-    else:
-        present = np.ones(arr.size, dtype=np.bool_)
-    strings, _ = category_strings(arr[present])
-    out[present] = strings
-    return out.astype(np.str_), present
+    named = category_names(values, what)
+    present = np.array([n is not None for n in named], dtype=np.bool_)
+    return np.array([n or "" for n in named], dtype=np.str_).reshape(-1), present
 
 
 def _label(value: object) -> str:
