@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -477,6 +478,18 @@ async def test_an_oversized_or_garbage_body_gets_413_or_422(reg: Registry) -> No
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.metrics.auc"
     r = await reg.ds.post("/models", {"name": "has spaces"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.name"
+    # What Postgres could not store is refused up front, naming where it is.
+    nan = registration()
+    nan["lineage"]["params"] = {"C": float("nan")}
+    r = await reg.pipeline.post(f"/models/{model}/versions", content=json.dumps(nan).encode(),
+                                headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "lineage.params.C" in r.json()["detail"]
+    r = await reg.ds.post("/models", {"name": "ok", "description": "nul\x00byte"})
+    assert r.status_code == 422 and "description" in r.json()["detail"]
+    r = await reg.viewer.get("/models", params={"q": "a\x00b"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.q"
+    r = await reg.viewer.get("/promotion-requests/a%00b")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.request_id"
 
 
 # --------------------------------------------------------------------------- roles

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from mloop.registry import store
-from mloop.registry.deps import AliasPath, ModelPath, ModelWriter, Operator, Reg, example
+from mloop.registry.deps import AliasPath, ModelPath, ModelWriter, Operator, Reg, example, reject_nul
 from mloop.registry.domain import POLICY_EXAMPLE, Policy
 from mloop.registry.errors import InvalidInput
 from mloop.registry.schemas import (
@@ -25,7 +25,7 @@ from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 
 __all__ = ["TagQuery", "like_pattern", "parse_tags", "router"]
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[Depends(reject_nul)])
 
 TagQuery = Annotated[
     list[str] | None,

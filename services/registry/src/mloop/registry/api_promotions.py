@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from mloop.registry import store
-from mloop.registry.deps import ModelPath, Reg, Requester, Reviewer, VersionPath, example
+from mloop.registry.deps import ModelPath, Reg, Requester, Reviewer, VersionPath, example, reject_nul
 from mloop.registry.schemas import PromotionRequestCreate, PromotionRequestOut, ReviewBody
 from mloop.runtime.deps import Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["promotion"])
+router = APIRouter(tags=["promotion"], dependencies=[Depends(reject_nul)])
 
 RequestId = Annotated[
     str, Path(min_length=1, max_length=64, description="Promotion request id",

@@ -6,11 +6,11 @@ import copy
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from mloop.registry import store
 from mloop.registry.api_models import TagQuery, like_pattern, parse_tags
-from mloop.registry.deps import Curator, Deleter, ModelPath, Reg, Registrar, VersionPath, example
+from mloop.registry.deps import Curator, Deleter, ModelPath, Reg, Registrar, VersionPath, example, reject_nul
 from mloop.registry.domain import VersionStatus
 from mloop.registry.errors import ModelNotFound
 from mloop.registry.schemas import (
@@ -27,7 +27,7 @@ from mloop.runtime.problems import BadRequest
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["versions"])
+router = APIRouter(tags=["versions"], dependencies=[Depends(reject_nul)])
 
 _RETRAIN_EXAMPLE = copy.deepcopy(REGISTRATION_EXAMPLE)
 _RETRAIN_EXAMPLE["lineage"]["retrain_job_id"] = "0193a5c2-7d1e-7c44-b2a1-3f6f0d9b7e10"

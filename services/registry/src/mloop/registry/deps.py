@@ -22,6 +22,7 @@ from fastapi import Body, Depends, Path, Request
 
 from mloop.registry.service import Registry
 from mloop.runtime.auth import Principal, require_roles
+from mloop.runtime.problems import UnprocessableEntity
 
 __all__ = [
     "AliasPath",
@@ -36,6 +37,7 @@ __all__ = [
     "Reviewer",
     "VersionPath",
     "example",
+    "reject_nul",
 ]
 
 ModelWriter = Annotated[Principal, Depends(require_roles("data-scientist", "service", "operator"))]
@@ -57,6 +59,17 @@ AliasPath = Annotated[
     Path(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9._-]*$", description="Alias name",
          examples=["champion"]),
 ]
+
+
+async def reject_nul(request: Request) -> None:
+    """Refuse a NUL character in a path or query parameter (Postgres cannot store it) with a 422 naming it."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if isinstance(value, str) and "\x00" in value:
+            field = f"{where}.{name}"
+            raise UnprocessableEntity(f"{field}: NUL characters are not allowed",
+                                      errors=[{"field": field, "message": "NUL character", "type": "value_error"}])
 
 
 def get_registry(request: Request) -> Registry:

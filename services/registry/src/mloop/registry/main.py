@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from mloop.registry import api
 from mloop.registry.handlers import build_handlers
+from mloop.registry.metrics import RegistryMetrics
 from mloop.registry.service import Registry
 from mloop.registry.settings import RegistrySettings
 from mloop.runtime.consumer import Handler
@@ -26,10 +27,9 @@ __all__ = ["create_app", "main"]
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """The registry's app; nothing connects until its lifespan starts."""
     settings = settings or RegistrySettings()
-    registry = Registry(source=settings.source)
 
     def handlers(_: ServiceContext) -> Mapping[str, Handler]:
-        return build_handlers(registry)
+        return build_handlers(registry)  # called by the lifespan, once ``registry`` exists
 
     app = create_service_app(
         settings,
@@ -40,6 +40,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         routers=api.routers,
         handlers=handlers,
     )
+    registry = Registry(source=settings.source, metrics=RegistryMetrics(app.state.metrics.registry))
     app.state.registry = registry
     api.install_error_handlers(app)
     return app

@@ -22,14 +22,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mloop.contracts.payloads import Lineage
 from mloop.registry import store
-from mloop.registry.deps import Operator, Reg, Registrar
+from mloop.registry.deps import Operator, Reg, Registrar, reject_nul
 from mloop.registry.errors import (
     ConflictError,
     InvalidInput,
@@ -38,7 +38,7 @@ from mloop.registry.errors import (
     RegistryError,
     ReviewRefused,
 )
-from mloop.registry.schemas import ModelCreate, VersionOut, VersionRegistration
+from mloop.registry.schemas import ModelCreate, RequestBody, VersionOut, VersionRegistration
 from mloop.runtime.deps import Pool, Viewer
 from mloop.runtime.pagination import decode_cursor, encode_cursor
 from mloop.runtime.problems import Problem
@@ -46,7 +46,7 @@ from mloop.runtime.problems import Problem
 __all__ = ["error_response", "install_error_handlers", "is_mlflow_path", "router"]
 
 PREFIX = "/api/2.0/mlflow"
-router = APIRouter(prefix=PREFIX, tags=["mlflow"])
+router = APIRouter(prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)])
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
@@ -121,7 +121,7 @@ class Tag(BaseModel):
     value: str = Field("", max_length=5000)
 
 
-class CreateRegisteredModel(BaseModel):
+class CreateRegisteredModel(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     name: str
@@ -129,7 +129,7 @@ class CreateRegisteredModel(BaseModel):
     description: str | None = None
 
 
-class CreateModelVersion(BaseModel):
+class CreateModelVersion(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     name: str
@@ -140,7 +140,7 @@ class CreateModelVersion(BaseModel):
     description: str | None = None
 
 
-class SetAlias(BaseModel):
+class SetAlias(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     name: str
@@ -148,7 +148,7 @@ class SetAlias(BaseModel):
     version: str
 
 
-class DeleteAlias(BaseModel):
+class DeleteAlias(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     name: str | None = None

@@ -10,12 +10,13 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mloop.contracts.payloads import Lineage, ModelName, ValidationCheck
 from mloop.registry.domain import Policy, VersionStatus
 
 __all__ = [
+    "RequestBody",
     "AliasMoveOut",
     "AliasName",
     "AliasOut",
@@ -37,6 +38,7 @@ __all__ = [
     "VersionOut",
     "VersionPatch",
     "VersionRegistration",
+    "unstorable",
 ]
 
 TagKey = Annotated[str, Field(min_length=1, max_length=250)]
@@ -78,7 +80,42 @@ REGISTRATION_EXAMPLE: dict[str, Any] = {
 }
 
 
-class ModelCreate(BaseModel):
+def unstorable(value: Any, path: str = "") -> str | None:
+    """The path of the first value Postgres cannot store — text with a NUL
+    character, a NaN or infinite number — or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(root)"
+    if isinstance(value, str) and "\x00" in value:
+        return path or "(root)"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and "\x00" in k:
+                return where
+            found = unstorable(v, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = unstorable(v, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A request body; refuses what Postgres could not store, naming where it is."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        where = unstorable(data)
+        if where is not None:
+            raise ValueError(f"{where}: NUL characters, NaN and infinite numbers are not allowed")
+        return data
+
+
+class ModelCreate(RequestBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -91,7 +128,7 @@ class ModelCreate(BaseModel):
     tags: Tags = Field(default_factory=dict)
 
 
-class ModelPatch(BaseModel):
+class ModelPatch(RequestBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"description": "PD model, v2 features", "tags": {"tier": "1", "old": None}}]},
@@ -112,7 +149,7 @@ class ModelOut(BaseModel):
     aliases: dict[str, str] = Field(default_factory=dict, description="alias → version")
 
 
-class VersionRegistration(BaseModel):
+class VersionRegistration(RequestBody):
     """A new version and everything it came from (DESIGN §12)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [REGISTRATION_EXAMPLE]})
@@ -164,7 +201,7 @@ class RegistrationOut(VersionOut):
     validation: ValidationOut
 
 
-class VersionPatch(BaseModel):
+class VersionPatch(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"description": "candidate for Q4", "tags": {"qa": "ok"}}]}
     )
@@ -173,7 +210,7 @@ class VersionPatch(BaseModel):
     tags: TagPatch | None = None
 
 
-class AliasSet(BaseModel):
+class AliasSet(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"version": "4", "reason": "A/B test with the champion"}]}
     )
@@ -200,7 +237,7 @@ class AliasMoveOut(BaseModel):
     at: datetime
 
 
-class PromotionRequestCreate(BaseModel):
+class PromotionRequestCreate(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"reason": "beats the champion on AUC; fairness OK"}]}
     )
@@ -208,7 +245,7 @@ class PromotionRequestCreate(BaseModel):
     reason: str | None = Field(None, max_length=4000)
 
 
-class ReviewBody(BaseModel):
+class ReviewBody(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"comment": "lineage and gates checked"}]}
     )

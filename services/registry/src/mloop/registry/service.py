@@ -10,7 +10,7 @@ and Kafka handlers (``handlers.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from mloop.registry.errors import (
     PromotionRequestNotFound,
     VersionNotFound,
 )
+from mloop.registry.metrics import RegistryMetrics
 from mloop.registry.schemas import (
     AliasMoveOut,
     AliasOut,
@@ -76,6 +77,7 @@ class Registry:
     """The service layer; ``source`` is the CloudEvents source of what it publishes."""
 
     source: str
+    metrics: RegistryMetrics | None = field(default=None, compare=False)
 
     def _event(self, topic: str, payload: Any, actor: str) -> Event[Any]:
         return new_event(topic, payload, source=self.source, actor=actor)
@@ -207,6 +209,8 @@ class Registry:
                     policy=policy_doc,
                 ), who.actor),
             )
+        if self.metrics is not None:
+            self.metrics.registered(result.passed, result.checks)
         return RegistrationOut(**_version_fields(row, []), validation=ValidationOut(
             passed=result.passed, checks=result.checks))
 
@@ -388,7 +392,10 @@ class Registry:
                 await self._approve(conn, request, approver, approver,
                                     f"approved automatically by auto-approval policy {policy.auto_approval}",
                                     approved_by=[approver])
-            return await self.get_request(conn, request["id"])
+            out = await self.get_request(conn, request["id"])
+        if approver is not None and self.metrics is not None:
+            self.metrics.reviewed("approved", promoted=True, by_policy=True)
+        return out
 
     async def review_request(
         self, pool: asyncpg.Pool, who: Principal, request_id: str, decision: Decision, comment: str | None
@@ -428,7 +435,10 @@ class Registry:
                     promotion_request_id=request_id, decision=decision, reviewer=who.actor,
                     requested_by=request["requested_by"], comment=comment,
                 ), who.actor))
-            return await self.get_request(conn, request_id)
+            out = await self.get_request(conn, request_id)
+        if self.metrics is not None:
+            self.metrics.reviewed(decision, promoted=outcome.promoted)
+        return out
 
     async def _approve(
         self, conn: asyncpg.Connection, request: asyncpg.Record, reviewer: str, reviewer_sub: str,
