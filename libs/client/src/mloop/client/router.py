@@ -182,9 +182,12 @@ class RouterFollower:
         Raises ``TimeoutError`` when the topic does not exist or cannot be read
         up to its end within ``catch_up_within`` seconds.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
+        # Subscribed without a group: every partition is ours and, with no
+        # committed offsets, reading starts at the earliest retained record.
         consumer = AIOKafkaConsumer(
+            self._topic,
             bootstrap_servers=self._bootstrap,
             group_id=None,
             enable_auto_commit=False,
@@ -194,19 +197,13 @@ class RouterFollower:
         await consumer.start()
         self._consumer = consumer
         try:
-            partitions: set[int] | None = None
             loop = asyncio.get_running_loop()
             deadline = loop.time() + catch_up_within
-            while not partitions:
-                partitions = await consumer.partitions_for_topic(self._topic)
-                if partitions:
-                    break
+            while not consumer.assignment():
                 if loop.time() > deadline:
                     raise TimeoutError(f"topic {self._topic} not found")
-                await asyncio.sleep(0.2)
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+                await asyncio.sleep(0.1)
+            tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
             ends: dict[Any, int] = await consumer.end_offsets(tps)
             await asyncio.wait_for(self._catch_up(ends), timeout=max(0.1, deadline - loop.time()))
         except BaseException:

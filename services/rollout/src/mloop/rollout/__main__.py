@@ -1,0 +1,3 @@
+from mloop.rollout.main import main
+
+main()

@@ -1,0 +1,46 @@
+"""Kafka and time: where events and ticks enter the rollout service.
+
+* ``model-promoted`` (inbox consumer: applied exactly once) starts a rollout.
+* ``prediction-logged`` and ``ground-truth-logged`` (batch consumer, offsets
+  stored in the same transaction as the evidence they build) feed the
+  evidence of open rollouts.
+* The analysis loop analyses every active rollout at its plan's interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from mloop.contracts.envelope import Event
+from mloop.rollout.service import RolloutService
+from mloop.runtime.consumer import Handler
+from mloop.runtime.service import ServiceContext
+
+__all__ = ["EVIDENCE_TOPICS", "analysis_loop", "build_handlers", "evidence_handler"]
+
+EVIDENCE_TOPICS = ["prediction-logged", "ground-truth-logged"]
+
+
+def build_handlers(service: RolloutService) -> Mapping[str, Handler]:
+    async def on_model_promoted(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await service.on_model_promoted(conn, event)
+
+    return {"model-promoted": on_model_promoted}
+
+
+def evidence_handler(service: RolloutService) -> Any:
+    async def on_evidence(events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
+        await service.on_evidence(conn, events)
+
+    return on_evidence
+
+
+async def analysis_loop(ctx: ServiceContext, service: RolloutService, tick_s: float) -> None:
+    """Forever: analyse the rollouts that are due, then wait one tick."""
+    while True:
+        await service.analyse_due(ctx.pool)
+        await asyncio.sleep(tick_s)

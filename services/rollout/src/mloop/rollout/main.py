@@ -1,0 +1,65 @@
+"""Composition root of the rollout service.
+
+Kafka events and analysis ticks enter in ``handlers.py``, HTTP requests in
+``api.py``; both go through the service layer (``service.py``), whose
+decisions are the pure state machine's (``machine.py``, with ``plan.py``,
+``gates.py`` and ``evidence.py``) and whose state is written by
+``store.py`` together with the events it publishes (outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from mloop.rollout.api import router
+from mloop.rollout.handlers import EVIDENCE_TOPICS, analysis_loop, build_handlers, evidence_handler
+from mloop.rollout.service import RolloutService, utcnow
+from mloop.rollout.settings import RolloutSettings
+from mloop.runtime.consumer import Handler
+from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
+
+__all__ = ["create_app", "main"]
+
+
+def create_app(settings: RolloutSettings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The rollout service's app; nothing connects until its lifespan starts."""
+    settings = settings or RolloutSettings()
+    service = RolloutService(source=settings.source, clock=clock, track_labels=settings.track_labels)
+
+    def handlers(_: ServiceContext) -> Mapping[str, Handler]:
+        return build_handlers(service)
+
+    def batch_consumers(_: ServiceContext) -> Sequence[BatchConsumerSpec]:
+        return [
+            BatchConsumerSpec(
+                EVIDENCE_TOPICS,
+                evidence_handler(service),
+                group_suffix="-evidence",
+                max_records=settings.evidence_max_records,
+            )
+        ]
+
+    async def analysis(ctx: ServiceContext) -> None:
+        await analysis_loop(ctx, service, settings.analysis_tick_s)
+
+    app = create_service_app(
+        settings,
+        title="mloop rollout",
+        description="Progressive delivery of model versions: shadow, canary and champion/challenger "
+        "rollouts with gates on live evidence, always-valid sequential tests and automatic rollback.",
+        migrations="mloop.rollout.migrations",
+        routers=[router],
+        handlers=handlers,
+        batch_consumers=batch_consumers,
+        loops=[("rollout-analysis", analysis)],
+    )
+    app.state.rollouts = service
+    return app
+
+
+def main() -> None:
+    settings = RolloutSettings()
+    serve(create_app(settings), settings)

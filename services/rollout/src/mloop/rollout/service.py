@@ -1,0 +1,246 @@
+"""The service layer: every change to a rollout, with what it publishes, in the caller's transaction.
+
+HTTP routes (``api.py``), Kafka handlers and the analysis loop
+(``handlers.py``) all change rollouts through :class:`RolloutService`.
+Decisions come from the pure state machine (:mod:`mloop.rollout.machine`),
+SQL from :mod:`mloop.rollout.store`; the routing table and the rollout
+events go to the outbox in the same transaction as the new state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from mloop.contracts.envelope import Event, new_event, uuid7
+from mloop.contracts.payloads import (
+    GroundTruthLogged,
+    ModelPromoted,
+    PredictionLogged,
+    RolloutAdvanced,
+    RolloutCompleted,
+    RolloutEvent,
+    RolloutPaused,
+    RolloutResumed,
+    RolloutRolledBack,
+    RolloutStarted,
+    TrafficSplitChanged,
+)
+from mloop.rollout import store
+from mloop.rollout.evidence import VersionStats, is_correct
+from mloop.rollout.machine import Action, Rollout, RolloutError, Transition, abort, act, analyse, new_rollout, start
+from mloop.rollout.plan import RolloutPlan
+from mloop.runtime.outbox import enqueue
+
+__all__ = ["SERVICE_ACTOR", "RolloutNotFound", "RolloutService", "utcnow"]
+
+log = logging.getLogger(__name__)
+SERVICE_ACTOR = "service:rollout"
+
+TOPIC_OF: dict[type[RolloutEvent], str] = {
+    RolloutStarted: "rollout-started",
+    RolloutAdvanced: "rollout-advanced",
+    RolloutPaused: "rollout-paused",
+    RolloutResumed: "rollout-resumed",
+    RolloutCompleted: "rollout-completed",
+    RolloutRolledBack: "rollout-rolled-back",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RolloutNotFound(RolloutError):
+    """No rollout with that id (HTTP 404)."""
+
+
+@dataclass
+class RolloutService:
+    """Loads rollouts, applies the state machine, stores and publishes the result."""
+
+    source: str = "/mloop/rollout"
+    clock: Callable[[], datetime] = utcnow
+    new_id: Callable[[], str] = field(default=uuid7)
+    track_labels: bool = True
+
+    # ------------------------------------------------------------------ committing
+
+    async def commit(self, conn: asyncpg.Connection, t: Transition, *, actor: str) -> Rollout:
+        """Store the new state and enqueue its routing table and events (routing table first)."""
+        r = t.rollout
+        now = self.clock()
+        next_at = now + timedelta(seconds=r.plan.analysis_interval_s) if r.active else None
+        await store.save_rollout(conn, r, next_analysis_at=next_at)
+        if t.routes is not None:
+            seq = await store.write_traffic_split(conn, r.model, r.id, t.routes)
+            split = TrafficSplitChanged(model=r.model, seq=seq, rollout_id=r.id, routes=t.routes)
+            await enqueue(conn, new_event("traffic-split-changed", split, source=self.source, actor=actor))
+            await store.add_history(conn, r.id, now, "traffic-split-changed", actor, split.model_dump(mode="json"))
+        for event in t.events:
+            topic = TOPIC_OF[type(event)]
+            await enqueue(conn, new_event(topic, event, source=self.source, actor=actor))
+            await store.add_history(conn, r.id, now, topic, actor, event.model_dump(mode="json"))
+        if t.analysis is not None:
+            await store.add_history(conn, r.id, t.analysis.at, "analysis", actor, t.analysis.as_dict())
+        if r.terminal:
+            await store.drop_awaiting_labels(conn, r.id)
+        return r
+
+    # ------------------------------------------------------------------ starting
+
+    async def on_model_promoted(self, conn: asyncpg.Connection, event: Event[ModelPromoted]) -> Rollout | None:
+        """Start a rollout of the promoted version against the previous champion.
+
+        A rollout of another version still open for the model is aborted
+        (superseded); the same promotion seen again changes nothing.
+        """
+        p = event.data
+        actor = event.actor or f"user:{p.requested_by}"
+        open_ = await store.open_rollout(conn, p.model, for_update=True)
+        if open_ is not None:
+            if open_.candidate == p.version:
+                log.info("rollout of %s %s already open; ignoring a repeated promotion", p.model, p.version)
+                return None
+            await self.commit(
+                conn,
+                abort(open_, now=self.clock(), actor=actor, reason=f"superseded by version {p.version}"),
+                actor=actor,
+            )
+        reason = f"promoted by {p.requested_by}, approved by {', '.join(p.approved_by)}"
+        return await self.create(
+            conn,
+            model=p.model,
+            candidate=p.version,
+            baseline=p.previous_champion,
+            plan=None,
+            actor=actor,
+            reason=reason,
+            begin=True,
+        )
+
+    async def create(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        model: str,
+        candidate: str,
+        baseline: str | None,
+        plan: RolloutPlan | None,
+        actor: str,
+        reason: str = "",
+        begin: bool = True,
+    ) -> Rollout:
+        """A new rollout with the given plan (or the model's default), started unless ``begin`` is false.
+
+        Raises :class:`~mloop.rollout.machine.RolloutError` when the model
+        already has an open rollout.
+        """
+        if await store.open_rollout(conn, model, for_update=True) is not None:
+            raise OpenRolloutExists(model)
+        if plan is None:
+            stored = await store.get_plan(conn, model)
+            plan = stored.plan if stored is not None else RolloutPlan()
+        now = self.clock()
+        r = new_rollout(
+            rollout_id=self.new_id(), model=model, candidate=candidate, baseline=baseline, plan=plan, now=now
+        )
+        if not begin:
+            await store.save_rollout(conn, r, next_analysis_at=None)
+            return r
+        return await self.commit(conn, start(r, now=now, actor=actor, reason=reason), actor=actor)
+
+    # ------------------------------------------------------------------ operator actions
+
+    async def act(
+        self, conn: asyncpg.Connection, rollout_id: str, action: Action, *, actor: str, reason: str = ""
+    ) -> Rollout:
+        """Apply an operator action. Raises :class:`RolloutNotFound` or ``IllegalTransition``."""
+        r = await store.get_rollout(conn, rollout_id, for_update=True)
+        if r is None:
+            raise RolloutNotFound(f"no rollout {rollout_id}")
+        t = act(r, action, now=self.clock(), actor=actor, reason=reason)
+        if t.rollout.attempt != r.attempt:
+            await store.drop_old_evidence(conn, r.id, t.rollout.attempt)
+        return await self.commit(conn, t, actor=actor)
+
+    # ------------------------------------------------------------------ analysis
+
+    async def analyse_due(self, pool: asyncpg.Pool) -> int:
+        """Analyse every active rollout whose interval is due, each in its own transaction."""
+        now = self.clock()
+        async with pool.acquire() as conn:
+            due = await store.due_rollouts(conn, now)
+        for rollout_id in due:
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    await self.analyse_one(conn, rollout_id)
+            except Exception:
+                log.exception("analysis of rollout %s failed; it is retried at the next tick", rollout_id)
+        return len(due)
+
+    async def analyse_one(self, conn: asyncpg.Connection, rollout_id: str) -> Transition | None:
+        row = await conn.fetchrow(
+            "SELECT state FROM rollouts WHERE id = $1 AND next_analysis_at <= $2 FOR UPDATE SKIP LOCKED",
+            rollout_id,
+            self.clock(),
+        )
+        if row is None:  # another instance has it, or an action changed it meanwhile
+            return None
+        r = Rollout.model_validate(row["state"])
+        evidence = await store.load_evidence(conn, r.id, r.attempt)
+        t = analyse(r, evidence, now=self.clock(), actor=SERVICE_ACTOR)
+        await self.commit(conn, t, actor=SERVICE_ACTOR)
+        return t
+
+    # ------------------------------------------------------------------ evidence
+
+    async def on_evidence(self, conn: asyncpg.Connection, events: Sequence[Event[Any]]) -> None:
+        """Aggregate predictions and labels of open rollouts into their evidence."""
+        models = {e.data.model for e in events}
+        open_ = await store.open_rollouts_for(conn, models)
+        if not open_:
+            return
+        deltas: dict[tuple[str, int, str], VersionStats] = {}
+        awaiting: list[tuple[str, int, str, str, Any]] = []
+        labels: dict[str, list[tuple[str, Any]]] = {}
+        for event in events:
+            r = open_.get(event.data.model)
+            if r is None:
+                continue
+            if isinstance(event.data, PredictionLogged):
+                for rec in event.data.records:
+                    role = r.role_of(rec.version)
+                    if role is None or rec.timestamp < r.created_at:
+                        continue
+                    key = (r.id, r.attempt, role)
+                    stats = deltas.setdefault(key, VersionStats())
+                    stats.record_prediction(
+                        error=rec.error is not None, latency_ms=rec.latency_ms, prediction=rec.prediction
+                    )
+                    if self.track_labels and r.wants_labels and rec.error is None:
+                        awaiting.append((r.id, r.attempt, rec.request_id, role, rec.prediction))
+            elif isinstance(event.data, GroundTruthLogged):
+                labels.setdefault(r.model, []).extend((g.request_id, g.label) for g in event.data.records)
+        await store.remember_predictions(conn, awaiting)
+        for model, pairs in labels.items():
+            r = open_[model]
+            by_id = dict(pairs)
+            for _request_id, role, prediction in await store.take_predictions(conn, r.id, r.attempt, list(by_id)):
+                correct = is_correct(prediction, by_id[_request_id])
+                if correct is not None:
+                    deltas.setdefault((r.id, r.attempt, role), VersionStats()).record_label(correct=correct)
+        await store.add_evidence(conn, deltas)
+
+
+class OpenRolloutExists(RolloutError):
+    """The model already has an unfinished rollout (HTTP 409)."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model} already has an open rollout; abort it or let it finish first")
+        self.model = model

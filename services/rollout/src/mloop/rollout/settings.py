@@ -1,0 +1,25 @@
+"""The rollout service's settings (environment variables with the ``MLOOP_`` prefix)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mloop.runtime.settings import ServiceSettings
+
+__all__ = ["RolloutSettings"]
+
+
+class RolloutSettings(ServiceSettings):
+    service_name: str = "rollout"
+    http_port: int = Field(8102, ge=1, le=65535)
+
+    analysis_tick_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the analysis loop looks for rollouts whose analysis interval is due; "
+        "each rollout is analysed at its plan's own interval.",
+    )
+    evidence_max_records: int = Field(2000, ge=1, description="Kafka records per evidence batch")
+    track_labels: bool = Field(
+        True, description="Keep open rollouts' predictions until their labels arrive (accuracy gates)"
+    )

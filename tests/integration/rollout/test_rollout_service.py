@@ -1,0 +1,346 @@
+"""The rollout service on the real Kafka and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from mloop.client.router import RouterFollower, TrafficRouter
+from mloop.contracts.envelope import encode, new_event
+from mloop.contracts.payloads import ModelPromoted, Payload, PredictionLogged, PredictionRecord
+from mloop.rollout.main import create_app
+from mloop.rollout.settings import RolloutSettings
+from mloop.runtime.testing import EventCollector, auth_headers, running_app
+
+pytestmark = pytest.mark.integration
+
+INTERVAL_S = 0.5
+FAST_PLAN: dict[str, Any] = {
+    "strategy": "canary",
+    "steps": [0.1, 0.5],
+    "step_min_duration_s": 1.0,
+    "step_min_samples": 30,
+    "analysis_interval_s": INTERVAL_S,
+    "failure_threshold": 2,
+    "inconclusive_timeout_s": 60,
+    "progress_deadline_s": 120,
+    "gates": [
+        {"metric": "error-rate", "sequential": "guard", "min_samples": 30},
+        {"metric": "latency-p95", "relative": {"max": 3.0}, "min_samples": 30},
+    ],
+}
+OUR_TOPICS = [
+    "traffic-split-changed",
+    "rollout-started",
+    "rollout-advanced",
+    "rollout-paused",
+    "rollout-resumed",
+    "rollout-completed",
+    "rollout-rolled-back",
+]
+
+
+def _settings(infra: Any) -> RolloutSettings:
+    return RolloutSettings(**infra.settings_kwargs(analysis_tick_s=0.1))
+
+
+class Kafka:
+    """Publishes events the way the registry and serving systems do."""
+
+    def __init__(self, infra: Any) -> None:
+        self.prefix = infra.topic_prefix
+        self.producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
+
+    async def __aenter__(self) -> Kafka:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, topic: str, payload: Payload, *, source: str, actor: str | None = None) -> str:
+        event = new_event(topic, payload, source=source, actor=actor)
+        rec = encode(event, topic_prefix=self.prefix)
+        await self.producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
+        return event.id
+
+    async def promote(self, model: str, version: str, previous: str | None) -> None:
+        await self.send(
+            "model-promoted",
+            ModelPromoted(
+                model=model,
+                version=version,
+                seq=1,
+                previous_champion=previous,
+                requested_by="dana",
+                approved_by=["rey"],
+                promotion_request_id=f"pr-{version}",
+            ),
+            source="registry",
+            actor="user:rey",
+        )
+
+    async def predictions(self, model: str, per_version: dict[str, tuple[int, float]]) -> None:
+        """Log ``n`` predictions per version with the given error rate."""
+        now = datetime.now(UTC)
+        records = []
+        for version, (n, error_rate) in per_version.items():
+            for _ in range(n):
+                failed = random.random() < error_rate
+                records.append(
+                    PredictionRecord(
+                        request_id=f"r-{random.getrandbits(64):x}",
+                        version=version,
+                        timestamp=now,
+                        features={"x": 1.0},
+                        prediction=None if failed else random.random(),
+                        latency_ms=random.uniform(3.0, 6.0),
+                        error="timeout" if failed else None,
+                    )
+                )
+        await self.send("prediction-logged", PredictionLogged(model=model, records=records), source="serving")
+
+
+@contextlib.asynccontextmanager
+async def live_traffic(
+    kafka: Kafka, model: str, per_version: dict[str, tuple[int, float]], every_s: float = 0.2
+) -> AsyncIterator[None]:
+    async def run() -> None:
+        while True:
+            await kafka.predictions(model, per_version)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 20.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def put_plan(client: httpx.AsyncClient, headers: dict[str, str], model: str, **overrides: Any) -> None:
+    r = await client.put(f"/models/{model}/plan", json={**FAST_PLAN, **overrides}, headers=headers)
+    assert r.status_code == 200, r.text
+
+
+async def open_rollout(client: httpx.AsyncClient, headers: dict[str, str], model: str) -> dict[str, Any]:
+    async def found() -> dict[str, Any] | None:
+        r = await client.get("/rollouts", params={"model": model}, headers=headers)
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items[0] if items else None
+
+    rollout: dict[str, Any] = await eventually(found)
+    return rollout
+
+
+def weights(event: Any) -> dict[str, float]:
+    return {r.version: r.weight for r in event.data.routes if not r.shadow}
+
+
+async def test_model_promoted_starts_a_canary_and_a_good_candidate_reaches_full_traffic(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        running_app(create_app(settings)) as client,
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+    ):
+        await put_plan(client, op, "credit-risk")
+        await kafka.promote("credit-risk", "4", previous="3")
+
+        started = (await seen.wait_for("rollout-started"))[0]
+        assert started.data.version == "4" and started.data.baseline_version == "3"
+        assert started.data.phase == "progressing" and started.data.weight == 0.1
+        assert started.actor == "user:rey"
+        first_split = (await seen.wait_for("traffic-split-changed"))[0]
+        assert weights(first_split) == {"3": 0.9, "4": 0.1}
+        assert [r.version for r in first_split.data.routes] == ["3", "4"]  # candidate last: sticky growth
+
+        async with live_traffic(kafka, "credit-risk", {"3": (40, 0.01), "4": (40, 0.01)}):
+            done = await seen.wait_for("rollout-completed", timeout_s=30)
+        assert done[0].data.weight == 1.0
+        splits = [weights(e) for e in seen.of("traffic-split-changed")]
+        assert splits == [{"3": 0.9, "4": 0.1}, {"3": 0.5, "4": 0.5}, {"4": 1.0}]
+        assert [e.data.seq for e in seen.of("traffic-split-changed")] == [1, 2, 3]
+        assert len(seen.of("rollout-advanced")) == 2
+
+        rollout = await open_rollout(client, op, "credit-risk")
+        detail = (await client.get(f"/rollouts/{rollout['id']}", headers=op)).json()
+        assert detail["phase"] == "completed"
+        kinds = [h["kind"] for h in detail["history"]]
+        assert kinds[0] == "traffic-split-changed" and "rollout-completed" in kinds
+        assert detail["analyses"] and detail["analyses"][-1]["data"]["gates"][0]["name"] == "error-rate"
+        traffic = (await client.get("/models/credit-risk/traffic", headers=op)).json()
+        assert traffic["seq"] == 3 and traffic["routes"] == [{"version": "4", "weight": 1.0, "shadow": False}]
+
+
+async def test_a_bad_candidate_is_rolled_back_within_one_analysis_interval(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        running_app(create_app(settings)) as client,
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+    ):
+        await put_plan(client, op, "fraud", step_min_duration_s=60)
+        await kafka.promote("fraud", "8", previous="7")
+        await seen.wait_for("rollout-started")
+        # One batch with the injected errors: the next analysis must see them and roll back.
+        loop = asyncio.get_running_loop()
+        await kafka.predictions("fraud", {"7": (2000, 0.01), "8": (300, 0.25)})
+        injected = loop.time()
+        back = await seen.wait_for("traffic-split-changed", where=lambda e: weights(e) == {"7": 1.0}, timeout_s=20)
+        assert loop.time() - injected < 20
+        # From the moment the evidence was stored, the baseline-only table was
+        # decided at the next analysis: within one interval (plus a loop tick).
+        conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": settings.schema_name})
+        try:
+            stored_at = await conn.fetchval("SELECT max(updated_at) FROM evidence WHERE role = 'candidate'")
+            decided_at = await conn.fetchval(
+                "SELECT min(at) FROM rollout_history WHERE kind = 'traffic-split-changed' "
+                "AND data -> 'routes' -> 0 ->> 'version' = '7' AND jsonb_array_length(data -> 'routes') = 1"
+            )
+        finally:
+            await conn.close()
+        assert (decided_at - stored_at).total_seconds() <= INTERVAL_S + settings.analysis_tick_s + 0.3
+        assert back[0].data.routes[0].weight == 1.0
+        rolled = (await seen.wait_for("rollout-rolled-back"))[0]
+        assert rolled.data.phase == "rolled-back"
+        assert "error-rate" in rolled.data.reason
+        gate = next(g for g in rolled.data.gates if g.name == "error-rate")
+        assert gate.outcome == "fail" and gate.value is not None and gate.value > 0.1
+        assert rolled.actor == "service:rollout"
+
+
+async def test_a_restarted_service_resumes_the_rollout_where_it_was(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+    ):
+        async with running_app(create_app(settings)) as client:
+            await put_plan(client, op, "churn")
+            await kafka.promote("churn", "2", previous="1")
+            await seen.wait_for("rollout-started")
+            async with live_traffic(kafka, "churn", {"1": (40, 0.0), "2": (40, 0.0)}):
+                await seen.wait_for("rollout-advanced", timeout_s=20)
+            rollout = await open_rollout(client, op, "churn")
+        assert rollout["step_index"] == 1 and rollout["weight"] == 0.5
+
+        # A new process: same database, same topics.
+        async with running_app(create_app(settings)) as client:
+            async with live_traffic(kafka, "churn", {"1": (40, 0.0), "2": (40, 0.0)}):
+                await seen.wait_for("rollout-completed", timeout_s=30)
+            after = (await client.get(f"/rollouts/{rollout['id']}", headers=op)).json()
+        assert after["phase"] == "completed" and after["attempt"] == 1
+        assert len(seen.of("rollout-started")) == 1  # resumed, not restarted
+        # Delivery is at least once (a relay stopped mid-publish sends again); ids tell copies apart.
+        distinct = {e.id: e for e in seen.events if e.topic.startswith("rollout-")}
+        seqs = [e.data.seq for e in distinct.values()]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), [(e.id, e.topic, e.data.seq) for e in seen.events]
+
+
+async def test_a_router_started_late_gets_the_current_table(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    async with (
+        running_app(create_app(settings)) as client,
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, ["traffic-split-changed"]) as seen,
+    ):
+        await put_plan(client, op, "credit-risk")
+        await kafka.promote("credit-risk", "4", previous="3")
+        rollout = await open_rollout(client, op, "credit-risk")
+        r = await client.post(f"/rollouts/{rollout['id']}/promote-step", headers=op, json={"reason": "looks fine"})
+        assert r.status_code == 200, r.text
+        assert r.json()["weight"] == 0.5
+        await seen.wait_for("traffic-split-changed", 2)  # both tables are on the topic
+
+        router = TrafficRouter()
+        async with RouterFollower(router, infra.bootstrap_servers, topic_prefix=infra.topic_prefix):
+            table = router.table("credit-risk")
+            assert table is not None and table.seq == 2
+            assert {x.version: x.weight for x in table.routes} == {"3": 0.5, "4": 0.5}
+            assert router.route("credit-risk", "user-1").version in {"3", "4"}
+            # ...and it follows what comes next.
+            r = await client.post(f"/rollouts/{rollout['id']}/abort", headers=op)
+            assert r.status_code == 200, r.text
+
+            async def back_to_baseline() -> bool:
+                t = router.table("credit-risk")
+                return t is not None and t.seq == 3
+
+            await eventually(back_to_baseline)
+            assert router.route("credit-risk", "user-1").version == "3"
+
+
+async def test_bad_input_gets_problem_documents(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    viewer = auth_headers(settings, "vic", "viewer")
+    async with running_app(create_app(settings)) as client:
+        r = await client.get("/rollouts/nope", headers=op)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+        assert (await client.post("/rollouts/nope/pause", headers=op)).status_code == 404
+        assert (await client.get("/models/unknown/plan", headers=op)).status_code == 404
+        assert (await client.get("/models/unknown/traffic", headers=op)).status_code == 404
+
+        r = await client.put("/models/m/plan", json={**FAST_PLAN, "steps": [0.5, 0.2]}, headers=op)
+        assert r.status_code == 422 and "step weights must increase" in r.text
+        r = await client.put("/models/m/plan", json={**FAST_PLAN, "failure_threshold": 0}, headers=op)
+        assert r.status_code == 422
+        assert any("failure_threshold" in e["field"] for e in r.json()["errors"])
+        assert (await client.put("/models/m/plan", json=FAST_PLAN, headers=viewer)).status_code == 403
+
+        r = await client.post("/rollouts", json={"model": "m", "candidate": "2", "baseline": "1"}, headers=op)
+        assert r.status_code == 201, r.text
+        rid = r.json()["id"]
+        assert (await client.get("/models/m/plan", headers=op)).json()["source"] == "built-in"  # known now
+        r = await client.post(f"/rollouts/{rid}/resume", headers=op)
+        assert r.status_code == 409
+        problem = r.json()
+        assert problem["phase"] == "progressing" and "progressing" in problem["detail"]
+        assert (await client.post(f"/rollouts/{rid}/pause", headers=viewer)).status_code == 403
+        assert (await client.post(f"/rollouts/{rid}/explode", headers=op)).status_code == 422
+        r = await client.post("/rollouts", json={"model": "m", "candidate": "3", "baseline": "1"}, headers=op)
+        assert r.status_code == 409  # one open rollout per model
+        assert (await client.post(f"/rollouts/{rid}/abort", headers=op)).json()["phase"] == "aborted"
+        r = await client.post(f"/rollouts/{rid}/abort", headers=op)
+        assert r.status_code == 409 and r.json()["phase"] == "aborted"
+
+
+async def test_first_champion_completes_at_full_traffic(infra: Any) -> None:
+    settings = _settings(infra)
+    async with (
+        running_app(create_app(settings)),
+        Kafka(infra) as kafka,
+        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
+    ):
+        await kafka.promote("new-model", "1", previous=None)
+        done = (await seen.wait_for("rollout-completed"))[0]
+        assert done.data.baseline_version is None and done.data.weight == 1.0
+        split = (await seen.wait_for("traffic-split-changed"))[0]
+        assert weights(split) == {"1": 1.0}
