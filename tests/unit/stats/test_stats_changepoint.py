@@ -117,7 +117,7 @@ def test_restoring_rejects_foreign_or_incomplete_state() -> None:
         lambda: PageHinkley(delta=-1),
         lambda: Cusum(h=0),
         lambda: Cusum(sigma=0.0),
-        lambda: Cusum(direction="up"),  # type: ignore[arg-type]
+        lambda: Cusum(direction="up"),
     ],
 )
 def test_detector_parameters_are_validated(build: object) -> None:
