@@ -45,6 +45,8 @@ def create_consumer(settings: ServiceSettings, *topics: str, **overrides: Any) -
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 1_000,
         "isolation_level": "read_committed",
+        # Governance events are rare and latency matters for the loop's cycle time.
+        "fetch_max_wait_ms": 100,
     }
     opts.update(overrides)
     return AIOKafkaConsumer(*topics, **opts)
