@@ -128,11 +128,20 @@ async def test_a_removed_feature_fails_schema_compatibility_and_a_model_policy_c
     removed = await reg.register(model, registration(features__schema=[{"name": "age", "type": "number"}]))
     [check] = [c for c in removed["validation"]["checks"] if not c["passed"]]
     assert check["name"] == "feature-schema-compatible" and "removed income" in check["detail"]
+    worse = await reg.register(model, registration(metrics={"auc": 0.85, "log_loss": 0.32}))
+    assert worse["validation"]["passed"] is False
     r = await reg.ops.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.1})
     assert r.status_code == 200, r.text
     assert r.json()["effective"]["metric_tolerance"] == 0.1 and r.json()["override"] == {"metric_tolerance": 0.1}
     relaxed = await reg.register(model, registration(metrics={"auc": 0.85, "log_loss": 0.32}))
     assert relaxed["validation"]["passed"] is True
+    # The gates of an earlier version can be run again under the new policy.
+    again = await reg.ds.post(f"/models/{model}/versions/{worse['version']}/validate")
+    assert again.status_code == 200 and again.json()["validation"]["passed"] is True
+    assert again.json()["status"] == "validated"
+    events = await reg.seen.wait_for("model-validated", 2, where=lambda e: e.data.version == worse["version"])
+    assert [(e.data.seq, e.data.passed) for e in events] == [(2, False), (3, True)]
+    assert events[1].data.policy["metric_tolerance"] == 0.1
     r = await reg.ds.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.5})
     assert r.status_code == 403
     r = await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 0})

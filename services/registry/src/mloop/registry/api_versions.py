@@ -10,7 +10,17 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from mloop.registry import store
 from mloop.registry.api_models import TagQuery, like_pattern, parse_tags
-from mloop.registry.deps import Curator, Deleter, ModelPath, Reg, Registrar, VersionPath, example, reject_nul
+from mloop.registry.deps import (
+    Curator,
+    Deleter,
+    ModelPath,
+    Reg,
+    Registrar,
+    Revalidator,
+    VersionPath,
+    example,
+    reject_nul,
+)
 from mloop.registry.domain import VersionStatus
 from mloop.registry.errors import ModelNotFound
 from mloop.registry.schemas import (
@@ -134,6 +144,15 @@ async def patch_version(
 ) -> VersionOut:
     return await reg.update_version(pool, name, version, description=body.description,
                                     set_description="description" in body.model_fields_set, tags=body.tags)
+
+
+@router.post("/models/{name}/versions/{version}/validate", summary="Run the validation gates again")
+async def revalidate_version(
+    name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, who: Revalidator,
+) -> RegistrationOut:
+    """With today's policy and champion (after a policy change, say); publishes
+    ``model-validated``. 409 once the version was requested for promotion."""
+    return await reg.revalidate(pool, who, name, version)
 
 
 @router.post("/models/{name}/versions/{version}/archive", summary="Archive a version")

@@ -6,6 +6,7 @@ Roles (``admin`` always passes):
 reading                       any authenticated caller (``viewer`` up)
 models: create, tags          data-scientist, service, operator
 versions: register            data-scientist, service (training pipelines)
+versions: validate again      data-scientist, service, operator
 versions: tags, archive       data-scientist, operator
 versions: delete              operator
 promotion: request            data-scientist, service
@@ -34,6 +35,7 @@ __all__ = [
     "Reg",
     "Registrar",
     "Requester",
+    "Revalidator",
     "Reviewer",
     "VersionPath",
     "example",
@@ -42,6 +44,7 @@ __all__ = [
 
 ModelWriter = Annotated[Principal, Depends(require_roles("data-scientist", "service", "operator"))]
 Registrar = Annotated[Principal, Depends(require_roles("data-scientist", "service"))]
+Revalidator = Annotated[Principal, Depends(require_roles("data-scientist", "service", "operator"))]
 Curator = Annotated[Principal, Depends(require_roles("data-scientist", "operator"))]
 Deleter = Annotated[Principal, Depends(require_roles("operator"))]
 Requester = Annotated[Principal, Depends(require_roles("data-scientist", "service"))]

@@ -28,6 +28,9 @@ class RegistryMetrics:
 
     def registered(self, passed: bool, checks: list[ValidationCheck]) -> None:
         self.versions.labels(validation="passed" if passed else "failed").inc()
+        self.validated(checks)
+
+    def validated(self, checks: list[ValidationCheck]) -> None:
         for c in checks:
             # Per-metric checks are counted under their gate, keeping label values bounded.
             self.checks.labels(check=c.name.split(":", 1)[0], outcome="pass" if c.passed else "fail").inc()

@@ -214,6 +214,43 @@ class Registry:
         return RegistrationOut(**_version_fields(row, []), validation=ValidationOut(
             passed=result.passed, checks=result.checks))
 
+    async def revalidate(self, pool: asyncpg.Pool, who: Principal, model: str, version: int) -> RegistrationOut:
+        """Run every gate again with today's policy and champion; publish ``model-validated``.
+
+        Only for a version not yet requested or promoted (its gates are then
+        final): raises :class:`ConflictError` otherwise.
+        """
+        async with pool.acquire() as conn, conn.transaction():
+            if await store.get_model(conn, model, for_update=True) is None:
+                raise ModelNotFound(model)
+            row = await self.version_row(conn, model, version, for_update=True)
+            if row["status"] not in ("validated", "validation-failed"):
+                raise ConflictError(f"version {version} is {row['status']}; its validation is final")
+            policy = (await self.policy_for(conn, model)).effective
+            champion = await self._champion(conn, model)
+            result = domain.validate(
+                lineage=Lineage.model_validate(row["lineage"]), metrics=row["metrics"],
+                segment_metrics=row["segment_metrics"],
+                champion=champion if champion is None or champion.version != str(version) else None,
+                policy=policy,
+            )
+            policy_doc = policy.model_dump(mode="json")
+            seq = await store.next_seq(conn, model, version)
+            row = await store.set_validation(
+                conn, model, version,
+                {"passed": result.passed, "checks": [c.model_dump() for c in result.checks], "policy": policy_doc},
+                passed=result.passed, status="validated" if result.passed else "validation-failed",
+            )
+            await outbox.enqueue(conn, self._event("model-validated", ModelValidated(
+                model=model, version=str(version), seq=seq, passed=result.passed, checks=result.checks,
+                policy=policy_doc,
+            ), who.actor))
+            aliases = await store.version_aliases(conn, model, version)
+        if self.metrics is not None:
+            self.metrics.validated(result.checks)
+        return RegistrationOut(**_version_fields(row, aliases),
+                               validation=ValidationOut(passed=result.passed, checks=result.checks))
+
     async def version_row(
         self, conn: asyncpg.Connection, model: str, version: int, *, for_update: bool = False
     ) -> asyncpg.Record:

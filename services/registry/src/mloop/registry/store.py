@@ -48,6 +48,7 @@ __all__ = [
     "search_versions",
     "set_alias",
     "set_request_status",
+    "set_validation",
     "set_version_status",
     "update_model",
     "update_version",
@@ -187,6 +188,17 @@ async def set_version_status(
         "WHERE model = $1 AND version = $2",
         model, version, status, served_traffic,
     )
+
+
+async def set_validation(
+    conn: asyncpg.Connection, model: str, version: int, validation: Mapping[str, Any], *, passed: bool, status: str
+) -> Record:
+    row: Record = await conn.fetchrow(
+        "UPDATE versions SET validation = $3, validation_passed = $4, status = $5, updated_at = clock_timestamp() "
+        "WHERE model = $1 AND version = $2 RETURNING *",
+        model, version, dict(validation), passed, status,
+    )
+    return row
 
 
 async def update_version(
