@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mloop.stats import DriftConfig, ReferenceProfile, detect_drift
+from mloop.stats import DriftConfig, DriftReport, ReferenceProfile, detect_drift
 from mloop.stats.synthetic import categorical_names, numeric_names, synthetic_table
 
 REFERENCE_ROWS = 5_000
@@ -53,12 +53,16 @@ def rate_row(name: str, hits: int, n: int, target: str | None, detail: str) -> d
     }
 
 
+def verdict(rng: np.random.Generator, reference: ReferenceProfile, rows: int, **shift: Any) -> DriftReport:
+    """The default verdict on one window of ``rows`` rows, drawn with the given shift."""
+    window = synthetic_table(rng, rows, **shift)
+    return detect_drift(reference, window.columns, prediction=window.prediction)
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     streams = 40 if quick else 200
     huge_streams = 4 if quick else 20
-    counts = dict.fromkeys(
-        ["null", "null_no_floor", "shift", "mass", "small_null", "small_shift", "pred_shift"], 0
-    )
+    counts = dict.fromkeys(["null", "null_no_floor", "shift", "mass", "small_null", "small_shift", "pred_shift"], 0)
     methods_small: set[str] = set()
     started = time.perf_counter()
     for i in range(streams):
@@ -66,25 +70,23 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         ref_table = synthetic_table(rng, REFERENCE_ROWS)
         reference = ReferenceProfile.from_columns(ref_table.columns, prediction=ref_table.prediction)
 
-        def verdict(rows: int, config: DriftConfig | None = None, **shift: Any) -> Any:
-            window = synthetic_table(rng, rows, **shift)
-            return detect_drift(reference, window.columns, config, prediction=window.prediction)
-
         null_window = synthetic_table(rng, WINDOW_ROWS)
         counts["null"] += detect_drift(reference, null_window.columns, prediction=null_window.prediction).drifted
         counts["null_no_floor"] += detect_drift(
             reference, null_window.columns, NO_FLOOR, prediction=null_window.prediction
         ).drifted
         shifted = NUMERIC[i % len(NUMERIC)]
-        report = verdict(WINDOW_ROWS, mean_shift={shifted: 0.25})
+        report = verdict(rng, reference, WINDOW_ROWS, mean_shift={shifted: 0.25})
         counts["shift"] += shifted in report.drifted_features
         counts["pred_shift"] += report.prediction_drifted and shifted == "num_00"
         moved = CATEGORICAL[i % len(CATEGORICAL)]
-        counts["mass"] += moved in verdict(WINDOW_ROWS, mass_shift={moved: 0.1}).drifted_features
-        small = verdict(SMALL_WINDOW_ROWS)
+        counts["mass"] += moved in verdict(rng, reference, WINDOW_ROWS, mass_shift={moved: 0.1}).drifted_features
+        small = verdict(rng, reference, SMALL_WINDOW_ROWS)
         methods_small |= {f.method for f in small.features}
         counts["small_null"] += small.drifted
-        counts["small_shift"] += shifted in verdict(SMALL_WINDOW_ROWS, mean_shift={shifted: 0.5}).drifted_features
+        counts["small_shift"] += (
+            shifted in verdict(rng, reference, SMALL_WINDOW_ROWS, mean_shift={shifted: 0.5}).drifted_features
+        )
     quality_s = time.perf_counter() - started
 
     huge_alarms = 0
