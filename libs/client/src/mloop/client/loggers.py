@@ -33,15 +33,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
-
-from pydantic import BaseModel
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from mloop.client._buffer import OverflowPolicy, RecordBuffer
 from mloop.client._exceptions import LoggerClosed
@@ -65,9 +66,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=BaseModel)
-_SIMPLE = (int, float, str, bool, type(None))
+_Record = dict[str, Any]
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_STALLED_AFTER_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class LoggerStats:
 ProducerFactory = Callable[..., Any]
 
 
-class _KafkaLogger(Generic[R]):
+class _KafkaLogger:
     """Buffer + batching sender shared by both loggers."""
 
     topic: ClassVar[str]
@@ -137,7 +138,7 @@ class _KafkaLogger(Generic[R]):
         self.max_in_flight = max(1, max_in_flight)
         self._producer_options = dict(producer_options or {})
         self._producer_factory = producer_factory
-        self._buffer: RecordBuffer[tuple[str, R]] = RecordBuffer(
+        self._buffer: RecordBuffer[tuple[str, _Record]] = RecordBuffer(
             buffer_capacity, overflow, ready_at=batch_size, on_ready=self._wake
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,6 +153,7 @@ class _KafkaLogger(Generic[R]):
         self._closing = False
         self._closed = False
         self._flushing = 0
+        self._last_take = 0.0
         self.delivered = 0
         self.messages = 0
         self.send_failures = 0
@@ -215,7 +217,7 @@ class _KafkaLogger(Generic[R]):
         finally:
             self._flushing -= 1
 
-    async def __aenter__(self) -> _KafkaLogger[R]:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -243,11 +245,11 @@ class _KafkaLogger(Generic[R]):
             pending=self.pending,
             messages=self.messages,
             send_failures=self.send_failures,
-            connected=self._draining,
+            connected=self._producer is not None and not self._needs_reset,
         )
 
     # ------------------------------------------------------------------ input
-    def _put(self, model: str | None, record: R, max_block_s: float) -> bool:
+    def _put(self, model: str | None, record: _Record, max_block_s: float) -> bool:
         if self._closing:
             raise LoggerClosed(f"the {self.topic} logger is closed")
         # Waiting for room only helps while the sender drains; during an outage it would
@@ -257,9 +259,14 @@ class _KafkaLogger(Generic[R]):
 
     @property
     def _draining(self) -> bool:
-        return self._producer is not None and not self._needs_reset
+        # Connected, and the sender took records recently (a stalled sender makes no room).
+        return (
+            self._producer is not None
+            and not self._needs_reset
+            and time.monotonic() - self._last_take < _STALLED_AFTER_S
+        )
 
-    async def _put_async(self, model: str | None, record: R) -> bool:
+    async def _put_async(self, model: str | None, record: _Record) -> bool:
         # Never block the event loop: the sender runs on it. Poll for room instead.
         if len(self._buffer) >= self._buffer.capacity and self.max_block_s > 0 and self._draining:
             loop = asyncio.get_running_loop()
@@ -284,9 +291,6 @@ class _KafkaLogger(Generic[R]):
                 loop.call_soon_threadsafe(event.set)
 
     # ------------------------------------------------------------------ sender
-    def _payload(self, model: str, records: list[R]) -> Payload:
-        raise NotImplementedError
-
     async def _run(self) -> None:
         assert self._event is not None
         event = self._event
@@ -332,7 +336,8 @@ class _KafkaLogger(Generic[R]):
             if not items:
                 continue
             self._room.set()
-            by_model: dict[str, list[R]] = {}
+            self._last_take = time.monotonic()
+            by_model: dict[str, list[_Record]] = {}
             for model, rec in items:
                 by_model.setdefault(model, []).append(rec)
             for model, recs in by_model.items():
@@ -349,16 +354,16 @@ class _KafkaLogger(Generic[R]):
             while len(self._in_flight) >= self.max_in_flight:
                 await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _send(self, model: str, records: list[R]) -> asyncio.Future[Any]:
-        payload = self._payload(model, records)
-        event = new_event(self.topic, payload, source=self.source, actor=self.actor)
-        rec = encode(event, topic_prefix=self.topic_prefix)
-        fut: asyncio.Future[Any] = await self._producer.send(
-            rec.topic, value=rec.value, key=rec.key, headers=rec.headers
-        )
+    async def _send(self, model: str, records: list[_Record]) -> asyncio.Future[Any]:
+        # The headers come from the envelope (with an empty stand-in payload); the value is
+        # serialised straight from the records, validated when they were logged.
+        stub = self.payload_type.model_construct(model=model, records=[])
+        rec = encode(new_event(self.topic, stub, source=self.source, actor=self.actor), topic_prefix=self.topic_prefix)
+        value = _records_json(model, records)
+        fut: asyncio.Future[Any] = await self._producer.send(rec.topic, value=value, key=rec.key, headers=rec.headers)
         return fut
 
-    async def _await_delivery(self, fut: asyncio.Future[Any], model: str, records: list[R]) -> None:
+    async def _await_delivery(self, fut: asyncio.Future[Any], model: str, records: list[_Record]) -> None:
         try:
             await fut
         except asyncio.CancelledError:
@@ -373,7 +378,7 @@ class _KafkaLogger(Generic[R]):
         self.delivered += len(records)
         self.messages += 1
 
-    def _fail(self, records: list[R], model: str, exc: BaseException) -> None:
+    def _fail(self, records: list[_Record], model: str, exc: BaseException) -> None:
         self.send_failures += 1
         self.last_error = exc
         self._needs_reset = True
@@ -437,13 +442,12 @@ class _KafkaLogger(Generic[R]):
         await self._sleep_or_wake(backoff)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+_SIMPLE_TYPES = frozenset({int, float, str, bool, type(None)})
 
 
 def _plain(value: Any) -> Any:
     """numpy scalars and arrays to Python values."""
-    if isinstance(value, _SIMPLE):
+    if type(value) in _SIMPLE_TYPES:
         return value
     tolist = getattr(value, "tolist", None)
     if tolist is not None:
@@ -451,12 +455,47 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _clean_features(features: Mapping[str, Any]) -> dict[str, Any]:
+def _features(features: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A copy of ``features`` with plain values, or None when a value is not a feature value."""
     out = dict(features)
     for k, v in out.items():
-        if not isinstance(v, _SIMPLE):
-            out[k] = _plain(v)
+        if type(v) not in _SIMPLE_TYPES:
+            v = _plain(v)
+            if type(v) not in _SIMPLE_TYPES:
+                return None
+            out[k] = v
+        if type(k) is not str:
+            return None
     return out
+
+
+def _prediction(value: Any) -> tuple[bool, Any]:
+    v = _plain(value)
+    t = type(v)
+    if t is float or t is str or v is None:
+        return True, v
+    if t is int:
+        return True, float(v)
+    if t is list and all(type(x) is float or type(x) is int for x in v):
+        return True, [float(x) for x in v]
+    return False, v
+
+
+def _ts(t: datetime | None) -> float | datetime:
+    # A float epoch is cheap to take on the serving path; it is formatted by the sender.
+    return time.time() if t is None else t
+
+
+def _iso(t: float | datetime) -> str:
+    if isinstance(t, float):
+        t = datetime.fromtimestamp(t, UTC)
+    elif t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _short_str(v: Any, limit: int) -> bool:
+    return type(v) is str and 0 < len(v) <= limit
 
 
 def _prediction_record(
@@ -467,49 +506,90 @@ def _prediction_record(
     timestamp: datetime | None,
     latency_ms: float | None,
     error: str | None,
-) -> PredictionRecord:
-    feats = _clean_features(features)
-    pred = _plain(prediction)
-    if isinstance(pred, int) and not isinstance(pred, bool):
-        pred = float(pred)
-    ts = timestamp or _now()
-    fast = (
-        isinstance(request_id, str)
-        and 0 < len(request_id) <= 256
-        and isinstance(version, str)
-        and 0 < len(version) <= 64
-        and isinstance(ts, datetime)
-        and all(isinstance(k, str) and isinstance(v, _SIMPLE) for k, v in feats.items())
-        and (
-            isinstance(pred, float | str | type(None))
-            or (isinstance(pred, list) and all(isinstance(x, float | int) and not isinstance(x, bool) for x in pred))
-        )
-        and (latency_ms is None or (isinstance(latency_ms, float | int) and latency_ms >= 0))
-        and (error is None or (isinstance(error, str) and len(error) <= 128))
-    )
-    if fast:
-        return PredictionRecord.model_construct(
-            request_id=request_id,
-            version=version,
-            timestamp=ts,
-            features=feats,
-            prediction=[float(x) for x in pred] if isinstance(pred, list) else pred,
-            latency_ms=None if latency_ms is None else float(latency_ms),
-            error=error,
-        )
+) -> _Record:
+    """A validated prediction record as a plain dict (``PredictionRecord``'s fields)."""
+    feats = _features(features)
+    ok, pred = _prediction(prediction)
+    if (
+        ok
+        and feats is not None
+        and _short_str(request_id, 256)
+        and _short_str(version, 64)
+        and (timestamp is None or isinstance(timestamp, datetime))
+        and (latency_ms is None or (type(latency_ms) in (float, int) and latency_ms >= 0))
+        and (error is None or (type(error) is str and len(error) <= 128))
+    ):
+        return {
+            "request_id": request_id,
+            "version": version,
+            "timestamp": _ts(timestamp),
+            "features": feats,
+            "prediction": pred,
+            "latency_ms": latency_ms,
+            "error": error,
+        }
     # The slow path raises pydantic.ValidationError (a ValueError) naming the bad field.
-    return PredictionRecord(
+    rec = PredictionRecord(
         request_id=request_id,
         version=version,
-        timestamp=ts,
-        features=feats,
+        timestamp=timestamp or datetime.now(UTC),
+        features=features if feats is None else feats,
         prediction=pred,
         latency_ms=latency_ms,
         error=error,
     )
+    out = rec.model_dump(mode="json")
+    out["timestamp"] = rec.timestamp
+    return out
 
 
-class PredictionLogger(_KafkaLogger[PredictionRecord]):
+def _ground_truth_record(request_id: str, label: Any, timestamp: datetime | None) -> _Record:
+    lab = _plain(label)
+    if (
+        _short_str(request_id, 256)
+        and type(lab) in (int, float, str, bool)
+        and (timestamp is None or isinstance(timestamp, datetime))
+    ):
+        return {"request_id": request_id, "label": lab, "timestamp": _ts(timestamp)}
+    rec = GroundTruthRecord(request_id=request_id, label=lab, timestamp=timestamp or datetime.now(UTC))
+    return {"request_id": rec.request_id, "label": rec.label, "timestamp": rec.timestamp}
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats (NaN, ±inf) become null: JSON has no such numbers; the monitor counts missing."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is dict:
+        return {k: _finite(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_finite(v) for v in value]
+    return value
+
+
+def _records_json(model: str, records: list[_Record]) -> bytes:
+    """The message value: ``{"model": ..., "records": [...]}`` as compact JSON."""
+    out = []
+    second, prefix = -1, ""
+    for r in records:
+        r = dict(r)
+        t = r["timestamp"]
+        if type(t) is float:
+            # Formatting each timestamp from scratch dominates; records of one batch share seconds.
+            whole = int(t)
+            if whole != second:
+                second, prefix = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            r["timestamp"] = f"{prefix}.{int((t - whole) * 1_000_000):06d}Z"
+        else:
+            r["timestamp"] = _iso(t)
+        out.append(r)
+    body = {"model": model, "records": out}
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return json.dumps(_finite(body), separators=(",", ":"), allow_nan=False).encode()
+
+
+class PredictionLogger(_KafkaLogger):
     """Logs predictions to ``prediction-logged`` from an asyncio application.
 
     ::
@@ -565,24 +645,8 @@ class PredictionLogger(_KafkaLogger[PredictionRecord]):
         rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
         return self._put(model, rec, 0.0)
 
-    def _payload(self, model: str, records: list[PredictionRecord]) -> Payload:
-        return PredictionLogged.model_construct(model=model, records=records)
 
-
-def _ground_truth_record(request_id: str, label: Any, timestamp: datetime | None) -> GroundTruthRecord:
-    lab = _plain(label)
-    ts = timestamp or _now()
-    if (
-        isinstance(request_id, str)
-        and 0 < len(request_id) <= 256
-        and isinstance(lab, int | float | str | bool)
-        and isinstance(ts, datetime)
-    ):
-        return GroundTruthRecord.model_construct(request_id=request_id, label=lab, timestamp=ts)
-    return GroundTruthRecord(request_id=request_id, label=lab, timestamp=ts)
-
-
-class GroundTruthLogger(_KafkaLogger[GroundTruthRecord]):
+class GroundTruthLogger(_KafkaLogger):
     """Logs observed labels to ``ground-truth-logged``; same options as :class:`PredictionLogger`."""
 
     topic = "ground-truth-logged"
@@ -599,13 +663,10 @@ class GroundTruthLogger(_KafkaLogger[GroundTruthRecord]):
     ) -> bool:
         return self._put(model, _ground_truth_record(request_id, label, timestamp), 0.0)
 
-    def _payload(self, model: str, records: list[GroundTruthRecord]) -> Payload:
-        return GroundTruthLogged.model_construct(model=model, records=records)
-
 
 # --------------------------------------------------------------------------- sync wrappers
 
-L = TypeVar("L", bound=_KafkaLogger[Any])
+L = TypeVar("L", bound=_KafkaLogger)
 T = TypeVar("T")
 
 
