@@ -4,6 +4,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from mloop.devstack.testing import EphemeralStack
 
 

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from mloop.devstack import (
     ServiceError,
     ServiceSpec,
@@ -70,9 +71,7 @@ def dummy_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _specs(n: int) -> list[ServiceSpec]:
-    return [
-        ServiceSpec(f"dummy{i}", "dummy_service", port) for i, port in enumerate(find_free_ports(n))
-    ]
+    return [ServiceSpec(f"dummy{i}", "dummy_service", port) for i, port in enumerate(find_free_ports(n))]
 
 
 def test_supervisor_starts_waits_and_stops(tmp_path: Path, dummy_env: dict[str, str]) -> None:
@@ -181,9 +180,7 @@ def test_up_status_down_clean_without_services() -> None:
 
 
 @pytest.mark.integration
-def test_ephemeral_stack_reuses_running_stack_when_asked(
-    local_stack: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ephemeral_stack_reuses_running_stack_when_asked(local_stack: object, monkeypatch: pytest.MonkeyPatch) -> None:
     from mloop.devstack.testing import EphemeralStack
 
     assert isinstance(local_stack, EphemeralStack)
@@ -227,9 +224,7 @@ def test_ephemeral_stack_torn_down_when_owner_is_killed() -> None:
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "MLOOP_TEST_USE_RUNNING_STACK"}
-    owner = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
-    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert owner.stdout is not None
         root, kafka_pid, pg_pid = json.loads(owner.stdout.readline())
@@ -238,9 +233,7 @@ def test_ephemeral_stack_torn_down_when_owner_is_killed() -> None:
         owner.kill()  # no chance to clean up
         owner.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (
-        process_alive(kafka_pid) or process_alive(pg_pid) or Path(root).exists()
-    ):
+    while time.monotonic() < deadline and (process_alive(kafka_pid) or process_alive(pg_pid) or Path(root).exists()):
         time.sleep(0.2)
     assert not process_alive(kafka_pid)
     assert not process_alive(pg_pid)

@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
 from mloop.devstack import create_topics
 from mloop.devstack._paths import port_is_open
 from mloop.devstack.kafka import KAFKA_MAIN_CLASS, kafka_libs_dir
@@ -147,9 +148,7 @@ async def test_topics_created_as_specified_and_idempotently(local_stack: Ephemer
         described = {t["topic"]: t for t in await admin.describe_topics(names)}
         assert len(described[f"{prefix}model.events"]["partitions"]) == 3
         assert len(described[f"{prefix}model.state"]["partitions"]) == 1
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
-        )
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
         policies = {}
         for response in responses:
             for resource in response.resources:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mloop.devstack import ENV_KEYS, SERVICES, StackConfig, StackPaths, find_free_ports
 from mloop.devstack._paths import process_alive, read_pid, tail
 from mloop.devstack.kafka import new_cluster_id, render_server_properties
@@ -28,9 +29,7 @@ def _parse_properties(text: str) -> dict[str, str]:
 
 
 def test_server_properties_single_combined_node(tmp_path: Path) -> None:
-    props = _parse_properties(
-        render_server_properties(port=19092, controller_port=19093, data_dir=tmp_path / "d")
-    )
+    props = _parse_properties(render_server_properties(port=19092, controller_port=19093, data_dir=tmp_path / "d"))
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
@@ -126,8 +125,7 @@ def _fake_status(root: Path, secret: str | None) -> dict:
         "kafka": {"running": True, "pid": 42, "bootstrap_servers": "127.0.0.1:9092"},
         "postgres": {"running": False, "pid": None, "url": env["DATABASE_URL"]},
         "services": {
-            s.name: {"running": i == 0, "ready": i == 0, "pid": 100 + i, "url": s.url}
-            for i, s in enumerate(SERVICES)
+            s.name: {"running": i == 0, "ready": i == 0, "pid": 100 + i, "url": s.url} for i, s in enumerate(SERVICES)
         },
         "env": env,
     }
@@ -165,9 +163,7 @@ def test_format_status_without_secret_omits_it(tmp_path: Path) -> None:
 
 def test_database_urls() -> None:
     assert database_url(5433) == "postgresql://postgres@127.0.0.1:5433/mloop"
-    assert admin_url("postgresql://postgres@127.0.0.1:5433/mloop") == (
-        "postgresql://postgres@127.0.0.1:5433/postgres"
-    )
+    assert admin_url("postgresql://postgres@127.0.0.1:5433/mloop") == ("postgresql://postgres@127.0.0.1:5433/postgres")
 
 
 @pytest.mark.parametrize("bad", ["", "1abc", "a-b", 'x"; DROP', "a" * 64])
@@ -221,3 +217,18 @@ def test_just_launched_child_counts_as_alive() -> None:
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_class_archive_is_keyed_by_jvm_and_jars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mloop.devstack.kafka import _cds_archive
+
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "kafka_2.13-4.1.1.jar").touch()
+    first = _cds_archive("/usr/bin/java", libs)
+    assert first is not None and first.parent == tmp_path / "cds"
+    assert _cds_archive("/usr/bin/java", libs) == first
+    (libs / "extra-1.0.jar").touch()
+    assert _cds_archive("/usr/bin/java", libs) != first
+    monkeypatch.setenv("MLOOP_KAFKA_CDS", "0")
+    assert _cds_archive("/usr/bin/java", libs) is None

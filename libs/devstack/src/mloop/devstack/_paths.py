@@ -75,6 +75,10 @@ class StackPaths:
         return self.kafka_dir / "log4j2.properties"
 
     @property
+    def kafka_cds_target(self) -> Path:
+        return self.kafka_dir / "classes.jsa.target"
+
+    @property
     def kafka_log(self) -> Path:
         return self.logs_dir / "kafka.log"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -120,6 +121,20 @@ def ensure_kafka_jars(libs: Path | None = None, pom: Path | None = None) -> Path
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     return libs
+
+
+def _cds_archive(java: str, libs: Path) -> Path | None:
+    """Where the class-data-sharing archive for this JVM and jar set lives, or None if off.
+
+    The archive (written by the first broker that stops cleanly, then mapped by later
+    ones) lets the JVM skip parsing and verifying Kafka's classes, which shortens startup.
+    A stale or foreign archive is only a missed optimisation: the JVM ignores it.
+    """
+    if os.environ.get("MLOOP_KAFKA_CDS", "1").lower() in ("0", "false", "no"):
+        return None
+    key = "\n".join([os.path.realpath(java), *sorted(p.name for p in libs.glob("*.jar"))])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return libs.parent / "cds" / f"kafka-{digest}.jsa"
 
 
 def _java() -> str:
@@ -253,12 +268,13 @@ class LocalKafka:
         )
         self.paths.kafka_log4j.write_text(render_log4j_properties())
 
-    def _format_storage(self, java: str, classpath: str) -> None:
+    def _format_storage(self, java: str, classpath: str, jvm_flags: list[str]) -> None:
         if (self.paths.kafka_data / "meta.properties").is_file():
             return
         result = subprocess.run(
             [
                 java,
+                *jvm_flags,
                 f"-Dlog4j2.configurationFile={self.paths.kafka_log4j}",
                 "-cp",
                 classpath,
@@ -292,7 +308,18 @@ class LocalKafka:
         java = _java()
         classpath = f"{libs}/*"
         self._write_config()
-        self._format_storage(java, classpath)
+        cds_flags: list[str] = []
+        archive = _cds_archive(java, libs)
+        if archive is not None:
+            self._discard_cds_dump()  # left by a broker that did not stop through us
+            if archive.is_file():
+                cds_flags = [f"-XX:SharedArchiveFile={archive}"]
+        self._format_storage(java, classpath, cds_flags)
+        if archive is not None and not cds_flags:
+            # No archive yet: this broker writes one when it exits (see _promote_cds_dump).
+            self._cds_dump.unlink(missing_ok=True)
+            cds_flags = [f"-XX:ArchiveClassesAtExit={self._cds_dump}"]
+            self.paths.kafka_cds_target.write_text(str(archive))
 
         log = self.paths.kafka_log
         if log.exists() and log.stat().st_size > _LOG_ROTATE_BYTES:
@@ -304,6 +331,7 @@ class LocalKafka:
                 [
                     java,
                     *_JVM_HEAP,
+                    *cds_flags,
                     "-Djava.awt.headless=true",
                     f"-Dlog4j2.configurationFile={self.paths.kafka_log4j}",
                     "-cp",
@@ -336,11 +364,31 @@ class LocalKafka:
             log=self.paths.kafka_log,
         )
 
+    @property
+    def _cds_dump(self) -> Path:
+        return self.paths.kafka_dir / "classes.jsa.tmp"
+
+    def _discard_cds_dump(self) -> None:
+        self._cds_dump.unlink(missing_ok=True)
+        self.paths.kafka_cds_target.unlink(missing_ok=True)
+
+    def _promote_cds_dump(self) -> None:
+        """Move the class archive this broker wrote on a clean exit into the shared cache."""
+        try:
+            archive = Path(self.paths.kafka_cds_target.read_text().strip())
+            if self._cds_dump.stat().st_size > 0:
+                archive.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._cds_dump, archive)  # atomic: concurrent stacks may race
+        except OSError:
+            pass
+        self._discard_cds_dump()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker: SIGTERM (controlled shutdown), SIGKILL after ``timeout`` s."""
         pid = read_pid(self.paths.kafka_pid)
+        killed = False
         if pid is not None:
-            terminate_pid(pid, KAFKA_MAIN_CLASS, timeout)
+            killed = terminate_pid(pid, KAFKA_MAIN_CLASS, timeout)
         if self._proc is not None:
             try:
                 self._proc.wait(timeout=5)
@@ -349,6 +397,10 @@ class LocalKafka:
                 self._proc.wait()
             self._proc = None
         self.paths.kafka_pid.unlink(missing_ok=True)
+        if killed:
+            self._discard_cds_dump()  # possibly cut short
+        else:
+            self._promote_cds_dump()
 
 
 async def wait_for_kafka(

@@ -118,7 +118,7 @@ class EphemeralStack:
         errors: list[BaseException] = []
         if self.kafka is not None:
             try:
-                self.kafka.stop(timeout=10)
+                self.kafka.stop(timeout=30)
             except Exception as exc:
                 errors.append(exc)
         if self.postgres is not None:
