@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from mloop.client.router import RouterFollower, TrafficRouter
 from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import ModelPromoted, Payload, PredictionLogged, PredictionRecord
+from mloop.devstack import create_topics
 from mloop.rollout.main import create_app
 from mloop.rollout.settings import RolloutSettings
 from mloop.runtime.testing import EventCollector, auth_headers, running_app
@@ -51,6 +54,56 @@ OUR_TOPICS = [
 
 def _settings(infra: Any) -> RolloutSettings:
     return RolloutSettings(**infra.settings_kwargs(analysis_tick_s=0.1))
+
+
+@dataclass
+class SharedInfra:
+    """Like the ``infra`` fixture, but shared by the tests of this module (one model each)."""
+
+    bootstrap_servers: str
+    database_url: str
+    topic_prefix: str
+
+    def settings_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "environment": "test",
+            "kafka_bootstrap_servers": self.bootstrap_servers,
+            "database_url": self.database_url,
+            "topic_prefix": self.topic_prefix,
+            "jwt_secret": "rollout-tests-secret-long-enough-for-hs256-0123",
+            "outbox_poll_interval_s": 0.2,
+            "log_json": False,
+            **overrides,
+        }
+
+
+@dataclass
+class Running:
+    infra: SharedInfra
+    settings: RolloutSettings
+    client: httpx.AsyncClient
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return auth_headers(self.settings, "olga", "operator")
+
+    def collector(self, *topics: str) -> EventCollector:
+        return EventCollector(self.infra.bootstrap_servers, self.infra.topic_prefix, topics or OUR_TOPICS)
+
+
+@pytest.fixture(scope="module")
+async def running(stack: Any) -> AsyncIterator[Running]:
+    """One rollout service for the module's tests; starting and stopping one takes seconds."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    await create_topics(stack.bootstrap_servers, prefix=prefix)
+    infra = SharedInfra(stack.bootstrap_servers, stack.new_database(), prefix)
+    settings = _settings(infra)
+    async with running_app(create_app(settings)) as client:
+        yield Running(infra, settings, client)
+
+
+def of_model(model: str) -> Callable[[Any], bool]:
+    return lambda e: bool(e.data.model == model)
 
 
 class Kafka:
@@ -159,79 +212,147 @@ def weights(event: Any) -> dict[str, float]:
     return {r.version: r.weight for r in event.data.routes if not r.shadow}
 
 
-async def test_model_promoted_starts_a_canary_and_a_good_candidate_reaches_full_traffic(infra: Any) -> None:
-    settings = _settings(infra)
-    op = auth_headers(settings, "olga", "operator")
-    async with (
-        running_app(create_app(settings)) as client,
-        Kafka(infra) as kafka,
-        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
-    ):
-        await put_plan(client, op, "credit-risk")
-        await kafka.promote("credit-risk", "4", previous="3")
+async def test_model_promoted_starts_a_canary_and_a_good_candidate_reaches_full_traffic(running: Running) -> None:
+    client, op, m = running.client, running.operator, "credit-risk"
+    async with Kafka(running.infra) as kafka, running.collector() as seen:
+        await put_plan(client, op, m)
+        await kafka.promote(m, "4", previous="3")
 
-        started = (await seen.wait_for("rollout-started"))[0]
+        started = (await seen.wait_for("rollout-started", where=of_model(m)))[0]
         assert started.data.version == "4" and started.data.baseline_version == "3"
         assert started.data.phase == "progressing" and started.data.weight == 0.1
         assert started.actor == "user:rey"
-        first_split = (await seen.wait_for("traffic-split-changed"))[0]
+        first_split = (await seen.wait_for("traffic-split-changed", where=of_model(m)))[0]
         assert weights(first_split) == {"3": 0.9, "4": 0.1}
         assert [r.version for r in first_split.data.routes] == ["3", "4"]  # candidate last: sticky growth
 
-        async with live_traffic(kafka, "credit-risk", {"3": (40, 0.01), "4": (40, 0.01)}):
-            done = await seen.wait_for("rollout-completed", timeout_s=30)
+        async with live_traffic(kafka, m, {"3": (40, 0.01), "4": (40, 0.01)}):
+            done = await seen.wait_for("rollout-completed", where=of_model(m), timeout_s=30)
         assert done[0].data.weight == 1.0
-        splits = [weights(e) for e in seen.of("traffic-split-changed")]
-        assert splits == [{"3": 0.9, "4": 0.1}, {"3": 0.5, "4": 0.5}, {"4": 1.0}]
-        assert [e.data.seq for e in seen.of("traffic-split-changed")] == [1, 2, 3]
-        assert len(seen.of("rollout-advanced")) == 2
+        splits = [e for e in seen.of("traffic-split-changed") if e.data.model == m]
+        assert [weights(e) for e in splits] == [{"3": 0.9, "4": 0.1}, {"3": 0.5, "4": 0.5}, {"4": 1.0}]
+        assert [e.data.seq for e in splits] == [1, 2, 3]
+        assert len([e for e in seen.of("rollout-advanced") if e.data.model == m]) == 2
 
-        rollout = await open_rollout(client, op, "credit-risk")
+        rollout = await open_rollout(client, op, m)
         detail = (await client.get(f"/rollouts/{rollout['id']}", headers=op)).json()
         assert detail["phase"] == "completed"
         kinds = [h["kind"] for h in detail["history"]]
         assert kinds[0] == "traffic-split-changed" and "rollout-completed" in kinds
         assert detail["analyses"] and detail["analyses"][-1]["data"]["gates"][0]["name"] == "error-rate"
-        traffic = (await client.get("/models/credit-risk/traffic", headers=op)).json()
+        traffic = (await client.get(f"/models/{m}/traffic", headers=op)).json()
         assert traffic["seq"] == 3 and traffic["routes"] == [{"version": "4", "weight": 1.0, "shadow": False}]
 
 
-async def test_a_bad_candidate_is_rolled_back_within_one_analysis_interval(infra: Any) -> None:
-    settings = _settings(infra)
-    op = auth_headers(settings, "olga", "operator")
-    async with (
-        running_app(create_app(settings)) as client,
-        Kafka(infra) as kafka,
-        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
-    ):
-        await put_plan(client, op, "fraud", step_min_duration_s=60)
-        await kafka.promote("fraud", "8", previous="7")
-        await seen.wait_for("rollout-started")
+async def test_a_bad_candidate_is_rolled_back_within_one_analysis_interval(running: Running) -> None:
+    client, op, m, settings = running.client, running.operator, "fraud", running.settings
+    async with Kafka(running.infra) as kafka, running.collector() as seen:
+        await put_plan(client, op, m, step_min_duration_s=60)
+        await kafka.promote(m, "8", previous="7")
+        started = (await seen.wait_for("rollout-started", where=of_model(m)))[0]
         # One batch with the injected errors: the next analysis must see them and roll back.
         loop = asyncio.get_running_loop()
-        await kafka.predictions("fraud", {"7": (2000, 0.01), "8": (300, 0.25)})
+        await kafka.predictions(m, {"7": (2000, 0.01), "8": (300, 0.25)})
         injected = loop.time()
-        back = await seen.wait_for("traffic-split-changed", where=lambda e: weights(e) == {"7": 1.0}, timeout_s=20)
+        back = await seen.wait_for(
+            "traffic-split-changed", where=lambda e: of_model(m)(e) and weights(e) == {"7": 1.0}, timeout_s=20
+        )
         assert loop.time() - injected < 20
+        assert back[0].data.routes[0].weight == 1.0
         # From the moment the evidence was stored, the baseline-only table was
         # decided at the next analysis: within one interval (plus a loop tick).
-        conn = await asyncpg.connect(infra.database_url, server_settings={"search_path": settings.schema_name})
+        conn = await asyncpg.connect(running.infra.database_url, server_settings={"search_path": settings.schema_name})
         try:
-            stored_at = await conn.fetchval("SELECT max(updated_at) FROM evidence WHERE role = 'candidate'")
+            rollout_id = started.data.rollout_id
+            stored_at = await conn.fetchval(
+                "SELECT max(updated_at) FROM evidence WHERE rollout_id = $1 AND role = 'candidate'", rollout_id
+            )
             decided_at = await conn.fetchval(
-                "SELECT min(at) FROM rollout_history WHERE kind = 'traffic-split-changed' "
-                "AND data -> 'routes' -> 0 ->> 'version' = '7' AND jsonb_array_length(data -> 'routes') = 1"
+                "SELECT min(at) FROM rollout_history WHERE rollout_id = $1 AND kind = 'traffic-split-changed' "
+                "AND jsonb_array_length(data -> 'routes') = 1",
+                rollout_id,
             )
         finally:
             await conn.close()
         assert (decided_at - stored_at).total_seconds() <= INTERVAL_S + settings.analysis_tick_s + 0.3
-        assert back[0].data.routes[0].weight == 1.0
-        rolled = (await seen.wait_for("rollout-rolled-back"))[0]
+        rolled = (await seen.wait_for("rollout-rolled-back", where=of_model(m)))[0]
         assert rolled.data.phase == "rolled-back"
         assert "error-rate" in rolled.data.reason
         gate = next(g for g in rolled.data.gates if g.name == "error-rate")
         assert gate.outcome == "fail" and gate.value is not None and gate.value > 0.1
         assert rolled.actor == "service:rollout"
+
+
+async def test_a_router_started_late_gets_the_current_table(running: Running) -> None:
+    client, op, m = running.client, running.operator, "pricing"
+    async with Kafka(running.infra) as kafka, running.collector("traffic-split-changed") as seen:
+        await put_plan(client, op, m)
+        await kafka.promote(m, "4", previous="3")
+        rollout = await open_rollout(client, op, m)
+        r = await client.post(f"/rollouts/{rollout['id']}/promote-step", headers=op, json={"reason": "looks fine"})
+        assert r.status_code == 200, r.text
+        assert r.json()["weight"] == 0.5
+        await seen.wait_for("traffic-split-changed", 2, where=of_model(m))  # both tables are on the topic
+
+        router = TrafficRouter()
+        async with RouterFollower(router, running.infra.bootstrap_servers, topic_prefix=running.infra.topic_prefix):
+            table = router.table(m)
+            assert table is not None and table.seq == 2
+            assert {x.version: x.weight for x in table.routes} == {"3": 0.5, "4": 0.5}
+            assert router.route(m, "user-1").version in {"3", "4"}
+            # ...and it follows what comes next.
+            r = await client.post(f"/rollouts/{rollout['id']}/abort", headers=op)
+            assert r.status_code == 200, r.text
+
+            async def back_to_baseline() -> bool:
+                t = router.table(m)
+                return t is not None and t.seq == 3
+
+            await eventually(back_to_baseline)
+            assert router.route(m, "user-1").version == "3"
+
+
+async def test_bad_input_gets_problem_documents(running: Running) -> None:
+    client, op = running.client, running.operator
+    viewer = auth_headers(running.settings, "vic", "viewer")
+    r = await client.get("/rollouts/nope", headers=op)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    assert (await client.post("/rollouts/nope/pause", headers=op)).status_code == 404
+    assert (await client.get("/models/unknown/plan", headers=op)).status_code == 404
+    assert (await client.get("/models/unknown/traffic", headers=op)).status_code == 404
+
+    r = await client.put("/models/m/plan", json={**FAST_PLAN, "steps": [0.5, 0.2]}, headers=op)
+    assert r.status_code == 422 and "step weights must increase" in r.text
+    r = await client.put("/models/m/plan", json={**FAST_PLAN, "failure_threshold": 0}, headers=op)
+    assert r.status_code == 422
+    assert any("failure_threshold" in e["field"] for e in r.json()["errors"])
+    assert (await client.put("/models/m/plan", json=FAST_PLAN, headers=viewer)).status_code == 403
+
+    r = await client.post("/rollouts", json={"model": "m", "candidate": "2", "baseline": "1"}, headers=op)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert (await client.get("/models/m/plan", headers=op)).json()["source"] == "built-in"  # known now
+    r = await client.post(f"/rollouts/{rid}/resume", headers=op)
+    assert r.status_code == 409
+    problem = r.json()
+    assert problem["phase"] == "progressing" and "progressing" in problem["detail"]
+    assert (await client.post(f"/rollouts/{rid}/pause", headers=viewer)).status_code == 403
+    assert (await client.post(f"/rollouts/{rid}/explode", headers=op)).status_code == 422
+    r = await client.post("/rollouts", json={"model": "m", "candidate": "3", "baseline": "1"}, headers=op)
+    assert r.status_code == 409  # one open rollout per model
+    assert (await client.post(f"/rollouts/{rid}/abort", headers=op)).json()["phase"] == "aborted"
+    r = await client.post(f"/rollouts/{rid}/abort", headers=op)
+    assert r.status_code == 409 and r.json()["phase"] == "aborted"
+
+
+async def test_first_champion_completes_at_full_traffic(running: Running) -> None:
+    m = "new-model"
+    async with Kafka(running.infra) as kafka, running.collector() as seen:
+        await kafka.promote(m, "1", previous=None)
+        done = (await seen.wait_for("rollout-completed", where=of_model(m)))[0]
+        assert done.data.baseline_version is None and done.data.weight == 1.0
+        split = (await seen.wait_for("traffic-split-changed", where=of_model(m)))[0]
+        assert weights(split) == {"1": 1.0}
 
 
 async def test_a_restarted_service_resumes_the_rollout_where_it_was(infra: Any) -> None:
@@ -261,86 +382,3 @@ async def test_a_restarted_service_resumes_the_rollout_where_it_was(infra: Any) 
         distinct = {e.id: e for e in seen.events if e.topic.startswith("rollout-")}
         seqs = [e.data.seq for e in distinct.values()]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), [(e.id, e.topic, e.data.seq) for e in seen.events]
-
-
-async def test_a_router_started_late_gets_the_current_table(infra: Any) -> None:
-    settings = _settings(infra)
-    op = auth_headers(settings, "olga", "operator")
-    async with (
-        running_app(create_app(settings)) as client,
-        Kafka(infra) as kafka,
-        EventCollector(infra.bootstrap_servers, infra.topic_prefix, ["traffic-split-changed"]) as seen,
-    ):
-        await put_plan(client, op, "credit-risk")
-        await kafka.promote("credit-risk", "4", previous="3")
-        rollout = await open_rollout(client, op, "credit-risk")
-        r = await client.post(f"/rollouts/{rollout['id']}/promote-step", headers=op, json={"reason": "looks fine"})
-        assert r.status_code == 200, r.text
-        assert r.json()["weight"] == 0.5
-        await seen.wait_for("traffic-split-changed", 2)  # both tables are on the topic
-
-        router = TrafficRouter()
-        async with RouterFollower(router, infra.bootstrap_servers, topic_prefix=infra.topic_prefix):
-            table = router.table("credit-risk")
-            assert table is not None and table.seq == 2
-            assert {x.version: x.weight for x in table.routes} == {"3": 0.5, "4": 0.5}
-            assert router.route("credit-risk", "user-1").version in {"3", "4"}
-            # ...and it follows what comes next.
-            r = await client.post(f"/rollouts/{rollout['id']}/abort", headers=op)
-            assert r.status_code == 200, r.text
-
-            async def back_to_baseline() -> bool:
-                t = router.table("credit-risk")
-                return t is not None and t.seq == 3
-
-            await eventually(back_to_baseline)
-            assert router.route("credit-risk", "user-1").version == "3"
-
-
-async def test_bad_input_gets_problem_documents(infra: Any) -> None:
-    settings = _settings(infra)
-    op = auth_headers(settings, "olga", "operator")
-    viewer = auth_headers(settings, "vic", "viewer")
-    async with running_app(create_app(settings)) as client:
-        r = await client.get("/rollouts/nope", headers=op)
-        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
-        assert (await client.post("/rollouts/nope/pause", headers=op)).status_code == 404
-        assert (await client.get("/models/unknown/plan", headers=op)).status_code == 404
-        assert (await client.get("/models/unknown/traffic", headers=op)).status_code == 404
-
-        r = await client.put("/models/m/plan", json={**FAST_PLAN, "steps": [0.5, 0.2]}, headers=op)
-        assert r.status_code == 422 and "step weights must increase" in r.text
-        r = await client.put("/models/m/plan", json={**FAST_PLAN, "failure_threshold": 0}, headers=op)
-        assert r.status_code == 422
-        assert any("failure_threshold" in e["field"] for e in r.json()["errors"])
-        assert (await client.put("/models/m/plan", json=FAST_PLAN, headers=viewer)).status_code == 403
-
-        r = await client.post("/rollouts", json={"model": "m", "candidate": "2", "baseline": "1"}, headers=op)
-        assert r.status_code == 201, r.text
-        rid = r.json()["id"]
-        assert (await client.get("/models/m/plan", headers=op)).json()["source"] == "built-in"  # known now
-        r = await client.post(f"/rollouts/{rid}/resume", headers=op)
-        assert r.status_code == 409
-        problem = r.json()
-        assert problem["phase"] == "progressing" and "progressing" in problem["detail"]
-        assert (await client.post(f"/rollouts/{rid}/pause", headers=viewer)).status_code == 403
-        assert (await client.post(f"/rollouts/{rid}/explode", headers=op)).status_code == 422
-        r = await client.post("/rollouts", json={"model": "m", "candidate": "3", "baseline": "1"}, headers=op)
-        assert r.status_code == 409  # one open rollout per model
-        assert (await client.post(f"/rollouts/{rid}/abort", headers=op)).json()["phase"] == "aborted"
-        r = await client.post(f"/rollouts/{rid}/abort", headers=op)
-        assert r.status_code == 409 and r.json()["phase"] == "aborted"
-
-
-async def test_first_champion_completes_at_full_traffic(infra: Any) -> None:
-    settings = _settings(infra)
-    async with (
-        running_app(create_app(settings)),
-        Kafka(infra) as kafka,
-        EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
-    ):
-        await kafka.promote("new-model", "1", previous=None)
-        done = (await seen.wait_for("rollout-completed"))[0]
-        assert done.data.baseline_version is None and done.data.weight == 1.0
-        split = (await seen.wait_for("traffic-split-changed"))[0]
-        assert weights(split) == {"1": 1.0}
