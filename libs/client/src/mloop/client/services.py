@@ -104,7 +104,12 @@ class RegistryClient(ServiceClient):
         result: JSON = await self.put(f"/models/{_p(model)}/aliases/{_p(alias)}", body)
         return result
 
+    async def alias_history(self, model: str) -> list[JSON]:
+        result: list[JSON] = await self.get(f"/models/{_p(model)}/alias-history")
+        return result
+
     async def get_alias(self, model: str, alias: str) -> JSON:
+        """The version the alias points to (404 when the alias is not set)."""
         result: JSON = await self.get(f"/models/{_p(model)}/aliases/{_p(alias)}")
         return result
 
@@ -122,6 +127,10 @@ class RegistryClient(ServiceClient):
     async def request_promotion(self, model: str, version: str, *, reason: str | None = None) -> JSON:
         body: JSON = {"reason": reason} if reason else {}
         result: JSON = await self.post(f"/models/{_p(model)}/versions/{_p(version)}/promotion-requests", body)
+        return result
+
+    async def get_promotion_request(self, request_id: str) -> JSON:
+        result: JSON = await self.get(f"/promotion-requests/{_p(request_id)}")
         return result
 
     async def approve(self, request_id: str, *, comment: str | None = None) -> JSON:
@@ -155,8 +164,27 @@ class RolloutClient(ServiceClient):
     ) -> list[JSON]:
         return await self.list_all("/rollouts", limit=limit, model=model, phase=phase)
 
-    async def get_rollout(self, rollout_id: str) -> JSON:
-        result: JSON = await self.get(f"/rollouts/{_p(rollout_id)}")
+    async def get_rollout(self, rollout_id: str, *, analyses: int = 20) -> JSON:
+        """A rollout with its history (published events) and the latest ``analyses`` gate checks."""
+        result: JSON = await self.get(f"/rollouts/{_p(rollout_id)}", analyses=analyses)
+        return result
+
+    async def create_rollout(
+        self,
+        model: str,
+        candidate: str,
+        *,
+        baseline: str | None = None,
+        plan: Mapping[str, Any] | None = None,
+        start: bool = True,
+        reason: str | None = None,
+    ) -> JSON:
+        body: JSON = {"model": model, "candidate": candidate, "baseline": baseline, "start": start}
+        if plan is not None:
+            body["plan"] = dict(plan)
+        if reason:
+            body["reason"] = reason[:500]
+        result: JSON = await self.post("/rollouts", body)
         return result
 
     async def action(self, rollout_id: str, action: str, *, reason: str | None = None) -> JSON:
@@ -192,21 +220,45 @@ class RolloutClient(ServiceClient):
 
 
 class MonitorClient(ServiceClient):
-    """Drift status and history, thresholds, reports and the prediction store."""
+    """Drift status and history, incidents, thresholds, reports and the prediction store."""
 
-    async def status(self, model: str) -> JSON:
-        result: JSON = await self.get(f"/models/{_p(model)}/status")
+    async def status(self, model: str, version: str | None = None) -> JSON:
+        """Monitoring status of every version of ``model`` (or of one ``version``)."""
+        path = (
+            f"/models/{_p(model)}/status" if version is None else f"/models/{_p(model)}/versions/{_p(version)}/status"
+        )
+        result: JSON = await self.get(path)
         return result
 
-    async def drift_history(self, model: str, *, version: str | None = None, limit: int | None = None) -> list[JSON]:
-        return await self.list_all(f"/models/{_p(model)}/drift", limit=limit, version=version)
+    async def drift_history(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        kind: str | None = None,
+        drifted: bool | None = None,
+        limit: int | None = None,
+    ) -> list[JSON]:
+        """Drift verdicts per window, newest first, with per-feature statistics."""
+        return await self.list_all(
+            f"/models/{_p(model)}/drift",
+            limit=limit,
+            version=version,
+            kind=kind,
+            drifted=None if drifted is None else str(drifted).lower(),
+        )
 
-    async def drift_report(self, model: str, *, version: str | None = None) -> JSON:
-        result: JSON = await self.get(f"/models/{_p(model)}/report", version=version)
+    async def incidents(self, model: str, *, open_only: bool = False) -> list[JSON]:
+        result: list[JSON] = await self.get(f"/models/{_p(model)}/incidents", open_only=str(open_only).lower())
         return result
 
-    async def drift_report_html(self, model: str, *, version: str | None = None) -> str:
-        return await self.text(f"/models/{_p(model)}/report.html", version=version)
+    async def drift_report(self, model: str, *, version: str | None = None, windows: int = 30) -> JSON:
+        result: JSON = await self.get(f"/models/{_p(model)}/drift-report", version=version, windows=windows)
+        return result
+
+    async def drift_report_html(self, model: str, *, version: str | None = None, windows: int = 30) -> str:
+        """The drift report as a self-contained HTML page."""
+        return await self.text(f"/models/{_p(model)}/drift-report.html", version=version, windows=windows)
 
     async def get_config(self, model: str) -> JSON:
         result: JSON = await self.get(f"/models/{_p(model)}/config")
@@ -216,9 +268,16 @@ class MonitorClient(ServiceClient):
         result: JSON = await self.put(f"/models/{_p(model)}/config", dict(config))
         return result
 
-    async def prediction(self, request_id: str) -> JSON:
-        result: JSON = await self.get(f"/predictions/{_p(request_id)}")
+    async def prediction(self, request_id: str, *, model: str | None = None) -> list[JSON]:
+        """The stored prediction(s) with this request id (one per model), with the label once known."""
+        result: list[JSON] = await self.get(f"/predictions/{_p(request_id)}", model=model)
         return result
+
+    async def predictions(self, model: str, *, limit: int | None = 100, **filters: Any) -> list[JSON]:
+        """Stored predictions in a time range (``start``, ``end``), oldest first."""
+        return await self.list_all(
+            f"/models/{_p(model)}/predictions", limit=limit, **{k: _iso(v) for k, v in filters.items()}
+        )
 
 
 class RetrainClient(ServiceClient):
