@@ -1,0 +1,249 @@
+"""The monitor's decisions, without Kafka or Postgres."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from mloop.monitor.domain import (
+    LabelledPrediction,
+    MonitorConfig,
+    Outcome,
+    PredictionBatch,
+    VersionMonitor,
+    WindowSettings,
+)
+from mloop.monitor.windows import numeric_column
+from mloop.stats.profile import ReferenceProfile
+
+SCHEMA = [{"name": "x", "type": "number"}, {"name": "y", "type": "number"}, {"name": "c", "type": "category"},
+          {"name": "opt", "type": "number", "optional": True}]
+
+
+def _columns(rng: np.random.Generator, n: int, shift: float = 0.0, mass: float = 0.0) -> dict[str, Any]:
+    p = np.array([0.5, 0.3, 0.2]) + np.array([-mass, mass / 2, mass / 2])
+    return {"x": rng.normal(shift, 1, n), "y": rng.uniform(0, 1, n),
+            "c": rng.choice(["a", "b", "c"], n, p=p)}
+
+
+def _reference(seed: int = 0) -> ReferenceProfile:
+    rng = np.random.default_rng(seed)
+    cols = _columns(rng, 5000)
+    return ReferenceProfile.from_columns(cols, {"c": "categorical"}, prediction=rng.uniform(0, 1, 5000))
+
+
+def _batch(rng: np.random.Generator, n: int, start: int = 0, shift: float = 0.0, mass: float = 0.0,
+           pred_shift: float = 0.0, step_s: float = 1.0) -> PredictionBatch:
+    cols = _columns(rng, n, shift, mass)
+    feats = [{"x": float(cols["x"][i]), "y": float(cols["y"][i]), "c": str(cols["c"][i])} for i in range(n)]
+    preds = np.clip(rng.uniform(0, 1, n) + pred_shift, 0, 1).tolist()
+    return PredictionBatch([f"r{start + i}" for i in range(n)], (start + np.arange(n)) * step_s, feats, preds)
+
+
+def _config(**window: Any) -> MonitorConfig:
+    return MonitorConfig.model_validate({"window": {"size": 500, **window}, "reference_size": 500,
+                                         "performance": {"window_labels": 100}})
+
+
+def _monitor(profile: bool = True) -> VersionMonitor:
+    return VersionMonitor("m", "1", schema=[dict(f) for f in SCHEMA], metrics={"accuracy": 0.9},
+                          reference=_reference() if profile else None,
+                          reference_source="training-profile" if profile else "first-predictions")
+
+
+def _feed(m: VersionMonitor, batch: PredictionBatch, config: MonitorConfig, size: int) -> Outcome:
+    out = Outcome()
+    for i in range(0, len(batch), size):
+        out.extend(m.observe(batch.slice(i, i + size), config))
+    return out
+
+
+def _rounded(x: Any) -> Any:
+    """Moments merged from differently sized batches differ in the last bits of a float."""
+    if isinstance(x, float):
+        return float(f"{x:.10g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def _verdicts(out: Outcome) -> list[tuple[Any, ...]]:
+    return [(r.signal, r.window_no, r.window.size, r.alarm, r.severity,
+             json.dumps(_rounded(r.evidence), sort_keys=True)) for r in out.results]
+
+
+def test_tumbling_count_windows_do_not_depend_on_how_traffic_was_batched() -> None:
+    config = _config()
+    stream = _batch(np.random.default_rng(1), 2300, shift=0.0)
+    outs = []
+    for size in (1, 37, 500, 2300):
+        m = _monitor()
+        outs.append((_verdicts(_feed(m, stream, config, size)), json.dumps(_rounded(m.to_state()), sort_keys=True)))
+    assert all(o == outs[0] for o in outs[1:])
+    assert [v[1] for v in outs[0][0] if v[0] == "data"] == [1, 2, 3, 4]
+    assert all(v[2] == 500 for v in outs[0][0])
+
+
+def test_the_state_round_trips_through_json_mid_window_and_continues_identically() -> None:
+    config = _config()
+    stream = _batch(np.random.default_rng(2), 1700, shift=0.4)
+    whole = _monitor()
+    expected = _verdicts(_feed(whole, stream, config, 100))
+    m = _monitor()
+    out = _feed(m, stream.slice(0, 730), config, 100)
+    state = json.loads(json.dumps(m.to_state()))
+    resumed = VersionMonitor.from_state("m", "1", state, reference=_reference(), reference_source="training-profile",
+                                        schema=[dict(f) for f in SCHEMA], metrics={"accuracy": 0.9})
+    out.extend(_feed(resumed, stream.slice(730, 1700), config, 100))
+    assert _verdicts(out) == expected
+
+
+def test_identical_data_raises_no_alarm() -> None:
+    m, config = _monitor(), _config()
+    out = _feed(m, _batch(np.random.default_rng(3), 5000), config, 250)
+    assert len([r for r in out.results if r.signal == "data"]) == 10
+    assert out.emissions == []
+
+
+def test_a_drift_opens_one_incident_which_resolves_after_two_clean_windows() -> None:
+    m, config = _monitor(), _config()
+    rng = np.random.default_rng(4)
+    out = _feed(m, _batch(rng, 1000), config, 250)
+    out.extend(_feed(m, _batch(rng, 1500, start=1000, shift=1.0), config, 250))
+    out.extend(_feed(m, _batch(rng, 1000, start=2500), config, 250))
+    data = [r for r in out.results if r.signal == "data"]
+    assert [r.alarm for r in data] == [False, False, True, True, True, False, False]
+    topics = [e.topic for e in out.emissions]
+    assert topics == ["drift-detected", "incident-resolved"]
+    opened, resolved = out.emissions[0].payload, out.emissions[1].payload
+    assert opened.kind == "data" and opened.window.size == 500  # type: ignore[attr-defined]
+    drifted = [f for f in opened.features if f.drifted]  # type: ignore[attr-defined]
+    assert [f.name for f in drifted] == ["x"] and drifted[0].p_value is not None
+    assert drifted[0].effect_size is not None and drifted[0].effect_size > 0.02
+    assert resolved.incident_id == opened.incident_id  # type: ignore[attr-defined]
+    assert m.incidents == {}
+    # A new drift is a new incident.
+    again = _feed(m, _batch(rng, 500, start=3500, shift=1.0), config, 500)
+    assert [e.topic for e in again.emissions] == ["drift-detected"]
+    assert again.emissions[0].payload.incident_id != opened.incident_id  # type: ignore[attr-defined]
+
+
+def test_a_single_clean_window_between_drifted_ones_does_not_resolve_the_incident() -> None:
+    m, config = _monitor(), _config()
+    rng = np.random.default_rng(5)
+    out = _feed(m, _batch(rng, 500, shift=1.0), config, 500)
+    out.extend(_feed(m, _batch(rng, 500, start=500), config, 500))
+    out.extend(_feed(m, _batch(rng, 500, start=1000, shift=1.0), config, 500))
+    assert [e.topic for e in out.emissions] == ["drift-detected"]
+
+
+def test_moving_categorical_mass_is_detected_and_prediction_drift_is_its_own_kind() -> None:
+    m, config = _monitor(), _config()
+    rng = np.random.default_rng(6)
+    out = _feed(m, _batch(rng, 2000, mass=0.15, pred_shift=0.3), config, 500)
+    kinds = sorted(e.payload.kind for e in out.emissions if e.topic == "drift-detected")  # type: ignore[attr-defined]
+    assert kinds == ["data", "prediction"]
+    data = next(e.payload for e in out.emissions if getattr(e.payload, "kind", None) == "data")
+    assert [f.name for f in data.features if f.drifted] == ["c"]  # type: ignore[attr-defined]
+
+
+def test_sliding_count_windows_evaluate_every_slide_once_the_window_is_full() -> None:
+    m, config = _monitor(), _config(mode="sliding", slide=100)
+    out = _feed(m, _batch(np.random.default_rng(7), 1000), config, 33)
+    data = [r for r in out.results if r.signal == "data"]
+    assert [r.window.size for r in data] == [500] * 6
+    assert [r.window.start.timestamp() for r in data] == [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+
+
+def test_time_windows_close_when_event_time_passes_their_end() -> None:
+    m, config = _monitor(), _config(by="time", seconds=600.0, min_rows=100)
+    out = _feed(m, _batch(np.random.default_rng(8), 3000, step_s=1.0), config, 128)
+    data = [r for r in out.results if r.signal == "data"]
+    assert [r.window.size for r in data] == [600] * 4
+    assert [r.window.start.timestamp() for r in data] == [0.0, 600.0, 1200.0, 1800.0]
+    sliding = _monitor()
+    out = _feed(sliding, _batch(np.random.default_rng(8), 1500), _config(
+        by="time", mode="sliding", seconds=600.0, slide_seconds=300.0, min_rows=100), 500)
+    assert [r.window.size for r in out.results if r.signal == "data"] == [300, 600, 600, 600]
+
+
+def test_without_a_training_profile_the_first_predictions_become_the_reference() -> None:
+    m, config = _monitor(profile=False), _config()
+    rng = np.random.default_rng(9)
+    out = _feed(m, _batch(rng, 700), config, 300)
+    assert m.reference is not None and m.reference.row_count == 500 and m.reference_changed
+    assert m.reference_source == "first-predictions"
+    assert m.reference.kinds == {"x": "numeric", "y": "numeric", "c": "categorical", "opt": "numeric"}
+    assert out.results == [] and m.open_pane is not None and m.open_pane.rows == 200
+    out = _feed(m, _batch(rng, 300, start=700), config, 300)
+    assert [r.alarm for r in out.results if r.signal == "data"] == [False]
+
+
+def test_quality_violations_name_the_feature_and_the_kind() -> None:
+    m, config = _monitor(), _config()
+    batch = _batch(np.random.default_rng(10), 500)
+    for i, f in enumerate(batch.features):
+        if i % 10 == 0:
+            f["x"] = float("nan")
+        elif i % 10 == 1:
+            f["y"] = "seven"
+        elif i % 10 in (2, 6):
+            f["c"] = "brand-new"
+        elif i % 10 == 3:
+            f["extra"] = 1
+        elif i % 10 == 4:
+            del f["y"]
+        elif i % 10 == 5:
+            f["x"] = 1e9
+    out = m.observe(batch, config)
+    q = next(e.payload for e in out.emissions if e.topic == "data-quality-violated")
+    found = {(v.kind, v.feature) for v in q.violations}  # type: ignore[attr-defined]
+    assert found >= {("invalid-value", "x"), ("type-error", "y"), ("unseen-category", "c"),
+                     ("schema-mismatch", "extra"), ("schema-mismatch", "y"), ("out-of-range", "x")}
+    assert ("missing-rate", "x") not in found
+
+
+def test_performance_below_the_registered_metric_alarms_once() -> None:
+    m, config = _monitor(), _config()
+    rng = np.random.default_rng(11)
+    scores = rng.uniform(0, 1, 400)
+    good = [LabelledPrediction(f"r{i}", float(s), int(s >= 0.5), float(i), float(i) + 60) for i, s in enumerate(scores)]
+    out = m.observe_labels(good[:200], config)
+    assert [r.alarm for r in out.results] == [False, False] and out.emissions == []
+    bad = [LabelledPrediction(p.request_id, p.prediction, 1 - p.label if i % 2 else p.label, p.predicted_at,
+                              p.labelled_at) for i, p in enumerate(good[200:])]
+    out = m.observe_labels(bad, config)
+    assert [r.alarm for r in out.results] == [True, True]
+    (event,) = [e.payload for e in out.emissions]
+    assert event.metric == "accuracy" and event.baseline == 0.9  # type: ignore[attr-defined]
+    assert event.value < event.threshold and event.window.size == 100  # type: ignore[attr-defined]
+
+
+def test_regression_performance_is_tracked_with_rmse() -> None:
+    m = VersionMonitor("m", "1", metrics={"rmse": 1.0}, reference=_reference(), reference_source="training-profile")
+    rng = np.random.default_rng(12)
+    y = rng.normal(10, 3, 300)
+    pairs = [LabelledPrediction(f"r{i}", float(y[i] + rng.normal(0, 3)), float(y[i]), float(i), float(i))
+             for i in range(300)]
+    out = m.observe_labels(pairs, _config())
+    assert all(r.alarm for r in out.results) and out.results[0].evidence["task"] == "regression"
+    assert [e.payload.metric for e in out.emissions] == ["rmse"]  # type: ignore[attr-defined]
+
+
+def test_sliding_windows_need_a_slide_that_divides_the_size() -> None:
+    with pytest.raises(ValidationError, match="slide must divide size"):
+        WindowSettings(mode="sliding", size=1000, slide=300)
+    assert WindowSettings(mode="sliding", size=1000, slide=250).panes_per_window == 4
+
+
+def test_served_values_are_told_apart_as_missing_invalid_or_wrong_type() -> None:
+    col = numeric_column([1, 2.5, None, float("nan"), float("inf"), "3.5", "abc", True])
+    assert col.missing == 1 and col.invalid == 2 and col.type_errors == 1
+    assert col.values[5] == 3.5 and math.isnan(col.values[6]) and col.values[7] == 1.0
