@@ -34,7 +34,7 @@ async def _register(client: Any, traffic: Traffic, settings: MonitorSettings, mo
 
     async def registered() -> bool:
         s = await client.get(f"/models/{model}/versions/{version}/status", headers=auth_headers(settings, "v"))
-        return s.status_code == 200 and s.json()["registered"]
+        return bool(s.status_code == 200 and s.json()["registered"])
     await wait_until(registered, what=f"{model}/{version} registered")
 
 
@@ -107,7 +107,7 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
 
         async def counted() -> bool:
             s = await client.get("/models/churn/versions/1/status", headers=viewer)
-            return s.json()["predictions_seen"] == 1200
+            return bool(s.json()["predictions_seen"] == 1200)
         await wait_until(counted, timeout_s=40, what="1200 predictions counted")
         status = (await client.get("/models/churn/versions/1/status", headers=viewer)).json()
         assert status["reference_source"] == "first-predictions" and status["reference_rows"] == 500

@@ -21,8 +21,10 @@ from mloop.monitor.domain import (
 from mloop.monitor.windows import numeric_column
 from mloop.stats.profile import ReferenceProfile
 
-SCHEMA = [{"name": "x", "type": "number"}, {"name": "y", "type": "number"}, {"name": "c", "type": "category"},
-          {"name": "opt", "type": "number", "optional": True}]
+SCHEMA: list[dict[str, Any]] = [
+    {"name": "x", "type": "number"}, {"name": "y", "type": "number"}, {"name": "c", "type": "category"},
+    {"name": "opt", "type": "number", "optional": True},
+]
 
 
 def _columns(rng: np.random.Generator, n: int, shift: float = 0.0, mass: float = 0.0) -> dict[str, Any]:
@@ -42,7 +44,8 @@ def _batch(rng: np.random.Generator, n: int, start: int = 0, shift: float = 0.0,
     cols = _columns(rng, n, shift, mass)
     feats = [{"x": float(cols["x"][i]), "y": float(cols["y"][i]), "c": str(cols["c"][i])} for i in range(n)]
     preds = np.clip(rng.uniform(0, 1, n) + pred_shift, 0, 1).tolist()
-    return PredictionBatch([f"r{start + i}" for i in range(n)], (start + np.arange(n)) * step_s, feats, preds)
+    times = (start + np.arange(n, dtype=np.float64)) * step_s
+    return PredictionBatch([f"r{start + i}" for i in range(n)], times.astype(np.float64), feats, preds)
 
 
 def _config(**window: Any) -> MonitorConfig:
