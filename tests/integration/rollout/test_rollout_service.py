@@ -18,7 +18,14 @@ from aiokafka import AIOKafkaProducer
 
 from mloop.client.router import RouterFollower, TrafficRouter
 from mloop.contracts.envelope import encode, new_event
-from mloop.contracts.payloads import ModelPromoted, Payload, PredictionLogged, PredictionRecord
+from mloop.contracts.payloads import (
+    GroundTruthLogged,
+    GroundTruthRecord,
+    ModelPromoted,
+    Payload,
+    PredictionLogged,
+    PredictionRecord,
+)
 from mloop.devstack import create_topics
 from mloop.rollout.main import create_app
 from mloop.rollout.settings import RolloutSettings
@@ -281,6 +288,46 @@ async def test_a_bad_candidate_is_rolled_back_within_one_analysis_interval(runni
         gate = next(g for g in rolled.data.gates if g.name == "error-rate")
         assert gate.outcome == "fail" and gate.value is not None and gate.value > 0.1
         assert rolled.actor == "service:rollout"
+
+
+async def test_a_challenger_proven_more_accurate_by_joined_labels_is_promoted(running: Running) -> None:
+    client, op, m = running.client, running.operator, "churn-cc"
+    plan = {
+        **FAST_PLAN,
+        "strategy": "champion-challenger",
+        "steps": [0.5],
+        "gates": [
+            {"metric": "accuracy", "sequential": "decide", "min_samples": 50},
+            {"metric": "error-rate", "sequential": "guard", "min_samples": 30},
+        ],
+    }
+    async with Kafka(running.infra) as kafka, running.collector() as seen:
+        r = await client.put(f"/models/{m}/plan", json=plan, headers=op)
+        assert r.status_code == 200, r.text
+        await kafka.promote(m, "2", previous="1")
+        await seen.wait_for("rollout-started", where=of_model(m))
+        now = datetime.now(UTC)
+        records, labels = [], []
+        for i in range(400):
+            version = "1" if i % 2 else "2"
+            right = random.random() < (0.7 if version == "1" else 0.95)
+            records.append(
+                PredictionRecord(
+                    request_id=f"{m}-{i}", version=version, timestamp=now, prediction="yes", latency_ms=4.0
+                )
+            )
+            labels.append(GroundTruthRecord(request_id=f"{m}-{i}", label="yes" if right else "no", timestamp=now))
+        await kafka.send("prediction-logged", PredictionLogged(model=m, records=records), source="serving")
+        await asyncio.sleep(1.0)  # labels come later than predictions
+        await kafka.send("ground-truth-logged", GroundTruthLogged(model=m, records=labels), source="labeler")
+
+        promoted = await seen.wait_for(
+            "rollout-advanced", where=lambda e: of_model(m)(e) and e.data.phase == "promoting", timeout_s=20
+        )
+        gate = next(g for g in promoted[0].data.gates if g.name == "accuracy")
+        assert gate.outcome == "pass" and "candidate-better" in gate.detail
+        assert gate.value is not None and gate.baseline is not None and gate.value > gate.baseline
+        await seen.wait_for("rollout-completed", where=of_model(m), timeout_s=20)
 
 
 async def test_a_router_started_late_gets_the_current_table(running: Running) -> None:

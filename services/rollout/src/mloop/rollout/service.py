@@ -216,7 +216,8 @@ class RolloutService:
             if isinstance(event.data, PredictionLogged):
                 for rec in event.data.records:
                     role = r.role_of(rec.version)
-                    if role is None or rec.timestamp < r.created_at:
+                    at = rec.timestamp if rec.timestamp.tzinfo else rec.timestamp.replace(tzinfo=UTC)
+                    if role is None or at < r.created_at:  # another version, or from before the rollout
                         continue
                     key = (r.id, r.attempt, role)
                     stats = deltas.setdefault(key, VersionStats())
@@ -231,8 +232,8 @@ class RolloutService:
         for model, pairs in labels.items():
             r = open_[model]
             by_id = dict(pairs)
-            for _request_id, role, prediction in await store.take_predictions(conn, r.id, r.attempt, list(by_id)):
-                correct = is_correct(prediction, by_id[_request_id])
+            for request_id, role, prediction in await store.take_predictions(conn, r.id, r.attempt, list(by_id)):
+                correct = is_correct(prediction, by_id[request_id])
                 if correct is not None:
                     deltas.setdefault((r.id, r.attempt, role), VersionStats()).record_label(correct=correct)
         await store.add_evidence(conn, deltas)
