@@ -249,6 +249,9 @@ async def test_model_promoted_starts_a_canary_and_a_good_candidate_reaches_full_
         assert detail["analyses"] and detail["analyses"][-1]["data"]["gates"][0]["name"] == "error-rate"
         traffic = (await client.get(f"/models/{m}/traffic", headers=op)).json()
         assert traffic["seq"] == 3 and traffic["routes"] == [{"version": "4", "weight": 1.0, "shadow": False}]
+        metrics = (await client.get("/metrics")).text
+        assert 'mloop_rollout_gate_results_total{gate="error-rate",outcome="pass"}' in metrics
+        assert 'mloop_rollout_events_total{topic="rollout-completed"}' in metrics
 
 
 async def test_a_bad_candidate_is_rolled_back_within_one_analysis_interval(running: Running) -> None:

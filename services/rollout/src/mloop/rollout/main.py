@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from mloop.rollout.api import router
 from mloop.rollout.handlers import EVIDENCE_TOPICS, analysis_loop, build_handlers, evidence_handler
+from mloop.rollout.metrics import RolloutMetrics
 from mloop.rollout.service import RolloutService, utcnow
 from mloop.rollout.settings import RolloutSettings
 from mloop.runtime.consumer import Handler
@@ -56,6 +57,7 @@ def create_app(settings: RolloutSettings | None = None, *, clock: Callable[[], d
         batch_consumers=batch_consumers,
         loops=[("rollout-analysis", analysis)],
     )
+    service.metrics = RolloutMetrics(app.state.metrics.registry)
     app.state.rollouts = service
     return app
 

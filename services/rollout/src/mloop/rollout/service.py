@@ -34,6 +34,7 @@ from mloop.contracts.payloads import (
 from mloop.rollout import store
 from mloop.rollout.evidence import VersionStats, is_correct
 from mloop.rollout.machine import Action, Rollout, RolloutError, Transition, abort, act, analyse, new_rollout, start
+from mloop.rollout.metrics import RolloutMetrics
 from mloop.rollout.plan import RolloutPlan
 from mloop.runtime.outbox import enqueue
 
@@ -68,6 +69,7 @@ class RolloutService:
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = field(default=uuid7)
     track_labels: bool = True
+    metrics: RolloutMetrics | None = None
 
     # ------------------------------------------------------------------ committing
 
@@ -82,15 +84,25 @@ class RolloutService:
             split = TrafficSplitChanged(model=r.model, seq=seq, rollout_id=r.id, routes=t.routes)
             await enqueue(conn, new_event("traffic-split-changed", split, source=self.source, actor=actor))
             await store.add_history(conn, r.id, now, "traffic-split-changed", actor, split.model_dump(mode="json"))
+            self._count_event("traffic-split-changed")
         for event in t.events:
             topic = TOPIC_OF[type(event)]
             await enqueue(conn, new_event(topic, event, source=self.source, actor=actor))
             await store.add_history(conn, r.id, now, topic, actor, event.model_dump(mode="json"))
+            self._count_event(topic)
         if t.analysis is not None:
             await store.add_history(conn, r.id, t.analysis.at, "analysis", actor, t.analysis.as_dict())
+            if self.metrics is not None:
+                self.metrics.analyses.labels(outcome=t.analysis.outcome, action=t.analysis.action).inc()
+                for gate in t.analysis.gates:
+                    self.metrics.gate_results.labels(gate=gate["name"], outcome=gate["outcome"]).inc()
         if r.terminal:
             await store.drop_awaiting_labels(conn, r.id)
         return r
+
+    def _count_event(self, topic: str) -> None:
+        if self.metrics is not None:
+            self.metrics.events.labels(topic=topic).inc()
 
     # ------------------------------------------------------------------ starting
 
@@ -237,6 +249,9 @@ class RolloutService:
                 if correct is not None:
                     deltas.setdefault((r.id, r.attempt, role), VersionStats()).record_label(correct=correct)
         await store.add_evidence(conn, deltas)
+        if self.metrics is not None:
+            self.metrics.evidence_records.labels(kind="prediction").inc(sum(s.requests for s in deltas.values()))
+            self.metrics.evidence_records.labels(kind="label").inc(sum(s.labelled for s in deltas.values()))
 
 
 class OpenRolloutExists(RolloutError):
