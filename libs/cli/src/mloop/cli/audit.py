@@ -1,0 +1,137 @@
+"""``mloop audit``: query the ledger, follow a version's lifecycle, export and verify evidence."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mloop.cli._context import JsonOpt, console, err_console, run_api, show, state
+
+audit = typer.Typer(help="The tamper-evident ledger: query, lifecycle, export, verify.", no_args_is_help=True)
+
+_RECORD_COLUMNS = ["chain", "seq", "type", "subject", "actor", "time"]
+
+
+@audit.command("query")
+def query(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    version: Annotated[str | None, typer.Option(help="only this version")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="event type or topic, e.g. model-promoted")] = None,
+    actor: Annotated[str | None, typer.Option(help="who caused it, e.g. user:alice")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 100,
+    json_: JsonOpt = False,
+) -> None:
+    """Ledger records, filtered."""
+    found = run_api(
+        ctx,
+        lambda api: api.audit.records(
+            limit=limit, model=model, version=version, type=type_, actor=actor, since=since, until=until
+        ),
+    )
+    show(ctx, found, _RECORD_COLUMNS, title="audit records", json_flag=json_)
+
+
+@audit.command("lifecycle")
+def lifecycle(ctx: typer.Context, model: str, version: str, json_: JsonOpt = False) -> None:
+    """A version's lifecycle: registered, validated, reviewed, promoted, rollout steps, outcome."""
+    found = run_api(ctx, lambda api: api.audit.lifecycle(model, version))
+    if json_ or state(ctx).json:
+        show(ctx, found, json_flag=True)
+        return
+    steps = found.get("events", found.get("steps", [])) if isinstance(found, dict) else found
+    show(ctx, steps, title=f"lifecycle of {model} v{version}")
+
+
+@audit.command("approvals")
+def approvals(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Who approved what."""
+    show(ctx, run_api(ctx, lambda api: api.audit.approvals(model=model)), title="approvals", json_flag=json_)
+
+
+def _export(ctx: typer.Context, out: Path, filters: dict[str, Any]) -> Path:
+    """Fetch an evidence bundle and unpack it into ``out``; returns the bundle directory."""
+    wanted = {k: v for k, v in filters.items() if v is not None}
+    data = run_api(ctx, lambda api: api.audit.export(**wanted))
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, dict) and "archive_b64" in data:
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(data["archive_b64"]))) as tar:
+            tar.extractall(out, filter="data")
+    elif isinstance(data, dict) and "files" in data:
+        for name, content in data["files"].items():
+            (out / Path(name).name).write_text(content if isinstance(content, str) else json.dumps(content))
+    else:
+        raise typer.BadParameter(f"unexpected export format from the audit service: {type(data).__name__}")
+    return out
+
+
+@audit.command("export")
+def export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="directory to write the bundle into")],
+    model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time")] = None,
+) -> None:
+    """Export a signed evidence bundle (JSON Lines, checkpoints, proofs) for offline verification."""
+    with console.status("exporting evidence..."):
+        path = _export(ctx, out, {"model": model, "since": since, "until": until})
+    console.print(f"evidence bundle written to [bold]{path}[/bold]")
+
+
+@audit.command("verify")
+def verify(
+    ctx: typer.Context,
+    bundle: Annotated[
+        Path | None, typer.Option(help="bundle directory or archive (default: export the live ledger)")
+    ] = None,
+    public_key: Annotated[
+        list[str] | None, typer.Option(help="trusted Ed25519 key (file or literal); repeatable")
+    ] = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option(help="signed checkpoints kept outside the database")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Verify an evidence bundle offline against a pinned public key.
+
+    Without ``--bundle``, the live ledger is exported first; without ``--public-key``,
+    the audit service's key is fetched (pin it instead for a real audit).
+    """
+    try:
+        from mloop.audit.verify import main as verify_main
+    except ImportError:
+        err_console.print("[red]error[/red] the offline verifier (mloop-audit) is not installed")
+        raise typer.Exit(2) from None
+    keys = list(public_key or [])
+    with tempfile.TemporaryDirectory(prefix="mloop-audit-") as tmp:
+        if bundle is None:
+            with console.status("exporting the live ledger..."):
+                bundle = _export(ctx, Path(tmp) / "bundle", {})
+        if not keys:
+            key_doc = run_api(ctx, lambda api: api.audit.public_key())
+            key = key_doc.get("public_key") or key_doc.get("vkey") or key_doc.get("pem")
+            if not key:
+                err_console.print("[red]error[/red] the audit service did not return a public key; pass --public-key")
+                raise typer.Exit(2)
+            keys = [str(key)]
+        argv = ["--bundle", str(bundle)]
+        for k in keys:
+            argv += ["--public-key", k]
+        for c in checkpoint or []:
+            argv += ["--checkpoint", str(c)]
+        if json_ or state(ctx).json:
+            argv.append("--json")
+        code = verify_main(argv)
+    raise typer.Exit(code)
