@@ -99,9 +99,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     )
 
     big = synthetic_table(rng, 100_000)
-    best, median = timed(
-        lambda: reference.counts_like(big.columns, prediction=big.prediction), max(repeats // 2, 2)
-    )
+    best, median = timed(lambda: reference.counts_like(big.columns, prediction=big.prediction), max(repeats // 2, 2))
     rows.append(
         {
             "name": "window profiling (counts_like), 100,000 x 23",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -117,7 +118,7 @@ def test_restoring_rejects_foreign_or_incomplete_state() -> None:
         lambda: PageHinkley(delta=-1),
         lambda: Cusum(h=0),
         lambda: Cusum(sigma=0.0),
-        lambda: Cusum(direction="up"),
+        lambda: Cusum(direction=cast(Any, "up")),
     ],
 )
 def test_detector_parameters_are_validated(build: object) -> None:

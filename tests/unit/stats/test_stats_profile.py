@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -57,8 +57,9 @@ def assert_same_counts_and_moments(a: NumericProfile, b: NumericProfile) -> None
 def test_numeric_profile_puts_cuts_at_quantiles_and_counts_every_value() -> None:
     values = np.arange(1000, dtype=float)
     profile = NumericProfile.from_values(values, n_bins=10)
-    np.testing.assert_array_equal(profile.cuts, np.arange(100.0, 1000.0, 100.0))
-    np.testing.assert_array_equal(profile.counts, [100] * 10)
+    above_max = np.nextafter(999.0, np.inf)
+    np.testing.assert_array_equal(profile.cuts, [*np.arange(100.0, 1000.0, 100.0), above_max])
+    np.testing.assert_array_equal(profile.counts, [100] * 10 + [0])
     assert profile.edges[0] == -np.inf and profile.edges[-1] == np.inf
     assert profile.valid == 1000 and profile.missing == 0
 
@@ -81,11 +82,16 @@ def test_non_finite_and_unparseable_values_count_as_missing_without_raising() ->
     assert profile.total == 8
 
 
+def test_a_constant_reference_still_sees_values_above_and_below_it() -> None:
+    profile = NumericProfile.from_values(np.zeros(100))
+    np.testing.assert_array_equal(profile.counts_like([-1.0, 0.0, 0.0, 1.0]).counts, [1, 2, 1])
+
+
 def test_discrete_values_collapse_duplicate_cuts() -> None:
     values = np.repeat([0.0, 1.0, 2.0], [500, 300, 200])
     profile = NumericProfile.from_values(values, n_bins=20)
     assert np.all(np.diff(profile.cuts) > 0)
-    assert set(profile.cuts.tolist()) <= {0.0, 1.0, 2.0}
+    assert set(profile.cuts.tolist()) <= {0.0, 1.0, 2.0, np.nextafter(2.0, 3.0)}
     assert profile.counts.sum() == 1000
 
 
@@ -100,11 +106,11 @@ def test_all_missing_column_gives_a_single_open_bin() -> None:
 
 def test_counts_like_bins_new_data_with_the_reference_edges() -> None:
     ref = NumericProfile.from_values(np.arange(100, dtype=float), n_bins=4)
-    window = counts_like(ref, [-1000.0, 0.0, 30.0, 60.0, 1e9, math.nan])
+    window = counts_like(ref, [-1000.0, 0.0, 30.0, 60.0, 99.0, 1e9, math.nan])
     assert isinstance(window, NumericProfile)
     np.testing.assert_array_equal(window.cuts, ref.cuts)
-    # cuts are 24.75, 49.5, 74.25: values land in bins by [lo, hi)
-    np.testing.assert_array_equal(window.counts, [2, 1, 1, 1])
+    # cuts are 25, 50, 75 and just above 99: values land in bins by [lo, hi)
+    np.testing.assert_array_equal(window.counts, [2, 1, 1, 1, 1])
     assert window.missing == 1
 
 
@@ -285,7 +291,7 @@ def test_reference_rejects_ragged_columns_and_unknown_kinds() -> None:
     with pytest.raises(InvalidInputError):
         ReferenceProfile.from_columns({"a": [1, 2]}, {"b": "numeric"})
     with pytest.raises(InvalidConfigError):
-        ReferenceProfile.from_columns({"a": [1, 2]}, {"a": "text"})
+        ReferenceProfile.from_columns({"a": [1, 2]}, {"a": cast(Any, "text")})
     with pytest.raises(InvalidInputError):
         ReferenceProfile.from_columns({"a": np.zeros((2, 2))})
 
@@ -306,9 +312,9 @@ def test_reference_update_merges_rows_and_keeps_bins() -> None:
     more = table(100, 1)
     updated = ref.update(more, prediction=np.ones(100))
     assert updated.row_count == 500
-    age = updated.features["age"]
-    assert isinstance(age, NumericProfile)
-    np.testing.assert_array_equal(age.cuts, ref.features["age"].cuts)
+    age, before = updated.features["age"], ref.features["age"]
+    assert isinstance(age, NumericProfile) and isinstance(before, NumericProfile)
+    np.testing.assert_array_equal(age.cuts, before.cuts)
     assert age.valid == 500
 
 
@@ -320,7 +326,7 @@ def test_reference_merge_requires_the_same_features() -> None:
 
 
 def test_columns_from_rows_fills_absent_keys_with_none() -> None:
-    rows = [{"a": 1, "b": "x"}, {"a": 2}, {"c": 3.5}]
+    rows: list[dict[str, Any]] = [{"a": 1, "b": "x"}, {"a": 2}, {"c": 3.5}]
     assert columns_from_rows(rows) == {"a": [1, 2, None], "b": ["x", None, None], "c": [None, None, 3.5]}
     assert columns_from_rows(rows, ["c"]) == {"c": [None, None, 3.5]}
 
@@ -365,7 +371,7 @@ def test_dict_round_trip_is_a_fixed_point(nums: list[float], cats: list[Any], n_
         (lambda d: d["features"]["age"].update(cuts=[3.0, 1.0]), "increasing"),
         (lambda d: d["features"]["age"]["counts"].__setitem__(0, -1), "non-negative"),
         (lambda d: d["features"]["age"]["moments"].update(mean="NaN"), "mean"),
-        (lambda d: d["features"]["age"]["sample"]["values"].pop(), "sample"),
+        (lambda d: d["features"]["age"]["sample"].update(capacity=3), "sample"),
         (lambda d: d["features"]["region"].update(categories=["a", "a", "b"]), "distinct"),
         (lambda d: d.update(row_count=7), "rows"),
         (lambda d: d["features"]["age"].pop("moments"), "moments"),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from numbers import Real
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,7 @@ import numpy.typing as npt
 from mloop.stats._exceptions import InvalidInputError
 
 __all__ = [
+    "Column",
     "FloatArray",
     "IntArray",
     "Kind",
@@ -33,12 +35,14 @@ __all__ = [
 ]
 
 Kind = Literal["numeric", "categorical"]
+Column: TypeAlias = Sequence[Any] | npt.NDArray[Any]
+"""A 1-D column: a list (e.g. decoded from JSON, ``None`` for missing) or a numpy array."""
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 StrArray = npt.NDArray[np.str_]
 
 
-def as_1d(values: npt.ArrayLike, what: str = "values") -> npt.NDArray[Any]:
+def as_1d(values: Column, what: str = "values") -> npt.NDArray[Any]:
     """Return ``values`` as a 1-D numpy array; raise InvalidInputError otherwise."""
     if isinstance(values, np.ndarray):
         arr = values
@@ -47,7 +51,7 @@ def as_1d(values: npt.ArrayLike, what: str = "values") -> npt.NDArray[Any]:
             arr = np.asarray(values)
         except ValueError:
             # Ragged nested sequences: keep the elements as objects.
-            seq: list[Any] = list(values)  # type: ignore[arg-type]
+            seq: list[Any] = list(values)
             arr = np.empty(len(seq), dtype=object)
             arr[:] = seq
     if arr.ndim == 0:
@@ -70,7 +74,7 @@ def _to_float(value: object) -> float:
     return math.nan
 
 
-def as_float_array(values: npt.ArrayLike, what: str = "values") -> FloatArray:
+def as_float_array(values: Column, what: str = "values") -> FloatArray:
     """Return ``values`` as a 1-D float64 array; unparseable entries become NaN."""
     arr = as_1d(values, what)
     if arr.dtype.kind in "fiub":
@@ -105,7 +109,7 @@ def category_name(value: object) -> str | None:
     return str(value)
 
 
-def _items(values: npt.ArrayLike, what: str) -> list[Any]:
+def _items(values: Column, what: str) -> list[Any]:
     """The column as a list of Python objects.
 
     Lists are not passed through numpy, which would turn a mixed list such as
@@ -123,7 +127,7 @@ def _distinct_counts(items: list[Any]) -> Counter[Any]:
         return Counter(str(v) for v in items)
 
 
-def category_counts(values: npt.ArrayLike, what: str = "values") -> tuple[dict[str, int], int]:
+def category_counts(values: Column, what: str = "values") -> tuple[dict[str, int], int]:
     """Count a column's categories (see :func:`category_name`); return them and the missing count.
 
     Counting runs in C over Python objects and names only the distinct
@@ -140,7 +144,7 @@ def category_counts(values: npt.ArrayLike, what: str = "values") -> tuple[dict[s
     return counts, missing
 
 
-def category_names(values: npt.ArrayLike, what: str = "values") -> list[str | None]:
+def category_names(values: Column, what: str = "values") -> list[str | None]:
     """Each row's category name, ``None`` where missing (see :func:`category_name`)."""
     items = _items(values, what)
     try:
@@ -150,14 +154,14 @@ def category_names(values: npt.ArrayLike, what: str = "values") -> list[str | No
         return [category_name(str(v)) for v in items]
 
 
-def category_strings(values: npt.ArrayLike, what: str = "values") -> tuple[StrArray, int]:
+def category_strings(values: Column, what: str = "values") -> tuple[StrArray, int]:
     """Return the non-missing values as category names (in order), and how many were missing."""
     named = category_names(values, what)
     present = [n for n in named if n is not None]
     return np.asarray(present, dtype=np.str_).reshape(-1), len(named) - len(present)
 
 
-def infer_kind(values: npt.ArrayLike, what: str = "values") -> Kind:
+def infer_kind(values: Column, what: str = "values") -> Kind:
     """Guess whether a column is numeric or categorical from its dtype/contents.
 
     Numbers (but not booleans) are numeric; strings, booleans and mixed

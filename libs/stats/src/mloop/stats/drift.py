@@ -43,11 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
-import numpy.typing as npt
 from scipy import stats as sps
 from scipy.spatial import distance as spd
 
-from mloop.stats._coerce import FloatArray, as_1d, as_float_array
+from mloop.stats._coerce import Column, FloatArray, as_1d, as_float_array
 from mloop.stats._exceptions import (
     IncompatibleProfilesError,
     InvalidConfigError,
@@ -118,14 +117,14 @@ class SampleTestResult(NamedTuple):
     p_value: float
 
 
-def _counts(values: npt.ArrayLike, what: str) -> FloatArray:
+def _counts(values: Column, what: str) -> FloatArray:
     arr = as_float_array(values, what)
     if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0):
         raise InvalidInputError(f"{what} must be finite and non-negative")
     return arr
 
 
-def _paired_counts(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+def _paired_counts(reference: Column, current: Column) -> tuple[FloatArray, FloatArray]:
     ref, cur = _counts(reference, "reference counts"), _counts(current, "current counts")
     if ref.size != cur.size:
         raise InvalidInputError(f"count vectors differ in length: {ref.size} vs {cur.size}")
@@ -134,7 +133,7 @@ def _paired_counts(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[Fl
     return ref, cur
 
 
-def psi(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike, *, epsilon: float = 1e-4) -> float:
+def psi(reference_counts: Column, current_counts: Column, *, epsilon: float = 1e-4) -> float:
     """Population stability index ``sum((q - p) * ln(q / p))`` of two binned counts.
 
     Proportions below ``epsilon`` are raised to it (then renormalised) so
@@ -160,15 +159,15 @@ def psi_noise(bins: int, reference_n: int, current_n: int) -> float:
     return (bins - 1) * (1.0 / reference_n + 1.0 / current_n)
 
 
-def jensen_shannon(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> float:
+def jensen_shannon(reference_counts: Column, current_counts: Column) -> float:
     """Jensen-Shannon distance (square root of the divergence, base 2), in [0, 1]."""
     ref, cur = _paired_counts(reference_counts, current_counts)
     return float(np.clip(spd.jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2), 0.0, 1.0))
 
 
 def chi2_homogeneity(
-    reference_counts: npt.ArrayLike,
-    current_counts: npt.ArrayLike,
+    reference_counts: Column,
+    current_counts: Column,
     *,
     min_expected: float = 5.0,
 ) -> HomogeneityResult:
@@ -213,7 +212,7 @@ def _pool_sparse_columns(table: FloatArray, min_expected: float) -> FloatArray:
     return np.hstack([pooled, table[:, order[last + 1 :]]])
 
 
-def _sample(values: npt.ArrayLike, what: str) -> FloatArray:
+def _sample(values: Column, what: str) -> FloatArray:
     arr = as_float_array(values, what)
     arr = arr[np.isfinite(arr)]
     if arr.size == 0:
@@ -221,13 +220,13 @@ def _sample(values: npt.ArrayLike, what: str) -> FloatArray:
     return arr
 
 
-def ks_test(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike) -> SampleTestResult:
+def ks_test(reference_sample: Column, current_sample: Column) -> SampleTestResult:
     """Two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``), non-finite values dropped."""
     res = sps.ks_2samp(_sample(reference_sample, "reference sample"), _sample(current_sample, "current sample"))
     return SampleTestResult(float(res.statistic), float(res.pvalue))
 
 
-def cvm_test(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike) -> SampleTestResult:
+def cvm_test(reference_sample: Column, current_sample: Column) -> SampleTestResult:
     """Two-sample Cramér-von Mises test (``scipy.stats.cramervonmises_2samp``)."""
     ref = _sample(reference_sample, "reference sample")
     cur = _sample(current_sample, "current sample")
@@ -237,7 +236,7 @@ def cvm_test(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike) -> 
     return SampleTestResult(float(res.statistic), float(min(max(res.pvalue, 0.0), 1.0)))
 
 
-def wasserstein(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike, *, scale: float = 1.0) -> float:
+def wasserstein(reference_sample: Column, current_sample: Column, *, scale: float = 1.0) -> float:
     """Wasserstein-1 distance between two samples divided by ``scale``.
 
     Pass the reference's standard deviation (or IQR) as ``scale`` to get a
@@ -251,7 +250,7 @@ def wasserstein(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike, 
     return float(sps.wasserstein_distance(ref, cur)) / scale
 
 
-def wasserstein_noise(reference_sample: npt.ArrayLike, current_n: int, *, scale: float = 1.0) -> float:
+def wasserstein_noise(reference_sample: Column, current_n: int, *, scale: float = 1.0) -> float:
     """Expected Wasserstein-1 distance between the reference sample and an
     independent sample of ``current_n`` values from the same distribution.
 
@@ -486,10 +485,10 @@ class _Tested:
 
 def detect_drift(
     reference: ReferenceProfile,
-    current: ReferenceProfile | Mapping[str, npt.ArrayLike],
+    current: ReferenceProfile | Mapping[str, Column],
     config: DriftConfig | None = None,
     *,
-    prediction: npt.ArrayLike | None = None,
+    prediction: Column | None = None,
 ) -> DriftReport:
     """Compare a window with the reference and decide whether it drifted.
 
@@ -568,8 +567,8 @@ def detect_drift(
 
 def _window_from_columns(
     reference: ReferenceProfile,
-    columns: Mapping[str, npt.ArrayLike],
-    prediction: npt.ArrayLike | None,
+    columns: Mapping[str, Column],
+    prediction: Column | None,
 ) -> tuple[ReferenceProfile, dict[str, FloatArray], FloatArray | None]:
     arrays = {name: as_1d(columns[name], f"column {name!r}") for name in reference.features if name in columns}
     pred = as_1d(prediction, "prediction") if prediction is not None else None

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from mloop.stats._coerce import FloatArray, StrArray, as_float_array, category_names, category_strings
+from mloop.stats._coerce import Column, FloatArray, StrArray, as_float_array, category_names, category_strings
 from mloop.stats._exceptions import InvalidConfigError, InvalidInputError, UndefinedMetricError
 
 __all__ = [
@@ -80,7 +80,7 @@ def higher_is_better(name: str) -> bool:
 # --------------------------------------------------------------------------- input handling
 
 
-def _labels(values: npt.ArrayLike, what: str) -> tuple[StrArray, npt.NDArray[np.bool_]]:
+def _labels(values: Column, what: str) -> tuple[StrArray, npt.NDArray[np.bool_]]:
     """Labels as strings (missing as ""), plus a mask of present ones."""
     named = category_names(values, what)
     present = np.array([n is not None for n in named], dtype=np.bool_)
@@ -100,7 +100,7 @@ def _same_length(*arrays: npt.NDArray[np.generic]) -> None:
         raise InvalidInputError(f"inputs differ in length: {sorted(sizes)}")
 
 
-def _pairs(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[StrArray, StrArray]:
+def _pairs(y_true: Column, y_pred: Column) -> tuple[StrArray, StrArray]:
     t, t_ok = _labels(y_true, "y_true")
     p, p_ok = _labels(y_pred, "y_pred")
     _same_length(t, p)
@@ -110,9 +110,7 @@ def _pairs(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[StrArray, StrA
     return t[keep], p[keep]
 
 
-def _scored(
-    y_true: npt.ArrayLike, y_score: npt.ArrayLike, positive_label: object
-) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+def _scored(y_true: Column, y_score: Column, positive_label: object) -> tuple[npt.NDArray[np.bool_], FloatArray]:
     t, t_ok = _labels(y_true, "y_true")
     s = as_float_array(y_score, "y_score")
     _same_length(t, s)
@@ -125,7 +123,7 @@ def _scored(
 # --------------------------------------------------------------------------- classification
 
 
-def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
+def accuracy(y_true: Column, y_pred: Column) -> float:
     """Share of rows where the predicted label equals the true one.
 
     Raises InvalidInputError for different lengths, UndefinedMetricError if
@@ -136,8 +134,8 @@ def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
 
 
 def precision_recall_f1(
-    y_true: npt.ArrayLike,
-    y_pred: npt.ArrayLike,
+    y_true: Column,
+    y_pred: Column,
     *,
     average: Average = "binary",
     positive_label: object = 1,
@@ -168,7 +166,7 @@ def _prf(actual: npt.NDArray[np.bool_], predicted: npt.NDArray[np.bool_]) -> tup
     return precision, recall, f1
 
 
-def roc_auc(y_true: npt.ArrayLike, y_score: npt.ArrayLike, *, positive_label: object = 1) -> float:
+def roc_auc(y_true: Column, y_score: Column, *, positive_label: object = 1) -> float:
     """Area under the ROC curve from ranks (Mann-Whitney U); tied scores count half.
 
     Raises UndefinedMetricError unless both classes are present.
@@ -187,8 +185,8 @@ def _auc(positive: npt.NDArray[np.bool_], scores: FloatArray) -> float:
 
 
 def log_loss(
-    y_true: npt.ArrayLike,
-    y_prob: npt.ArrayLike,
+    y_true: Column,
+    y_prob: Column,
     *,
     positive_label: object = 1,
     classes: Sequence[object] | None = None,
@@ -211,7 +209,7 @@ def log_loss(
 
 
 def _multiclass_rows(
-    y_true: npt.ArrayLike, probs: FloatArray, classes: Sequence[object] | None
+    y_true: Column, probs: FloatArray, classes: Sequence[object] | None
 ) -> tuple[npt.NDArray[np.intp], FloatArray]:
     if probs.ndim != 2:
         raise InvalidInputError("class probabilities must be 1-D or 2-D")
@@ -233,10 +231,10 @@ def _multiclass_rows(
 
 
 def classification_metrics(
-    y_true: npt.ArrayLike,
+    y_true: Column,
     *,
-    y_score: npt.ArrayLike | None = None,
-    y_pred: npt.ArrayLike | None = None,
+    y_score: Column | None = None,
+    y_pred: Column | None = None,
     threshold: float = 0.5,
     positive_label: object = 1,
     classes: Sequence[object] | None = None,
@@ -259,8 +257,8 @@ def classification_metrics(
         raise InvalidInputError("give y_score, y_pred or both")
     pos = _label(positive_label)
     out: dict[str, float | None] = {}
-    label_true: npt.ArrayLike = y_true
-    label_pred: npt.ArrayLike | None = y_pred
+    label_true: Column = y_true
+    label_pred: Column | None = y_pred
     force_macro = False
     if y_score is not None:
         scores = np.asarray(y_score, dtype=np.float64)
@@ -324,7 +322,7 @@ def _binary(actual: npt.NDArray[np.bool_], predicted: npt.NDArray[np.bool_]) -> 
 # --------------------------------------------------------------------------- regression
 
 
-def _regression_pairs(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+def _regression_pairs(y_true: Column, y_pred: Column) -> tuple[FloatArray, FloatArray]:
     t = as_float_array(y_true, "y_true")
     p = as_float_array(y_pred, "y_pred")
     _same_length(t, p)
@@ -334,19 +332,19 @@ def _regression_pairs(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> tuple[Flo
     return t[keep], p[keep]
 
 
-def rmse(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
+def rmse(y_true: Column, y_pred: Column) -> float:
     """Root mean squared error over rows where both values are finite."""
     t, p = _regression_pairs(y_true, y_pred)
     return math.sqrt(float(np.mean((p - t) ** 2)))
 
 
-def mae(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
+def mae(y_true: Column, y_pred: Column) -> float:
     """Mean absolute error over rows where both values are finite."""
     t, p = _regression_pairs(y_true, y_pred)
     return float(np.mean(np.abs(p - t)))
 
 
-def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float | None]:
+def regression_metrics(y_true: Column, y_pred: Column) -> dict[str, float | None]:
     """``n``, ``rmse``, ``mse``, ``mae``, ``r2`` (``None`` for a constant target) and
     ``mean_error`` (prediction minus target: positive means over-prediction).
 

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mloop.stats._coerce import (
+    Column,
     FloatArray,
     IntArray,
     Kind,
@@ -198,8 +199,10 @@ class Reservoir:
             k_self = int(rng.hypergeometric(self.seen, other.seen, k))
         else:
             k_self = int(rng.binomial(k, self.seen / seen))
+        # Samples smaller than min(capacity, seen) (built elsewhere) can cap what is drawn.
         k_self = max(k - other.values.size, min(k_self, self.values.size))
-        k_other = k - k_self
+        k_self = min(k_self, self.values.size)
+        k_other = min(k - k_self, other.values.size)
         mine = rng.choice(self.values, size=k_self, replace=False)
         theirs = rng.choice(other.values, size=k_other, replace=False)
         return Reservoir(capacity, seen, _frozen(np.concatenate([mine, theirs])))
@@ -216,8 +219,8 @@ class Reservoir:
     def from_dict(cls, data: Mapping[str, Any]) -> Reservoir:
         capacity, seen = _int(data, "capacity"), _int(data, "seen")
         values = _float_list(data, "values")
-        if capacity < 1 or values.size > capacity or values.size != min(capacity, seen):
-            raise ProfileFormatError("sample: expected min(capacity, seen) values")
+        if capacity < 1 or values.size > min(capacity, seen):
+            raise ProfileFormatError("sample: more values than capacity or than seen")
         return cls(capacity, seen, _frozen(values))
 
 
@@ -245,7 +248,7 @@ class NumericProfile:
     @classmethod
     def from_values(
         cls,
-        values: npt.ArrayLike,
+        values: Column,
         *,
         n_bins: int = DEFAULT_BINS,
         reservoir_size: int = DEFAULT_RESERVOIR_SIZE,
@@ -253,7 +256,8 @@ class NumericProfile:
     ) -> NumericProfile:
         """Profile ``values``, placing bin cuts at their quantiles.
 
-        Up to ``n_bins`` bins: with ties (discrete data) duplicate cut points
+        ``n_bins`` quantile bins plus one, empty in the reference, for values
+        above its maximum; with ties (discrete data) duplicate cut points
         collapse and there are fewer. Raises InvalidInputError for non-1-D
         input and InvalidConfigError for ``n_bins < 1`` or ``reservoir_size < 1``.
         """
@@ -264,7 +268,10 @@ class NumericProfile:
         if finite.size:
             probs = np.arange(1, n_bins, dtype=np.float64) / n_bins
             # Cuts at observed values: with ties (discrete data) bins then align with the atoms.
-            cuts = np.unique(np.quantile(finite, probs, method="higher"))
+            # One more cut just above the maximum gives values beyond the reference's range a
+            # bin of their own; without it a constant column could never be seen to change upwards.
+            quantiles = np.quantile(finite, probs, method="higher")
+            cuts = np.unique(np.append(quantiles, np.nextafter(finite.max(), np.inf)))
         else:
             cuts = np.empty(0, dtype=np.float64)
         return cls._build(cuts, finite, x.size - finite.size, reservoir_size, rng)
@@ -291,13 +298,13 @@ class NumericProfile:
             Reservoir.of(finite, capacity, rng),
         )
 
-    def counts_like(self, values: npt.ArrayLike, *, rng: np.random.Generator | None = None) -> NumericProfile:
+    def counts_like(self, values: Column, *, rng: np.random.Generator | None = None) -> NumericProfile:
         """Profile ``values`` with this profile's bins and reservoir capacity."""
         x = as_float_array(values)
         finite = x[np.isfinite(x)]
         return self._build(self.cuts, finite, x.size - finite.size, self.sample.capacity, rng)
 
-    def update(self, values: npt.ArrayLike, *, rng: np.random.Generator | None = None) -> NumericProfile:
+    def update(self, values: Column, *, rng: np.random.Generator | None = None) -> NumericProfile:
         """This profile with ``values`` added (bins unchanged)."""
         return self.merge(self.counts_like(values, rng=rng), rng=rng)
 
@@ -390,7 +397,7 @@ class CategoricalProfile:
     missing: int
 
     @classmethod
-    def from_values(cls, values: npt.ArrayLike, *, top_k: int = DEFAULT_TOP_K) -> CategoricalProfile:
+    def from_values(cls, values: Column, *, top_k: int = DEFAULT_TOP_K) -> CategoricalProfile:
         """Profile ``values``, keeping the ``top_k`` most frequent categories.
 
         Raises InvalidInputError for non-1-D input, InvalidConfigError for ``top_k < 1``.
@@ -408,13 +415,13 @@ class CategoricalProfile:
             missing,
         )
 
-    def counts_like(self, values: npt.ArrayLike) -> CategoricalProfile:
+    def counts_like(self, values: Column) -> CategoricalProfile:
         """Count ``values`` into this profile's categories (the rest into "other")."""
         counts, missing = category_counts(values)
         kept = np.array([counts.get(c, 0) for c in self.categories], dtype=np.int64)
         return CategoricalProfile(self.categories, _frozen(kept), int(sum(counts.values()) - kept.sum()), missing)
 
-    def update(self, values: npt.ArrayLike) -> CategoricalProfile:
+    def update(self, values: Column) -> CategoricalProfile:
         """This profile with ``values`` added (categories unchanged)."""
         return self.merge(self.counts_like(values))
 
@@ -491,7 +498,7 @@ FeatureProfile: TypeAlias = NumericProfile | CategoricalProfile
 
 
 def profile_values(
-    values: npt.ArrayLike,
+    values: Column,
     kind: Kind | None = None,
     *,
     n_bins: int = DEFAULT_BINS,
@@ -508,9 +515,7 @@ def profile_values(
     raise InvalidConfigError(f"unknown kind {kind!r}; expected 'numeric' or 'categorical'")
 
 
-def counts_like(
-    profile: FeatureProfile, values: npt.ArrayLike, *, rng: np.random.Generator | None = None
-) -> FeatureProfile:
+def counts_like(profile: FeatureProfile, values: Column, *, rng: np.random.Generator | None = None) -> FeatureProfile:
     """Profile ``values`` with the same bins (numeric) or categories as ``profile``.
 
     The result merges with ``profile`` and compares against it bin by bin.
@@ -521,7 +526,7 @@ def counts_like(
 
 
 def numeric_window(
-    profile: NumericProfile, values: npt.ArrayLike, *, rng: np.random.Generator | None = None
+    profile: NumericProfile, values: Column, *, rng: np.random.Generator | None = None
 ) -> tuple[NumericProfile, FloatArray]:
     """Like :meth:`NumericProfile.counts_like`, also returning the finite values themselves.
 
@@ -568,10 +573,10 @@ class ReferenceProfile:
     @classmethod
     def from_columns(
         cls,
-        columns: Mapping[str, npt.ArrayLike],
+        columns: Mapping[str, Column],
         kinds: Mapping[str, Kind] | None = None,
         *,
-        prediction: npt.ArrayLike | None = None,
+        prediction: Column | None = None,
         prediction_kind: Kind | None = None,
         n_bins: int = DEFAULT_BINS,
         top_k: int = DEFAULT_TOP_K,
@@ -624,9 +629,9 @@ class ReferenceProfile:
 
     def counts_like(
         self,
-        columns: Mapping[str, npt.ArrayLike],
+        columns: Mapping[str, Column],
         *,
-        prediction: npt.ArrayLike | None = None,
+        prediction: Column | None = None,
         seed: int | None = None,
     ) -> ReferenceProfile:
         """Profile a window of data with this profile's bins and categories.
@@ -653,9 +658,9 @@ class ReferenceProfile:
 
     def update(
         self,
-        columns: Mapping[str, npt.ArrayLike],
+        columns: Mapping[str, Column],
         *,
-        prediction: npt.ArrayLike | None = None,
+        prediction: Column | None = None,
         seed: int | None = None,
     ) -> ReferenceProfile:
         """This profile with a batch of rows added (bins and categories unchanged)."""

@@ -55,8 +55,8 @@ _NUMERIC: tuple[_Numeric, ...] = (
 
 
 def _zipf(levels: int, exponent: float) -> FloatArray:
-    weights = 1.0 / np.arange(1, levels + 1) ** exponent
-    return weights / weights.sum()
+    weights = np.power(np.arange(1, levels + 1, dtype=np.float64), -exponent)
+    return np.asarray(weights / weights.sum(), dtype=np.float64)
 
 
 _CATEGORICAL: tuple[tuple[FloatArray, float], ...] = (
