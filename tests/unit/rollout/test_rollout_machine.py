@@ -432,3 +432,11 @@ def test_shadow_strategy_cuts_over_after_the_shadow_phase() -> None:
 def test_rollout_state_round_trips_through_json() -> None:
     r = analyse(in_phase("progressing"), evidence(1_000, 100), now=at(10)).rollout
     assert Rollout.model_validate_json(r.model_dump_json()) == r
+
+
+def test_champion_challenger_shadow_phase_ends_without_a_verdict_on_accuracy() -> None:
+    plan = RolloutPlan.model_validate({"strategy": "champion-challenger", **FAST, "shadow_duration_s": 60})
+    r = start(rollout(plan), now=at(0), actor="registry").rollout
+    assert r.phase == "shadowing"
+    t = analyse(r, evidence(5_000, 5_000), now=at(60))  # no labels yet: accuracy inconclusive
+    assert t.rollout.phase == "progressing" and t.rollout.weight == 0.5

@@ -564,8 +564,9 @@ def analyse(r: Rollout, evidence: Evidence, *, now: datetime, actor: str = "roll
         return record(expired, "rollback", expired.rollout.reason)
 
     ready, waiting = _readiness(r, now)
-    # At full traffic there is nothing left to decide between; only failures count.
-    conclusive = verdict.outcome == "pass" or r.phase == "promoting"
+    # Shadowing only proves the candidate safe to take traffic, and at full
+    # traffic there is nothing left to choose between: only failures count there.
+    conclusive = verdict.outcome == "pass" or r.phase in ("shadowing", "promoting")
     if ready and conclusive:
         why = "gates passed" if r.phase != "promoting" else "promotion hold passed"
         t = _advance(r, now, why, actor, gates=gates)
