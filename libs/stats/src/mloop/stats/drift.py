@@ -543,10 +543,11 @@ def detect_drift(
             pred_tested = result
 
     family = [*tested, *([pred_tested] if pred_tested is not None else [])]
-    p_values = [t.p_value for t in family if t.p_value is not None]
+    with_p = [t for t in family if t.p_value is not None]
+    p_values = [t.p_value for t in with_p if t.p_value is not None]
     cutoff = rejection_threshold(p_values, config.alpha, config.correction)
-    adjusted = iter(adjust_p_values(p_values, config.correction).tolist())
-    decided = {id(t): _decide(t, cutoff, adjusted, config) for t in family}
+    adjusted = dict(zip(map(id, with_p), adjust_p_values(p_values, config.correction).tolist(), strict=True))
+    decided = {id(t): _decide(t, cutoff, adjusted.get(id(t)), config) for t in family}
 
     features = tuple(decided[id(t)] for t in tested)
     pred_result = decided[id(pred_tested)] if pred_tested is not None else None
@@ -708,14 +709,14 @@ def _sample_of(profile: FeatureProfile) -> FloatArray:
     return np.empty(0)
 
 
-def _decide(t: _Tested, cutoff: float, adjusted: Any, config: DriftConfig) -> FeatureDrift:
+def _decide(t: _Tested, cutoff: float, adjusted_p: float | None, config: DriftConfig) -> FeatureDrift:
     big_enough = t.effect >= t.floor
     detail = dict(t.detail)
     detail["effect_floor"] = t.floor
     if t.p_value is not None:
         threshold = cutoff
         significant = t.p_value <= cutoff
-        detail["adjusted_p_value"] = float(next(adjusted))
+        detail["adjusted_p_value"] = adjusted_p
     else:
         threshold = {
             "psi": config.psi_threshold,
