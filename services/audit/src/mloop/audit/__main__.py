@@ -1,0 +1,3 @@
+from mloop.audit.main import main
+
+main()
