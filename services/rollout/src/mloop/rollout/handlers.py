@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -39,8 +40,16 @@ def evidence_handler(service: RolloutService) -> Any:
     return on_evidence
 
 
-async def analysis_loop(ctx: ServiceContext, service: RolloutService, tick_s: float) -> None:
-    """Forever: analyse the rollouts that are due, then wait one tick."""
+async def analysis_loop(ctx: ServiceContext, service: RolloutService, tick_s: float, label_wait_s: float) -> None:
+    """Forever: analyse the rollouts that are due, then wait one tick.
+
+    About once a minute it also forgets predictions whose label never came.
+    """
+    loop = asyncio.get_running_loop()
+    next_cleanup = loop.time()
     while True:
         await service.analyse_due(ctx.pool)
+        if loop.time() >= next_cleanup:
+            await service.forget_unlabelled(ctx.pool, timedelta(seconds=label_wait_s))
+            next_cleanup = loop.time() + 60.0
         await asyncio.sleep(tick_s)

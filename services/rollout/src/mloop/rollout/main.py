@@ -44,7 +44,7 @@ def create_app(settings: RolloutSettings | None = None, *, clock: Callable[[], d
         ]
 
     async def analysis(ctx: ServiceContext) -> None:
-        await analysis_loop(ctx, service, settings.analysis_tick_s)
+        await analysis_loop(ctx, service, settings.analysis_tick_s, settings.label_wait_s)
 
     app = create_service_app(
         settings,

@@ -212,6 +212,13 @@ class RolloutService:
 
     # ------------------------------------------------------------------ evidence
 
+    async def forget_unlabelled(self, pool: asyncpg.Pool, wait: timedelta) -> int:
+        async with pool.acquire() as conn:
+            dropped = await store.forget_unlabelled(conn, self.clock() - wait)
+        if dropped:
+            log.info("forgot %d predictions whose label did not arrive within %s", dropped, wait)
+        return dropped
+
     async def on_evidence(self, conn: asyncpg.Connection, events: Sequence[Event[Any]]) -> None:
         """Aggregate predictions and labels of open rollouts into their evidence."""
         models = {e.data.model for e in events}

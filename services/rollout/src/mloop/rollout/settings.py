@@ -23,3 +23,6 @@ class RolloutSettings(ServiceSettings):
     track_labels: bool = Field(
         True, description="Keep open rollouts' predictions until their labels arrive (accuracy gates)"
     )
+    label_wait_s: float = Field(
+        86_400.0, gt=0, description="How long a prediction waits for its label before it is forgotten"
+    )

@@ -25,7 +25,10 @@ __all__ = [
     "TrafficRow",
     "add_evidence",
     "add_history",
+    "drop_awaiting_labels",
+    "drop_old_evidence",
     "due_rollouts",
+    "forget_unlabelled",
     "get_plan",
     "get_rollout",
     "history",
@@ -327,6 +330,12 @@ async def remember_predictions(conn: asyncpg.Connection, rows: Sequence[tuple[st
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             [(a, b, c, d, {"p": e}) for a, b, c, d, e in rows],
         )
+
+
+async def forget_unlabelled(conn: asyncpg.Connection, older_than: datetime) -> int:
+    """Drop predictions that waited too long for a label; returns how many."""
+    status: str = await conn.execute("DELETE FROM awaiting_labels WHERE logged_at < $1", older_than)
+    return int(status.split()[-1])
 
 
 async def take_predictions(
