@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -37,6 +38,26 @@ class Registry:
 
     async def anonymous_get(self, url: str) -> httpx.Response:
         return await self.ds.client.get(url)
+
+    async def outbox_topics(self) -> list[str]:
+        """Every event the registry enqueued, in order."""
+        conn = await asyncpg.connect(self.infra.database_url)
+        try:
+            return [r["topic"] for r in await conn.fetch("SELECT topic FROM registry.outbox ORDER BY id")]
+        finally:
+            await conn.close()
+
+    async def applied(self, event_id: str, timeout_s: float = 20.0) -> None:
+        """Wait until the registry's inbox recorded ``event_id`` (applied or skipped as stale)."""
+        conn = await asyncpg.connect(self.infra.database_url)
+        try:
+            for _ in range(int(timeout_s / 0.1)):
+                if await conn.fetchval("SELECT 1 FROM registry.inbox WHERE event_id = $1", event_id):
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        raise TimeoutError(f"event {event_id} was not applied in {timeout_s}s")
 
     def caller(self, sub: str, *roles: str) -> Caller:
         return Caller(self.ds.client, self.settings, sub, *roles)
@@ -164,8 +185,10 @@ async def test_self_approval_is_refused_with_403_and_nothing_is_published(reg: R
     assert "four eyes" in r.json()["detail"]
     r = await reg.caller("sam", "admin").post(f"/promotion-requests/{rid}/approve", {})
     assert r.status_code == 403
-    await asyncio.sleep(1.0)
-    await reg.seen.poll(0.5)
+    # Nothing reached the outbox; and a later event, relayed in order, arrives alone.
+    assert await reg.outbox_topics() == ["model-registered", "model-validated", "promotion-requested"]
+    await reg.register(model)
+    await reg.seen.wait_for("model-validated", where=lambda e: e.data.version == "2")
     assert reg.seen.of("promotion-reviewed") == [] and reg.seen.of("model-promoted") == []
     assert (await reg.viewer.get(f"/promotion-requests/{rid}")).json()["status"] == "pending"
 
@@ -181,17 +204,18 @@ async def test_an_approved_request_publishes_exactly_one_model_promoted(reg: Reg
     other = await reg.caller("raj", "reviewer").post(f"/promotion-requests/{rid}/approve", {})
     assert other.status_code == 409
     [promoted] = await reg.seen.wait_for("model-promoted")
-    await asyncio.sleep(1.0)
-    await reg.seen.poll(0.5)
+    assert (await reg.outbox_topics()).count("model-promoted") == 1
+    await reg.register(model)  # a later event, relayed in order after anything enqueued before it
+    await reg.seen.wait_for("model-validated", where=lambda e: e.data.version == "3")
     assert len(reg.seen.of("model-promoted")) == 1
     assert promoted.data.model == model and promoted.data.version == "2"
     assert promoted.data.previous_champion == "1"
     assert promoted.data.requested_by == "user:dana" and promoted.data.approved_by == ["user:rita"]
     assert promoted.data.promotion_request_id == rid
     # Every event of version 2 carries its increasing sequence number.
-    seqs = [e.data.seq for t in ("model-registered", "model-validated", "promotion-requested",
-                                 "promotion-reviewed", "model-promoted")
-            for e in reg.seen.of(t) if e.data.version == "2"]
+    seqs = sorted(e.data.seq for t in ("model-registered", "model-validated", "promotion-requested",
+                                       "promotion-reviewed", "model-promoted")
+                  for e in reg.seen.of(t) if e.data.version == "2")
     assert seqs == [1, 2, 3, 4, 5]
     listed = (await reg.viewer.get("/promotion-requests", params={"status": "approved"})).json()["items"]
     assert [x["id"] for x in listed] == [rid] and listed[0]["approved_by"] == ["user:rita"]
@@ -253,9 +277,9 @@ async def test_rollout_completed_moves_the_champion_alias(reg: Registry) -> None
     assert v2["status"] == "production" and v2["aliases"] == ["champion"]
     assert [(r["rollout_id"], r["outcome"]) for r in v2["rollouts"]] == [("ro-1", "completed")]
     # A stale event of the same rollout changes nothing.
-    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back",
-                  RolloutRolledBack(**{**base, "phase": "rolled-back"}, seq=5))
-    await asyncio.sleep(1.5)
+    stale = await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back",
+                          RolloutRolledBack(**{**base, "phase": "rolled-back"}, seq=5))
+    await reg.applied(stale)
     assert (await reg.viewer.get(f"/models/{model}/versions/2")).json()["status"] == "production"
 
 
@@ -265,19 +289,13 @@ async def test_rollout_rolled_back_marks_the_version_and_leaves_the_aliases(reg:
     await reg.champion(model, "1")
     await reg.register(model)
     await reg.promoted(model, "2")
-    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back", RolloutRolledBack(
-        model=model, rollout_id="ro-2", seq=4, version="2", baseline_version="1", strategy="canary",
-        phase="rolled-back", step_index=1, weight=0.0, reason="error rate above champion"))
-
-    async def rolled_back() -> dict[str, Any]:
-        for _ in range(100):
-            v: dict[str, Any] = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
-            if v["status"] == "rolled-back":
-                return v
-            await asyncio.sleep(0.2)
-        raise TimeoutError("version 2 never marked rolled back")
-
-    v2 = await rolled_back()
+    event_id = await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back",
+                             RolloutRolledBack(model=model, rollout_id="ro-2", seq=4, version="2",
+                                               baseline_version="1", strategy="canary", phase="rolled-back",
+                                               step_index=1, weight=0.0, reason="error rate above champion"))
+    await reg.applied(event_id)
+    v2 = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
+    assert v2["status"] == "rolled-back" and v2["served_traffic"] is True
     assert v2["rollouts"][0]["reason"] == "error rate above champion"
     assert (await reg.viewer.get(f"/models/{model}")).json()["aliases"] == {"champion": "1"}
 
@@ -364,16 +382,11 @@ async def test_one_call_returns_everything_about_a_version(reg: Registry) -> Non
     await reg.champion(model, "1")
     await reg.register(model)
     rid = await reg.promoted(model, "2")
-    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed", RolloutCompleted(
-        model=model, rollout_id="ro-9", seq=3, version="2", baseline_version="1", strategy="canary",
-        phase="completed", step_index=2, weight=1.0))
-    await reg.seen.wait_for("model-alias-changed", 3)
-    v: dict[str, Any] = {}
-    for _ in range(50):
-        v = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
-        if v["rollouts"]:
-            break
-        await asyncio.sleep(0.2)
+    await reg.applied(await publish(
+        reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed", RolloutCompleted(
+            model=model, rollout_id="ro-9", seq=3, version="2", baseline_version="1", strategy="canary",
+            phase="completed", step_index=2, weight=1.0)))
+    v = (await reg.viewer.get(f"/models/{model}/versions/2")).json()
     assert v["lineage"]["dataset"]["sha256"].startswith("5f7c")
     assert v["lineage"]["features"]["schema"][0] == {"name": "age", "type": "number", "optional": False}
     assert {c["name"] for c in v["validation"]["checks"]} >= {"lineage-complete", "feature-schema-compatible"}

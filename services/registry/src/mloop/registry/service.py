@@ -361,9 +361,10 @@ class Registry:
                 raise ConflictError(f"version {version} is archived; an alias cannot point to it")
             current = await store.get_alias(conn, model, alias)
             if current == version:
-                seq = await conn.fetchval("SELECT alias_seq FROM models WHERE name = $1", model)
+                model_row = await store.get_model(conn, model)
+                assert model_row is not None
                 return AliasOut(model=model, alias=alias, version=str(version), previous_version=str(version),
-                                seq=seq)
+                                seq=model_row["alias_seq"])
             return await self._move_alias(conn, model, alias, version, actor=who.actor, reason=reason)
 
     async def delete_alias(self, pool: asyncpg.Pool, who: Principal, model: str, alias: str) -> AliasOut:
@@ -486,8 +487,7 @@ class Registry:
         await store.add_review(conn, request_id=request_id, reviewer=reviewer, reviewer_sub=reviewer_sub,
                                decision="approved", comment=comment)
         champion = await store.get_alias(conn, model, CHAMPION)
-        await conn.execute("UPDATE promotion_requests SET previous_champion = $2 WHERE id = $1", request_id, champion)
-        await store.set_request_status(conn, request_id, "approved")
+        await store.set_request_status(conn, request_id, "approved", previous_champion=champion)
         await store.set_version_status(conn, model, version, "promoted", served_traffic=True)
         await outbox.enqueue(
             conn,
@@ -529,8 +529,7 @@ class Registry:
             event_id=event.id, at=event.time or datetime.now(UTC),
         )
         if data.baseline_version and data.baseline_version.isdigit():
-            await conn.execute("UPDATE versions SET served_traffic = true WHERE model = $1 AND version = $2",
-                               data.model, int(data.baseline_version))
+            await store.mark_served(conn, data.model, int(data.baseline_version))
 
     async def apply_rollout_completed(self, conn: asyncpg.Connection, event: Event[RolloutCompleted]) -> None:
         """Make the version ``champion`` and the former champion ``previous-champion``."""

@@ -33,6 +33,7 @@ __all__ = [
     "insert_version",
     "latest_versions",
     "list_requests",
+    "mark_served",
     "model_aliases",
     "next_alias_seq",
     "next_seq",
@@ -201,6 +202,13 @@ async def set_validation(
     return row
 
 
+async def mark_served(conn: asyncpg.Connection, model: str, version: int) -> None:
+    """Remember that a version served traffic: it can then never be deleted."""
+    await conn.execute(
+        "UPDATE versions SET served_traffic = true WHERE model = $1 AND version = $2", model, version
+    )
+
+
 async def update_version(
     conn: asyncpg.Connection, model: str, version: int, *, description: str | None, set_description: bool,
     tags: Mapping[str, str | None] | None,
@@ -365,11 +373,14 @@ async def pending_request(conn: asyncpg.Connection, model: str, version: int) ->
     return rid
 
 
-async def set_request_status(conn: asyncpg.Connection, request_id: str, status: str) -> Record:
+async def set_request_status(
+    conn: asyncpg.Connection, request_id: str, status: str, *, previous_champion: int | None = None
+) -> Record:
+    """Set a request's status; an approval also records the champion it replaces."""
     row: Record = await conn.fetchrow(
-        "UPDATE promotion_requests SET status = $2, "
+        "UPDATE promotion_requests SET status = $2, previous_champion = coalesce($3, previous_champion), "
         "decided_at = CASE WHEN $2 = 'pending' THEN NULL ELSE clock_timestamp() END WHERE id = $1 RETURNING *",
-        request_id, status,
+        request_id, status, previous_champion,
     )
     return row
 
