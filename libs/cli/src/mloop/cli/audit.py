@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +12,7 @@ from mloop.cli._context import JsonOpt, console, err_console, run_api, show, sta
 
 audit = typer.Typer(help="The tamper-evident ledger: query, lifecycle, export, verify.", no_args_is_help=True)
 
-_RECORD_COLUMNS = ["chain", "seq", "type", "subject", "actor", "time"]
+_RECORD_COLUMNS = ["chain", "seq", "topic", "model", "version", "actor", "time"]
 
 
 @audit.command("query")
@@ -48,7 +44,7 @@ def lifecycle(ctx: typer.Context, model: str, version: str, json_: JsonOpt = Fal
     if json_ or state(ctx).json:
         show(ctx, found, json_flag=True)
         return
-    steps = found.get("events", found.get("steps", [])) if isinstance(found, dict) else found
+    steps = found.get("steps", []) if isinstance(found, dict) else found
     show(ctx, steps, title=f"lifecycle of {model} v{version}")
 
 
@@ -63,25 +59,17 @@ def approvals(
 
 
 def _export(ctx: typer.Context, out: Path, filters: dict[str, Any]) -> Path:
-    """Fetch an evidence bundle and unpack it into ``out``; returns the bundle directory."""
+    """Download an evidence bundle (tar.gz) to ``out``; returns its path."""
     wanted = {k: v for k, v in filters.items() if v is not None}
-    data = run_api(ctx, lambda api: api.audit.export(**wanted))
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, dict) and "archive_b64" in data:
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(data["archive_b64"]))) as tar:
-            tar.extractall(out, filter="data")
-    elif isinstance(data, dict) and "files" in data:
-        for name, content in data["files"].items():
-            (out / Path(name).name).write_text(content if isinstance(content, str) else json.dumps(content))
-    else:
-        raise typer.BadParameter(f"unexpected export format from the audit service: {type(data).__name__}")
-    return out
+    if out.is_dir() or not out.name.endswith((".tar.gz", ".tgz", ".tar")):
+        out = out / "mloop-audit-evidence.tar.gz"
+    return run_api(ctx, lambda api: api.audit.export(out, **wanted))
 
 
 @audit.command("export")
 def export(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="directory to write the bundle into")],
+    out: Annotated[Path, typer.Option(help="archive path (.tar.gz) or a directory to put it in")],
     model: Annotated[str | None, typer.Option(help="only this model")] = None,
     since: Annotated[str | None, typer.Option(help="ISO time")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time")] = None,
@@ -118,10 +106,11 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="mloop-audit-") as tmp:
         if bundle is None:
             with console.status("exporting the live ledger..."):
-                bundle = _export(ctx, Path(tmp) / "bundle", {})
+                run_api(ctx, lambda api: api.audit.sign_checkpoints())  # cover the newest rows
+                bundle = _export(ctx, Path(tmp) / "bundle.tar.gz", {})
         if not keys:
             key_doc = run_api(ctx, lambda api: api.audit.public_key())
-            key = key_doc.get("public_key") or key_doc.get("vkey") or key_doc.get("pem")
+            key = key_doc.get("base64") or key_doc.get("pem")
             if not key:
                 err_console.print("[red]error[/red] the audit service did not return a public key; pass --public-key")
                 raise typer.Exit(2)

@@ -123,6 +123,21 @@ class ServiceClient:
             raise error_for_status(resp.status_code)(resp.status_code, problem, method="GET", url=url)
         return resp.text
 
+    async def download(self, path: str, **params: Any) -> bytes:
+        """GET a binary body (an evidence archive)."""
+        url = self.base_url + path
+        try:
+            resp = await self._http.get(url, params=_clean(params), headers=self._headers(None))
+        except httpx.TransportError as exc:
+            raise TransportError(f"GET {url}: {exc!r}") from exc
+        if resp.status_code >= 400:
+            try:
+                problem = resp.json()
+            except ValueError:
+                problem = {"detail": resp.text[:500]}
+            raise error_for_status(resp.status_code)(resp.status_code, problem, method="GET", url=url)
+        return resp.content
+
     async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
         return await self.request("POST", path, json=body, idempotency_key=idempotency_key)
 

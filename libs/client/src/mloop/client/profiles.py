@@ -12,21 +12,23 @@ library the monitor uses, so bins and categories line up::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy.typing as npt
+import numpy as np
 
 from mloop.stats.profile import Kind, ReferenceProfile, columns_from_rows
+
+Column = Sequence[Any] | np.ndarray[Any, Any]
 
 __all__ = ["ReferenceProfile", "build_training_profile", "profile_from_rows"]
 
 
 def build_training_profile(
-    columns: Mapping[str, npt.ArrayLike],
+    columns: Mapping[str, Column],
     kinds: Mapping[str, Kind] | None = None,
     *,
-    prediction: npt.ArrayLike | None = None,
+    prediction: Column | None = None,
     seed: int = 0,
     **options: Any,
 ) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def profile_from_rows(
     rows: Iterable[Mapping[str, Any]],
     kinds: Mapping[str, Kind] | None = None,
     *,
-    prediction: npt.ArrayLike | None = None,
+    prediction: Column | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """:func:`build_training_profile` for records (``[{"age": 41, "region": "north"}, ...]``)."""

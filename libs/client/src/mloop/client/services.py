@@ -7,9 +7,11 @@ for the shapes; the methods exist so callers need not remember paths.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -345,13 +347,22 @@ class RetrainClient(ServiceClient):
 
 
 class AuditClient(ServiceClient):
-    """Ledger queries, lifecycles, proofs, checkpoints and evidence export."""
+    """Ledger queries, lifecycles, proofs, checkpoints, live verification and evidence export."""
 
     async def records(self, *, limit: int | None = 100, **filters: Any) -> list[JSON]:
-        """Records filtered by ``model``, ``version``, ``type``, ``actor``, ``since``, ``until``."""
+        """Records filtered by ``model``, ``version``, ``type``, ``actor``, ``since``, ``until``, ``chain``."""
         return await self.list_all("/records", limit=limit, **{k: _iso(v) for k, v in filters.items()})
 
+    async def record(self, event_id: str) -> JSON:
+        result: JSON = await self.get(f"/records/{_p(event_id)}")
+        return result
+
+    async def inclusion_proof(self, event_id: str) -> JSON:
+        result: JSON = await self.get(f"/records/{_p(event_id)}/proof")
+        return result
+
     async def lifecycle(self, model: str, version: str) -> JSON:
+        """A version from registration to champion or rollback: ``status`` and ``steps``."""
         result: JSON = await self.get(f"/models/{_p(model)}/versions/{_p(version)}/lifecycle")
         return result
 
@@ -362,22 +373,37 @@ class AuditClient(ServiceClient):
     async def approvals(self, *, model: str | None = None, limit: int | None = None) -> list[JSON]:
         return await self.list_all("/approvals", limit=limit, model=model)
 
-    async def verify(self) -> JSON:
-        """The service verifies its own chains (a quick check; the offline verifier is the proof)."""
-        result: JSON = await self.get("/verify")
-        return result
+    async def chains(self) -> Any:
+        return await self.get("/chains")
 
-    async def checkpoints(self) -> JSON:
-        result: JSON = await self.get("/checkpoints")
-        return result
+    async def checkpoints(self) -> Any:
+        return await self.get("/checkpoints")
+
+    async def sign_checkpoints(self) -> Any:
+        """Sign a checkpoint of every chain that grew, now (operator)."""
+        return await self.post("/checkpoints")
 
     async def public_key(self) -> JSON:
+        """``pem``, ``base64`` and a C2SP ``vkey_example`` of the checkpoint signing key."""
         result: JSON = await self.get("/public-key")
         return result
 
-    async def export(self, **filters: Any) -> Any:
-        """The signed evidence bundle for a model or a time range."""
-        return await self.get("/export", **{k: _iso(v) for k, v in filters.items()})
+    async def verify(self, *, chain: str | None = None) -> JSON:
+        """The service replays its chains against every signed checkpoint (the offline verifier is the proof)."""
+        result: JSON = await self.get("/verify", chain=chain)
+        return result
+
+    async def export(self, path: str | Path, **filters: Any) -> Path:
+        """Download the signed evidence bundle (tar.gz) for a model or time range to ``path``."""
+        data = await self.download("/export", **{k: _iso(v) for k, v in filters.items()})
+        target = Path(path)
+        await asyncio.to_thread(_write_bytes, target, data)
+        return target
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 @dataclass(frozen=True)
