@@ -75,7 +75,8 @@ class TopicSpec:
         return cfg
 
 
-_governance_rollout = ("registry", "retrain-scheduler", "audit")
+_governance_rollout: tuple[ServiceName, ...] = ("registry", "retrain-scheduler", "audit")
+_audit_only: tuple[ServiceName, ...] = ("audit",)
 
 _SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -163,10 +164,10 @@ _SPECS: tuple[TopicSpec, ...] = (
             consumers=consumers,
         )
         for what, payload, consumers in (
-            ("started", p.RolloutStarted, ("audit",)),
-            ("advanced", p.RolloutAdvanced, ("audit",)),
-            ("paused", p.RolloutPaused, ("audit",)),
-            ("resumed", p.RolloutResumed, ("audit",)),
+            ("started", p.RolloutStarted, _audit_only),
+            ("advanced", p.RolloutAdvanced, _audit_only),
+            ("paused", p.RolloutPaused, _audit_only),
+            ("resumed", p.RolloutResumed, _audit_only),
             ("completed", p.RolloutCompleted, _governance_rollout),
             ("rolled-back", p.RolloutRolledBack, _governance_rollout),
         )

@@ -216,8 +216,11 @@ class InboxConsumer(_Base):
                 attributes={"messaging.system": "kafka", "messaging.destination.name": event.topic,
                             "messaging.message.id": event.id, "messaging.kafka.offset": msg.offset},
             ):
+                async def apply_event(e: Event[Any] = event) -> None:
+                    await self._apply(e)
+
                 try:
-                    failed = await self._retrying(f"{event.topic} {event.id}", lambda e=event: self._apply(e))
+                    failed = await self._retrying(f"{event.topic} {event.id}", apply_event)
                 except PermanentError as exc:
                     await self._dead_letter(msg, str(exc), type(exc).__name__)
                     failed = None

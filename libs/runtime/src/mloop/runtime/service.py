@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,7 +153,7 @@ def create_service_app(
             for i, c in enumerate(ctx.consumers):
                 tasks.append(asyncio.create_task(_supervise(f"consumer {i}", c.run), name=f"consumer-{i}"))
             for name, loop_fn in loops:
-                tasks.append(asyncio.create_task(_supervise(name, lambda f=loop_fn: f(ctx)), name=name))
+                tasks.append(asyncio.create_task(_supervise(name, functools.partial(loop_fn, ctx)), name=name))
             app.state.tasks = tasks
             log.info("%s started", settings.service_name)
             yield
