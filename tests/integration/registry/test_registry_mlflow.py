@@ -71,8 +71,14 @@ async def test_mlflow_clients_create_read_search_and_alias_models_on_the_same_re
         rm = r.json()["registered_model"]
         assert rm["aliases"] == [{"alias": "champion", "version": "2"}]
         assert [v["version"] for v in rm["latest_versions"]] == ["2"]
-        r = await viewer.get(f"{API}/registered-models/search", params={"filter": "name LIKE 'credit%'"})
+        # The filter MLflow's own client sends (it leaves prompts out).
+        r = await viewer.get(f"{API}/registered-models/search", params={
+            "filter": "name LIKE 'credit%' AND tag.`mlflow.prompt.is_prompt` != 'true'", "max_results": "100"})
         assert [m["name"] for m in r.json()["registered_models"]] == ["credit-risk"]
+        r = await viewer.get(f"{API}/registered-models/search", params={"filter": "tags.team != 'risk'"})
+        assert r.json()["registered_models"] == []
+        r = await viewer.get(f"{API}/model-versions/search", params={"filter": "tags.stage != 'dev'"})
+        assert [v["version"] for v in r.json()["model_versions"]] == ["2"]
         r = await ds.post(f"{API}/registered-models/alias", {"name": "credit-risk", "alias": "x", "version": "1"})
         assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
         r = await ops.delete(f"{API}/registered-models/alias", json={"name": "credit-risk", "alias": "champion"})

@@ -11,8 +11,9 @@ Supported: ``registered-models/create|get|search``,
 through MLflow carry no lineage, so their ``lineage-complete`` gate fails
 and they cannot be promoted until registered through the native API.
 Search filters: ``name = '…'``, ``name LIKE|ILIKE '…'``, ``tags.<key> = '…'``
-and (versions) ``run_id = '…'``, joined with ``AND``; ``order_by`` is not
-supported (results come in name, then creation order).
+or ``!= '…'`` (``tag.`` too, as MLflow clients send), and (versions)
+``run_id = '…'``, joined with ``AND``; ``order_by`` is ignored (results come
+in name, then creation order).
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ async def _registered_models(reg: Reg, conn: Any, rows: list[Any]) -> list[dict[
 
 
 _CLAUSE = re.compile(
-    r"^\s*(?P<field>name|run_id|tags\.`[^`]+`|tags\.[\w.\-]+)\s*(?P<op>=|!=|ILIKE|LIKE)\s*"
+    r"^\s*(?P<field>name|run_id|tags?\.`[^`]+`|tags?\.[\w.\-]+)\s*(?P<op>=|!=|ILIKE|LIKE)\s*"
     r"(?P<q>['\"])(?P<value>.*)(?P=q)\s*$",
     re.IGNORECASE,
 )
@@ -234,26 +235,27 @@ def _parse_filter(text: str | None, *, allow_run_id: bool) -> store.VersionFilte
     model: str | None = None
     like: str | None = None
     tags: dict[str, str] = {}
+    tags_not: dict[str, str] = {}
     run_id: str | None = None
     for clause in re.split(r"\s+AND\s+", text.strip(), flags=re.IGNORECASE):
         m = _CLAUSE.match(clause)
         if m is None:
             raise MlflowError(f"unsupported filter clause {clause.strip()!r}")
         fld, op, value = m.group("field"), m.group("op").upper(), m.group("value")
-        if op == "!=":
-            raise MlflowError(f"unsupported comparator != in {clause.strip()!r}")
-        if fld.lower() == "name":
+        kind = fld.lower()
+        if kind == "name" and op in ("=", "LIKE", "ILIKE"):
             if op == "=":
                 model = value
             else:
                 like = value
-        elif fld.lower() == "run_id" and allow_run_id and op == "=":
+        elif kind == "run_id" and allow_run_id and op == "=":
             run_id = value
-        elif fld.lower().startswith("tags.") and op == "=":
-            tags[fld[5:].strip("`")] = value
+        elif kind.startswith("tag") and op in ("=", "!="):
+            key = fld.partition(".")[2].strip("`")
+            (tags if op == "=" else tags_not)[key] = value
         else:
             raise MlflowError(f"unsupported filter clause {clause.strip()!r}")
-    return store.VersionFilter(model=model, model_like=like, tags=tags, run_id=run_id)
+    return store.VersionFilter(model=model, model_like=like, tags=tags, tags_not=tags_not, run_id=run_id)
 
 
 def _limit(max_results: int | None, default: int) -> int:
@@ -303,7 +305,7 @@ async def search_registered_models(
     if f.model is not None:  # exact: the escaped name as a pattern, then an exact match
         like = f.model.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     async with pool.acquire() as conn:
-        rows = await store.search_models(conn, name_like=like, tags=f.tags, tag_keys=[],
+        rows = await store.search_models(conn, name_like=like, tags=f.tags, tag_keys=[], tags_not=f.tags_not,
                                          after=str(cursor["n"]) if cursor else None, limit=limit + 1)
         if f.model is not None:
             rows = [r for r in rows if r["name"] == f.model]

@@ -131,13 +131,16 @@ async def next_alias_seq(conn: asyncpg.Connection, model: str) -> int:
 
 async def search_models(
     conn: asyncpg.Connection, *, name_like: str | None, tags: Mapping[str, str], tag_keys: Sequence[str],
-    after: str | None, limit: int,
+    after: str | None, limit: int, tags_not: Mapping[str, str] | None = None,
 ) -> list[Record]:
-    """Models ordered by name; ``name_like`` is a case-insensitive SQL LIKE pattern."""
+    """Models ordered by name; ``name_like`` is a case-insensitive SQL LIKE pattern;
+    ``tags_not`` excludes models whose tag has that value."""
     rows: list[Record] = await conn.fetch(
         "SELECT * FROM models WHERE ($1::text IS NULL OR name ILIKE $1) AND tags @> $2::jsonb "
-        "AND tags ?& $3::text[] AND ($4::text IS NULL OR name > $4) ORDER BY name LIMIT $5",
-        name_like, dict(tags), list(tag_keys), after, limit,
+        "AND tags ?& $3::text[] AND ($4::text IS NULL OR name > $4) "
+        "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($6::jsonb) t WHERE tags ->> t.key = t.value) "
+        "ORDER BY name LIMIT $5",
+        name_like, dict(tags), list(tag_keys), after, limit, dict(tags_not or {}),
     )
     return rows
 
@@ -235,6 +238,7 @@ class VersionFilter:
     model_like: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     tag_keys: Sequence[str] = ()
+    tags_not: Mapping[str, str] = field(default_factory=dict)
     alias: str | None = None
     status: Sequence[str] = ()
     created_after: datetime | None = None
@@ -260,9 +264,10 @@ async def search_versions(
               AND ($8::timestamptz IS NULL OR v.created_at < $8)
               AND ($9::text IS NULL OR v.run_id = $9)
               AND ($10::bigint IS NULL OR v.id {cmp} $10)
+              AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($12::jsonb) t WHERE v.tags ->> t.key = t.value)
             ORDER BY v.id {order} LIMIT $11""",
         f.model, f.model_like, dict(f.tags), list(f.tag_keys), f.alias, list(f.status), f.created_after,
-        f.created_before, f.run_id, after_id, limit,
+        f.created_before, f.run_id, after_id, limit, dict(f.tags_not),
     )
     return rows
 
