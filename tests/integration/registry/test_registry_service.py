@@ -491,6 +491,11 @@ async def test_an_oversized_or_garbage_body_gets_413_or_422(reg: Registry) -> No
     huge["training_profile"] = {"blob": "x" * (reg.settings.max_body_bytes + 1)}
     r = await reg.pipeline.post(f"/models/{model}/versions", huge)
     assert r.status_code == 413
+    # Under the body limit but too big for one Kafka message: refused, naming the field.
+    big = registration()
+    big["training_profile"] = {"blob": "x" * 1_010_000}
+    r = await reg.pipeline.post(f"/models/{model}/versions", big)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.training_profile"
     r = await reg.pipeline.post(f"/models/{model}/versions", content=b"{garbage",
                                 headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["type"].endswith("invalid-json")
@@ -512,6 +517,8 @@ async def test_an_oversized_or_garbage_body_gets_413_or_422(reg: Registry) -> No
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.q"
     r = await reg.viewer.get("/promotion-requests/a%00b")
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "path.request_id"
+    # None of the refused registrations used up a version number.
+    assert (await reg.register(model))["version"] == "1"
 
 
 # --------------------------------------------------------------------------- roles

@@ -34,6 +34,7 @@ from mloop.registry.domain import CHAMPION, PREVIOUS_CHAMPION, Champion, Decisio
 from mloop.registry.errors import (
     AliasNotFound,
     ConflictError,
+    InvalidInput,
     ModelAlreadyExists,
     ModelNotFound,
     PromotionRequestNotFound,
@@ -59,9 +60,11 @@ from mloop.runtime import outbox
 from mloop.runtime.auth import Principal
 from mloop.runtime.errors import PermanentError
 
-__all__ = ["DEFAULT_SCOPE", "Registry"]
+__all__ = ["DEFAULT_SCOPE", "MAX_EVENT_BYTES", "Registry"]
 
 DEFAULT_SCOPE = "default"
+#: The largest event the registry publishes: a broker's default limit is about 1 MB.
+MAX_EVENT_BYTES = 1_000_000
 
 
 def _model_scope(model: str) -> str:
@@ -196,14 +199,19 @@ class Registry:
                 validation_passed=result.passed, run_id=run_id, run_link=run_link, registered_by=who.actor,
             )
             version = str(number)
+            registered = ModelRegistered(
+                model=model, version=version, seq=1, artifact_uri=body.artifact_uri, lineage=body.lineage,
+                metrics=body.metrics, segment_metrics=body.segment_metrics,
+                training_profile=body.training_profile, description=body.description, tags=body.tags,
+                registered_by=who.actor, created_at=row["created_at"],
+            )
+            if len(registered.model_dump_json(by_alias=True)) > MAX_EVENT_BYTES:
+                # A message the broker refuses would stop the outbox relay for every later event.
+                raise InvalidInput(f"the version's model-registered event would exceed {MAX_EVENT_BYTES} bytes; "
+                                   "keep the training profile compact", field="body.training_profile")
             await outbox.enqueue(
                 conn,
-                self._event("model-registered", ModelRegistered(
-                    model=model, version=version, seq=1, artifact_uri=body.artifact_uri, lineage=body.lineage,
-                    metrics=body.metrics, segment_metrics=body.segment_metrics,
-                    training_profile=body.training_profile, description=body.description, tags=body.tags,
-                    registered_by=who.actor, created_at=row["created_at"],
-                ), who.actor),
+                self._event("model-registered", registered, who.actor),
                 self._event("model-validated", ModelValidated(
                     model=model, version=version, seq=2, passed=result.passed, checks=result.checks,
                     policy=policy_doc,
