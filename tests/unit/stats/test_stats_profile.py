@@ -227,6 +227,16 @@ def test_categories_from_different_producers_compare_by_string_form() -> None:
     assert p.counts_like(np.array(["1", None], dtype=object)).counts.tolist() == [0, 1]
 
 
+def test_booleans_are_their_own_categories_even_next_to_equal_integers() -> None:
+    assert CategoricalProfile.from_values(np.array([True, False, True])).frequencies() == {
+        "True": 2,
+        "False": 1,
+        "__other__": 0,
+    }
+    mixed = CategoricalProfile.from_values([1, True, 1.0, False, 0])
+    assert dict(zip(mixed.categories, mixed.counts.tolist(), strict=True)) == {"1": 2, "True": 1, "False": 1, "0": 1}
+
+
 def test_unseen_categories_go_to_other() -> None:
     p = CategoricalProfile.from_values(["x", "y"])
     w = p.counts_like(["z", "z", "x"])

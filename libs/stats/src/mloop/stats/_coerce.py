@@ -85,21 +85,22 @@ def as_float_array(values: Column, what: str = "values") -> FloatArray:
         return np.fromiter((_to_float(v) for v in arr), dtype=np.float64, count=arr.size)
 
 
-def category_name(value: object) -> str | None:
+def category_name(value: object, *, bools_as_ints: bool = False) -> str | None:
     """The category a value stands for, or ``None`` if it is missing.
 
-    ``None`` and non-finite floats are missing; integral floats are written
-    as integers so that ``1`` and ``1.0`` from different producers are the
-    same category; booleans are ``"1"``/``"0"`` (Python counts ``True`` and
-    ``1`` as one value, so naming them apart would depend on arrival order);
-    anything else is ``str(value)``.
+    ``None`` and NaN are missing; integral floats are written as integers so
+    that ``1`` and ``1.0`` from different producers are the same category;
+    booleans are ``"True"``/``"False"`` (``"1"``/``"0"`` with ``bools_as_ints``,
+    as labels); anything else is ``str(value)``.
     """
     if value is None:
         return None
     if isinstance(value, bool | np.bool_):
-        return "1" if value else "0"
+        if bools_as_ints:
+            return "1" if value else "0"
+        return "True" if value else "False"
     if isinstance(value, float | np.floating):
-        if not math.isfinite(value):
+        if math.isnan(value):
             return None
         if float(value).is_integer():
             return str(int(value))
@@ -120,22 +121,30 @@ def _items(values: Column, what: str) -> list[Any]:
     return as_1d(values, what).tolist()  # type: ignore[no-any-return]
 
 
-def _distinct_counts(items: list[Any]) -> Counter[Any]:
-    try:
-        return Counter(items)
-    except TypeError:  # unhashable values (lists, dicts): count their text
-        return Counter(str(v) for v in items)
+def _needs_per_row_names(items: list[Any]) -> bool:
+    # Python hashes True like 1 and False like 0, so counting by value would merge them
+    # under whichever came first; columns holding booleans are named row by row instead.
+    types = set(map(type, items))
+    return bool in types or np.bool_ in types
 
 
 def category_counts(values: Column, what: str = "values") -> tuple[dict[str, int], int]:
     """Count a column's categories (see :func:`category_name`); return them and the missing count.
 
-    Counting runs in C over Python objects and names only the distinct
+    Counting runs in C over the Python objects and names only the distinct
     values, which is several times faster than sorting strings in numpy.
     """
+    items = _items(values, what)
+    if _needs_per_row_names(items):
+        raw: Counter[Any] = Counter(map(category_name, items))
+    else:
+        try:
+            raw = Counter(items)
+        except TypeError:  # unhashable values (lists, dicts): count their text
+            raw = Counter(str(v) for v in items)
     counts: dict[str, int] = {}
     missing = 0
-    for value, n in _distinct_counts(_items(values, what)).items():
+    for value, n in raw.items():
         name = category_name(value)
         if name is None:
             missing += n
@@ -144,14 +153,16 @@ def category_counts(values: Column, what: str = "values") -> tuple[dict[str, int
     return counts, missing
 
 
-def category_names(values: Column, what: str = "values") -> list[str | None]:
+def category_names(values: Column, what: str = "values", *, bools_as_ints: bool = False) -> list[str | None]:
     """Each row's category name, ``None`` where missing (see :func:`category_name`)."""
     items = _items(values, what)
-    try:
-        names = {v: category_name(v) for v in set(items)}
-        return [names[v] for v in items]
-    except TypeError:
-        return [category_name(str(v)) for v in items]
+    if not _needs_per_row_names(items):
+        try:
+            names = {v: category_name(v) for v in set(items)}
+            return [names[v] for v in items]
+        except TypeError:
+            items = [str(v) for v in items]
+    return [category_name(v, bools_as_ints=bools_as_ints) for v in items]
 
 
 def category_strings(values: Column, what: str = "values") -> tuple[StrArray, int]:

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from mloop.stats._coerce import Column, FloatArray, StrArray, as_float_array, category_names, category_strings
+from mloop.stats._coerce import Column, FloatArray, StrArray, as_float_array, category_name, category_names
 from mloop.stats._exceptions import InvalidConfigError, InvalidInputError, UndefinedMetricError
 
 __all__ = [
@@ -82,16 +82,16 @@ def higher_is_better(name: str) -> bool:
 
 def _labels(values: Column, what: str) -> tuple[StrArray, npt.NDArray[np.bool_]]:
     """Labels as strings (missing as ""), plus a mask of present ones."""
-    named = category_names(values, what)
+    named = category_names(values, what, bools_as_ints=True)
     present = np.array([n is not None for n in named], dtype=np.bool_)
     return np.array([n or "" for n in named], dtype=np.str_).reshape(-1), present
 
 
 def _label(value: object) -> str:
-    strings, missing = category_strings(np.asarray([value], dtype=object))
-    if missing:
+    name = category_name(value, bools_as_ints=True)
+    if name is None:
         raise InvalidConfigError("positive_label must not be missing")
-    return str(strings[0])
+    return name
 
 
 def _same_length(*arrays: npt.NDArray[np.generic]) -> None:

@@ -384,8 +384,8 @@ OTHER = "__other__"
 class CategoricalProfile:
     """Counts of a categorical column's top-K categories, an "other" bucket, missing.
 
-    Categories are compared by name (see ``_coerce.category_name``: ``1``,
-    ``1.0`` and ``True`` are all ``"1"``; ``None`` and NaN are missing),
+    Categories are compared by name (see ``_coerce.category_name``: ``1`` and
+    ``1.0`` are both ``"1"``, ``True`` is ``"True"``; ``None`` and NaN are missing),
     ordered by decreasing frequency in the data the profile was built from.
     """
 
