@@ -252,6 +252,11 @@ async def test_an_auto_approval_policy_promotes_at_once_as_the_recorded_actor(re
     assert promoted.data.requested_by == "service:trainer" and promoted.data.previous_champion is None
     r = await reg.ops.put("/validation-policies/default", {"auto_approval": "everything"})
     assert r.status_code == 422
+    # Granting (and withdrawing) auto-approval is kept with who did it.
+    assert (await reg.ops.delete(f"/models/{model}/validation-policy")).json()["override"] == {}
+    history = (await reg.viewer.get(f"/models/{model}/validation-policy/history")).json()
+    assert [(h["policy"], h["actor"]) for h in history] == [
+        ({"auto_approval": "low-risk-nightly"}, "user:otto"), (None, "user:otto")]
 
 
 # --------------------------------------------------------------------------- rollout outcomes

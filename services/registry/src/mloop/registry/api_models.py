@@ -17,6 +17,7 @@ from mloop.registry.schemas import (
     ModelCreate,
     ModelOut,
     ModelPatch,
+    PolicyChange,
     PolicyView,
     VersionOut,
 )
@@ -180,5 +181,18 @@ async def put_model_policy(
 
 
 @router.delete("/models/{name}/validation-policy", tags=["policies"], summary="Drop a model's override")
-async def delete_model_policy(name: ModelPath, pool: Pool, reg: Reg, _: Operator) -> PolicyView:
-    return await reg.delete_model_policy(pool, name)
+async def delete_model_policy(name: ModelPath, pool: Pool, reg: Reg, who: Operator) -> PolicyView:
+    return await reg.delete_model_policy(pool, who, name)
+
+
+@router.get("/validation-policies/default/history", tags=["policies"], summary="Every change of the default policy")
+async def default_policy_history(pool: Pool, reg: Reg, _: Viewer) -> list[PolicyChange]:
+    async with pool.acquire() as conn:
+        return await reg.policy_history(conn, None)
+
+
+@router.get("/models/{name}/validation-policy/history", tags=["policies"],
+            summary="Every change of a model's override, who made it and when")
+async def model_policy_history(name: ModelPath, pool: Pool, reg: Reg, _: Viewer) -> list[PolicyChange]:
+    async with pool.acquire() as conn:
+        return await reg.policy_history(conn, name)

@@ -24,6 +24,7 @@ __all__ = [
     "ModelCreate",
     "ModelOut",
     "ModelPatch",
+    "PolicyChange",
     "PolicyView",
     "PromotionRequestCreate",
     "PromotionRequestOut",
@@ -297,6 +298,12 @@ class VersionDetail(RegistrationOut):
     alias_history: list[AliasMoveOut]
     rollouts: list[RolloutOut]
     run_id: str | None = None
+
+
+class PolicyChange(BaseModel):
+    policy: dict[str, Any] | None = Field(description="The stored policy (a model's override); null when removed")
+    actor: str
+    at: datetime
 
 
 class PolicyView(BaseModel):

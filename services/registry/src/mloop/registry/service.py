@@ -46,6 +46,7 @@ from mloop.registry.schemas import (
     AliasOut,
     ModelCreate,
     ModelOut,
+    PolicyChange,
     PolicyView,
     PromotionRequestOut,
     RegistrationOut,
@@ -148,12 +149,19 @@ class Registry:
             await store.put_policy(conn, _model_scope(model), dict(override), who.actor)
             return await self.policy_for(conn, model)
 
-    async def delete_model_policy(self, pool: asyncpg.Pool, model: str) -> PolicyView:
+    async def delete_model_policy(self, pool: asyncpg.Pool, who: Principal, model: str) -> PolicyView:
         async with pool.acquire() as conn, conn.transaction():
-            if await store.get_model(conn, model) is None:
+            if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
-            await store.delete_policy(conn, _model_scope(model))
+            await store.delete_policy(conn, _model_scope(model), who.actor)
             return await self.policy_for(conn, model)
+
+    async def policy_history(self, conn: asyncpg.Connection, model: str | None) -> list[PolicyChange]:
+        """Every change of the default policy (``model`` None) or of a model's override, oldest first."""
+        if model is not None and await store.get_model(conn, model) is None:
+            raise ModelNotFound(model)
+        rows = await store.policy_history(conn, _model_scope(model) if model else DEFAULT_SCOPE)
+        return [PolicyChange(policy=r["policy"], actor=r["actor"], at=r["at"]) for r in rows]
 
     # ------------------------------------------------------------------ versions
 

@@ -39,6 +39,7 @@ __all__ = [
     "next_seq",
     "next_version_number",
     "pending_request",
+    "policy_history",
     "put_policy",
     "record_rollout",
     "requests_for_version",
@@ -340,15 +341,25 @@ async def get_policy(conn: asyncpg.Connection, scope: str) -> dict[str, Any] | N
 
 
 async def put_policy(conn: asyncpg.Connection, scope: str, policy: Mapping[str, Any], by: str) -> None:
+    """Store a policy and keep the change in its history."""
     await conn.execute(
         "INSERT INTO policies (scope, policy, updated_by) VALUES ($1, $2, $3) ON CONFLICT (scope) DO UPDATE "
         "SET policy = EXCLUDED.policy, updated_by = EXCLUDED.updated_by, updated_at = clock_timestamp()",
         scope, dict(policy), by,
     )
+    await conn.execute("INSERT INTO policy_history (scope, policy, actor) VALUES ($1, $2, $3)", scope, dict(policy), by)
 
 
-async def delete_policy(conn: asyncpg.Connection, scope: str) -> None:
-    await conn.execute("DELETE FROM policies WHERE scope = $1", scope)
+async def delete_policy(conn: asyncpg.Connection, scope: str, by: str) -> None:
+    if await conn.fetchval("DELETE FROM policies WHERE scope = $1 RETURNING true", scope):
+        await conn.execute("INSERT INTO policy_history (scope, policy, actor) VALUES ($1, NULL, $2)", scope, by)
+
+
+async def policy_history(conn: asyncpg.Connection, scope: str) -> list[Record]:
+    rows: list[Record] = await conn.fetch(
+        "SELECT policy, actor, at FROM policy_history WHERE scope = $1 ORDER BY id", scope
+    )
+    return rows
 
 
 # --------------------------------------------------------------------------- promotion
