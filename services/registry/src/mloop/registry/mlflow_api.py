@@ -44,7 +44,7 @@ from mloop.runtime.deps import Pool, Viewer
 from mloop.runtime.pagination import decode_cursor, encode_cursor
 from mloop.runtime.problems import Problem
 
-__all__ = ["error_response", "install_error_handlers", "is_mlflow_path", "router"]
+__all__ = ["MlflowError", "error_response", "install_error_handlers", "is_mlflow_path", "parse_filter", "router"]
 
 PREFIX = "/api/2.0/mlflow"
 router = APIRouter(prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)])
@@ -223,12 +223,12 @@ async def _registered_models(reg: Reg, conn: Any, rows: list[Any]) -> list[dict[
 
 _CLAUSE = re.compile(
     r"^\s*(?P<field>name|run_id|tags?\.`[^`]+`|tags?\.[\w.\-]+)\s*(?P<op>=|!=|ILIKE|LIKE)\s*"
-    r"(?P<q>['\"])(?P<value>.*)(?P=q)\s*$",
+    r"(?:'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\")\s*$",
     re.IGNORECASE,
 )
 
 
-def _parse_filter(text: str | None, *, allow_run_id: bool) -> store.VersionFilter:
+def parse_filter(text: str | None, *, allow_run_id: bool) -> store.VersionFilter:
     """MLflow's search filter (the subset named in the module docstring) as a :class:`store.VersionFilter`."""
     if not text or not text.strip():
         return store.VersionFilter()
@@ -241,7 +241,8 @@ def _parse_filter(text: str | None, *, allow_run_id: bool) -> store.VersionFilte
         m = _CLAUSE.match(clause)
         if m is None:
             raise MlflowError(f"unsupported filter clause {clause.strip()!r}")
-        fld, op, value = m.group("field"), m.group("op").upper(), m.group("value")
+        fld, op = m.group("field"), m.group("op").upper()
+        value = m.group("single") if m.group("single") is not None else m.group("double")
         kind = fld.lower()
         if kind == "name" and op in ("=", "LIKE", "ILIKE"):
             if op == "=":
@@ -298,7 +299,7 @@ async def search_registered_models(
     max_results: Annotated[int | None, Query(examples=[100])] = None,
     page_token: Annotated[str | None, Query(examples=["eyJpZCI6NDJ9"])] = None,
 ) -> dict[str, Any]:
-    f = _parse_filter(filter, allow_run_id=False)
+    f = parse_filter(filter, allow_run_id=False)
     limit = _limit(max_results, 100)
     cursor = decode_cursor(page_token)
     like = f.model_like
@@ -362,7 +363,7 @@ async def search_model_versions(
     max_results: Annotated[int | None, Query(examples=[100])] = None,
     page_token: Annotated[str | None, Query(examples=["eyJpZCI6NDJ9"])] = None,
 ) -> dict[str, Any]:
-    f = _parse_filter(filter, allow_run_id=True)
+    f = parse_filter(filter, allow_run_id=True)
     limit = _limit(max_results, 1000)
     cursor = decode_cursor(page_token)
     after = cursor.get("id") if cursor else None
