@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -146,6 +147,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, titles.get(exc.status_code, "HTTP Error"), str(exc.detail),
             slug=f"http-{exc.status_code}", instance=request.url.path,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # Input that passed validation but that Postgres cannot hold (a NUL byte in
+        # text, a number out of range): still the caller's input, so a 4xx.
+        return problem_response(
+            422, "Unprocessable Entity", f"a value in the request cannot be stored: {exc}",
+            slug="unstorable-value", instance=request.url.path,
         )
 
     @app.exception_handler(Exception)
