@@ -187,3 +187,29 @@ async def test_the_live_ledger_verifies_through_the_database_and_the_api(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "VERIFIED" in out and "model-alias-changed/0" in out
+
+
+async def test_a_message_that_cannot_be_decoded_is_recorded_as_its_dead_letter(infra: Any, tmp_path: Path) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    settings = audit_settings(infra, tmp_path)
+    good = alias_events(3)
+    async with running_app(create_app(settings)) as client:
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(infra.topic_prefix + "model-promoted", b"\xff{not json", key=b"m",
+                                         headers=[("ce_type", b"dev.mloop.model-promoted.v1"), ("ce_id", b"x-1")])
+        finally:
+            await producer.stop()
+        await publish(infra.bootstrap_servers, infra.topic_prefix, good)
+        await _wait_rows(infra.database_url, 4)
+        h = auth_headers(settings, "ava", "viewer")
+        letters = (await client.get("/records", params={"type": "dead-letter"}, headers=h)).json()["items"]
+        # The runtime may dead-letter a redelivered bad message again (each letter is its own event).
+        assert letters and {x["event"]["data"]["value_b64"] for x in letters} == {"/3tub3QganNvbg=="}
+        data = letters[0]["event"]["data"]
+        assert data["topic"] == "model-promoted" and data["consumer_group"] == "mloop-audit"
+        assert data["error_type"] == "UndecodableMessage"
+        assert letters[0]["chain"].startswith("dead-letter/")
+        assert (await client.get("/records/x-1", headers=h)).status_code == 404
