@@ -167,7 +167,7 @@ async def model_status(model: ModelPath, pool: Pool, _: Viewer) -> ModelStatus:
     versions = await _version_statuses(pool, model, None)
     if not versions:
         raise NotFound(f"the monitor has not seen model {model!r}", model=model)
-    _, configured = await store.get_config(pool, model)
+    configured = (await store.get_config(pool, model))[1]
     return ModelStatus(model=model, configured=configured, versions=versions)
 
 

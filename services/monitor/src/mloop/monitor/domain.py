@@ -426,8 +426,11 @@ class VersionMonitor:
             if required and not required <= keys:
                 for k in required - keys:
                     pane.absent[k] = pane.absent.get(k, 0) + 1
+        names = list(self.reference.features)
+        # One pass over the records (C-level lookups), then one column per feature.
+        columns = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
         for i, (name, ref) in enumerate(self.reference.features.items()):
-            raw = [f.get(name) for f in batch.features]
+            raw = columns[i]
             counts = pane.features[name]
             if isinstance(ref, NumericProfile) and isinstance(counts, NumericCounts):
                 counts.add(ref, numeric_column(raw), pane.priorities(i, n), q, config.quality.range_margin)
@@ -435,7 +438,7 @@ class VersionMonitor:
                 counts.add(_category_index(ref), raw)
         rp, pc = self.reference.prediction, pane.prediction
         if rp is not None and pc is not None:
-            scores = [score_of(p) for p in batch.predictions]
+            scores = [p if type(p) is float else score_of(p) for p in batch.predictions]
             if isinstance(rp, NumericProfile) and isinstance(pc, NumericCounts):
                 pc.add(rp, numeric_column(scores), pane.priorities(len(self.reference.features), n), q,
                        config.quality.range_margin)
@@ -481,7 +484,10 @@ class VersionMonitor:
             if signal == "prediction" and report.prediction is None:
                 continue
             alarm = report.data_drifted if signal == "data" else report.prediction_drifted
-            cols = list(report.features) if signal == "data" else [report.prediction]
+            cols: list[FeatureDrift] = list(report.features)
+            if signal == "prediction":
+                assert report.prediction is not None
+                cols = [report.prediction]
             severity = _drift_severity(cols) if alarm else None
             evidence = {
                 "features": [c.to_dict() for c in cols],

@@ -138,8 +138,7 @@ class Monitoring:
                     joined[r.version].append(LabelledPrediction(
                         r.request_id, r.prediction, label, r.timestamp.timestamp(), labelled_at.timestamp()))
                 rows.append((model, r.request_id, r.version, r.timestamp,
-                             _json_safe_features(r.features) if self.store_mode == "full" else None,
-                             _json_safe(r.prediction), label, labelled_at))
+                             r.features if self.store_mode == "full" else None, r.prediction, label, labelled_at))
             for version, pairs in joined.items():
                 entry = self.cache[(model, version)]
                 horizon = entry.config.performance.label_horizon_s
@@ -154,6 +153,9 @@ class Monitoring:
         by_model: dict[str, list[tuple[str, Any, datetime]]] = defaultdict(list)
         for e in events:
             for r in e.data.records:
+                if isinstance(r.label, float) and not math.isfinite(r.label):
+                    self.metrics.labels.labels(model=e.data.model, outcome="invalid").inc()
+                    continue
                 by_model[e.data.model].append((r.request_id, r.label, r.timestamp))
         if self.store_mode == "off":
             for model, labels in by_model.items():
@@ -282,18 +284,3 @@ async def on_traffic_split_changed(event: Event[TrafficSplitChanged], conn: asyn
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: keep them as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    if type(value) is float and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if type(value) is list:
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _json_safe_features(features: dict[str, Any]) -> dict[str, Any]:
-    for v in features.values():
-        if type(v) is float and not math.isfinite(v):
-            return {k: _json_safe(x) for k, x in features.items()}
-    return features

@@ -4,6 +4,8 @@ to a handful of round trips per batch, whatever its size."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -213,17 +215,45 @@ async def record_incident_events(conn: asyncpg.Connection, events: Sequence[tupl
 
 
 async def store_predictions(conn: asyncpg.Connection, rows: Sequence[PredictionRow]) -> None:
-    """Insert predictions in one statement; a request id seen before is kept as first stored."""
+    """Insert predictions in one statement; a request id seen before is kept as first stored.
+
+    Features, predictions and labels travel as three JSON arrays (one
+    encoding each per batch, not one per record), zipped with the other
+    columns by ``ROWS FROM``.
+    """
     if not rows:
         return
-    cols = list(zip(*rows, strict=True))
+    model, request_id, version, ts, features, prediction, label, labeled_at = (list(c) for c in zip(*rows,
+                                                                                                    strict=True))
     await conn.execute(
         """INSERT INTO predictions (model, request_id, version, ts, features, prediction, label, labeled_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[],
-                                $6::jsonb[], $7::jsonb[], $8::timestamptz[])
+           SELECT m, r, v, t, NULLIF(f::text, 'null')::json, NULLIF(p::text, 'null')::json,
+                  NULLIF(l::text, 'null')::json, la
+           FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::timestamptz[]),
+                           json_array_elements($5::text::json), json_array_elements($6::text::json),
+                           json_array_elements($7::text::json), unnest($8::timestamptz[])) AS x(m, r, v, t, f, p, l, la)
            ON CONFLICT (model, request_id) DO NOTHING""",
-        *[list(c) for c in cols],
+        model, request_id, version, ts, _json_array(features), _json_array(prediction), _json_array(label),
+        labeled_at,
     )
+
+
+def _json_array(values: list[Any]) -> str:
+    """One JSON text for a column of values; NaN and infinities become strings (JSON has neither)."""
+    try:
+        return json.dumps(values, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_json_safe(values), allow_nan=False, separators=(",", ":"))
+
+
+def _json_safe(value: Any) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
 
 
 async def take_pending_labels(conn: asyncpg.Connection, model: str,
@@ -253,7 +283,7 @@ async def join_labels(
     ids = [r for r, _, _ in labels]
     rows = await conn.fetch(
         """WITH u AS (SELECT * FROM unnest($2::text[], $3::jsonb[], $4::timestamptz[]) AS u(request_id, label, ts))
-           UPDATE predictions p SET label = u.label, labeled_at = u.ts
+           UPDATE predictions p SET label = u.label::json, labeled_at = u.ts
            FROM u
            WHERE p.model = $1 AND p.request_id = u.request_id AND p.label IS NULL
              AND u.ts <= p.ts + make_interval(secs => $5)

@@ -87,7 +87,7 @@ def numeric_column(raw: Sequence[Any]) -> NumericColumn:
     ``None`` is missing; NaN and ±inf are invalid values; strings that do not
     parse as numbers are type errors. All three become NaN (missing) for drift.
     """
-    n_none = sum(1 for v in raw if v is None)
+    n_none = raw.count(None) if isinstance(raw, list | tuple) else sum(1 for v in raw if v is None)
     try:
         x = np.array(raw, dtype=np.float64)
         type_errors = 0

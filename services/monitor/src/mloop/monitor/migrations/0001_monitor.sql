@@ -80,14 +80,15 @@ CREATE TABLE incidents (
 CREATE INDEX incidents_by_model ON incidents (model, version, opened_at);
 
 -- The prediction store: why did the model say that, then? Retention-bound.
+-- json (not jsonb): stored as sent, cheaper to write at prediction volume.
 CREATE TABLE predictions (
     model      text NOT NULL,
     request_id text NOT NULL,
     version    text NOT NULL,
     ts         timestamptz NOT NULL,
-    features   jsonb,
-    prediction jsonb,
-    label      jsonb,
+    features   json,
+    prediction json,
+    label      json,
     labeled_at timestamptz,
     PRIMARY KEY (model, request_id)
 );
