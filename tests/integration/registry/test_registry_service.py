@@ -14,6 +14,7 @@ import pytest
 
 from mloop.contracts.payloads import RolloutCompleted, RolloutRolledBack
 from mloop.registry.main import create_app
+from mloop.registry.service import MAX_EVENT_BYTES
 from mloop.registry.settings import RegistrySettings
 from mloop.runtime.testing import EventCollector, running_app
 
@@ -22,7 +23,7 @@ from .helpers import Caller, publish, registration
 pytestmark = pytest.mark.integration
 
 TOPICS = ["model-registered", "model-validated", "promotion-requested", "promotion-reviewed", "model-promoted",
-          "model-alias-changed", "dead-letter"]
+          "model-alias-changed", "validation-policy-changed", "dead-letter"]
 
 
 @dataclass
@@ -163,6 +164,9 @@ async def test_a_removed_feature_fails_schema_compatibility_and_a_model_policy_c
     events = await reg.seen.wait_for("model-validated", 2, where=lambda e: e.data.version == worse["version"])
     assert [(e.data.seq, e.data.passed) for e in events] == [(2, False), (3, True)]
     assert events[1].data.policy["metric_tolerance"] == 0.1
+    changed = await reg.seen.wait_for("validation-policy-changed", where=lambda e: e.data.model == model)
+    assert changed[0].data.policy == {"metric_tolerance": 0.1}
+    assert changed[0].data.changed_by == changed[0].actor and changed[0].actor.startswith("user:")
     r = await reg.ds.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.5})
     assert r.status_code == 403
     r = await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 0})
@@ -498,7 +502,7 @@ async def test_an_oversized_or_garbage_body_gets_413_or_422(reg: Registry) -> No
     assert r.status_code == 413
     # Under the body limit but too big for one Kafka message: refused, naming the field.
     big = registration()
-    big["training_profile"] = {"blob": "x" * 1_010_000}
+    big["training_profile"] = {"blob": "x" * (MAX_EVENT_BYTES + 10_000)}
     r = await reg.pipeline.post(f"/models/{model}/versions", big)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.training_profile"
     r = await reg.pipeline.post(f"/models/{model}/versions", content=b"{garbage",

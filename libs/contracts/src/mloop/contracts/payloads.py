@@ -59,6 +59,7 @@ __all__ = [
     "Severity",
     "TrafficSplitChanged",
     "ValidationCheck",
+    "ValidationPolicyChanged",
     "VersionId",
     "Window",
 ]
@@ -304,6 +305,17 @@ class ModelPromoted(Payload):
     requested_by: str
     approved_by: list[str] = Field(min_length=1)
     promotion_request_id: str
+
+
+class ValidationPolicyChanged(Payload):
+    """A validation or approval policy changed: who loosened or tightened a gate."""
+
+    model: str = Field(description="Model name, or '*' for the default policy")
+    scope: Literal["default", "model"]
+    policy: dict[str, Any] = Field(description="The stored policy (a model's override holds changed fields only)")
+    effective: dict[str, Any] = Field(default_factory=dict, description="The policy now in force")
+    removed: bool = False
+    changed_by: str
 
 
 class AliasChanged(Payload):

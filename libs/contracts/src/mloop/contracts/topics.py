@@ -110,6 +110,8 @@ _SPECS: tuple[TopicSpec, ...] = (
         producers=("registry",),
         consumers=("monitor", "retrain-scheduler", "audit"),
         retention_ms=None,
+        # Training profiles can be large.
+        extra_config={"max.message.bytes": str(8 * 1024 * 1024)},
     ),
     TopicSpec(
         "model-validated",
@@ -143,6 +145,13 @@ _SPECS: tuple[TopicSpec, ...] = (
         "model-alias-changed",
         p.AliasChanged,
         "An alias (champion, challenger, ...) moved to another version.",
+        producers=("registry",),
+        consumers=("audit",),
+    ),
+    TopicSpec(
+        "validation-policy-changed",
+        p.ValidationPolicyChanged,
+        "A validation or auto-approval policy changed (default or per model).",
         producers=("registry",),
         consumers=("audit",),
     ),

@@ -28,6 +28,7 @@ from mloop.contracts.payloads import (
     PromotionReviewed,
     RolloutCompleted,
     RolloutRolledBack,
+    ValidationPolicyChanged,
 )
 from mloop.registry import domain, store
 from mloop.registry.domain import CHAMPION, PREVIOUS_CHAMPION, Champion, Decision, Policy, VersionState
@@ -64,8 +65,9 @@ from mloop.runtime.errors import PermanentError
 __all__ = ["DEFAULT_SCOPE", "MAX_EVENT_BYTES", "Registry"]
 
 DEFAULT_SCOPE = "default"
-#: The largest event the registry publishes: a broker's default limit is about 1 MB.
-MAX_EVENT_BYTES = 1_000_000
+#: The largest event the registry publishes: ``model-registered`` allows 8 MiB
+#: (large training profiles); a margin is kept for headers.
+MAX_EVENT_BYTES = 8 * 1024 * 1024 - 64 * 1024
 
 
 def _model_scope(model: str) -> str:
@@ -133,10 +135,22 @@ class Registry:
         return PolicyView(model=model, default=default, override=override,
                           effective=domain.effective_policy(default, override))
 
+    async def _policy_changed(
+        self, conn: asyncpg.Connection, who: Principal, model: str | None, stored: Mapping[str, Any],
+        *, removed: bool = False,
+    ) -> PolicyView:
+        view = await self.policy_for(conn, model)
+        await outbox.enqueue(conn, self._event("validation-policy-changed", ValidationPolicyChanged(
+            model=model or "*", scope="model" if model else "default", policy=dict(stored),
+            effective=view.effective.model_dump(mode="json"), removed=removed, changed_by=who.actor,
+        ), who.actor))
+        return view
+
     async def put_default_policy(self, pool: asyncpg.Pool, who: Principal, policy: Policy) -> PolicyView:
         async with pool.acquire() as conn, conn.transaction():
-            await store.put_policy(conn, DEFAULT_SCOPE, policy.model_dump(mode="json"), who.actor)
-            return await self.policy_for(conn, None)
+            doc = policy.model_dump(mode="json")
+            await store.put_policy(conn, DEFAULT_SCOPE, doc, who.actor)
+            return await self._policy_changed(conn, who, None, doc)
 
     async def put_model_policy(
         self, pool: asyncpg.Pool, who: Principal, model: str, override: Mapping[str, Any]
@@ -147,14 +161,14 @@ class Registry:
             default = Policy.model_validate(await store.get_policy(conn, DEFAULT_SCOPE) or {})
             domain.effective_policy(default, override)  # refuses an invalid override
             await store.put_policy(conn, _model_scope(model), dict(override), who.actor)
-            return await self.policy_for(conn, model)
+            return await self._policy_changed(conn, who, model, override)
 
     async def delete_model_policy(self, pool: asyncpg.Pool, who: Principal, model: str) -> PolicyView:
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
             await store.delete_policy(conn, _model_scope(model), who.actor)
-            return await self.policy_for(conn, model)
+            return await self._policy_changed(conn, who, model, {}, removed=True)
 
     async def policy_history(self, conn: asyncpg.Connection, model: str | None) -> list[PolicyChange]:
         """Every change of the default policy (``model`` None) or of a model's override, oldest first."""
