@@ -48,9 +48,8 @@ from mloop.contracts.payloads import (
     Window,
 )
 from mloop.monitor.performance import (
-    HIGHER_IS_BETTER,
-    LOWER_IS_BETTER,
     compute_metrics,
+    direction,
     loss_of,
     score_of,
     task_of,
@@ -640,10 +639,11 @@ class VersionMonitor:
             if value is None or not math.isfinite(baseline):
                 continue
             margin = ps.tolerance * (abs(baseline) if baseline else 1.0)
-            if metric in HIGHER_IS_BETTER and value < baseline - margin:
+            higher = direction(metric)
+            if higher is True and value < baseline - margin:
                 degraded.append({"metric": metric, "value": value, "baseline": baseline,
                                  "threshold": baseline - margin, "drop": (baseline - value) / max(margin, 1e-12)})
-            elif metric in LOWER_IS_BETTER and value > baseline + margin:
+            elif higher is False and value > baseline + margin:
                 degraded.append({"metric": metric, "value": value, "baseline": baseline,
                                  "threshold": baseline + margin, "drop": (value - baseline) / max(margin, 1e-12)})
         ph = self.page_hinkley

@@ -2,8 +2,9 @@
 
 Pure numpy/scipy. The metrics a version is compared on are the ones it was
 registered with (``model-registered`` ``metrics``) that can be computed
-from (prediction, label) pairs: accuracy, precision, recall, f1, auc,
-log_loss for classification, rmse, mae for regression.
+from (prediction, label) pairs by ``mloop.stats.metrics``: accuracy,
+error rate, precision, recall, f1, ROC AUC and log-loss for
+classification; RMSE, MSE, MAE and R² for regression.
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats as sps
+
+from mloop.stats import StatsError, classification_metrics, higher_is_better, regression_metrics
 
 __all__ = [
-    "HIGHER_IS_BETTER",
-    "LOWER_IS_BETTER",
     "Task",
     "compute_metrics",
+    "direction",
     "loss_of",
     "score_of",
 ]
 
 Task = Literal["binary", "classification", "regression"]
 
-HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "auc", "roc_auc"})
-LOWER_IS_BETTER = frozenset({"log_loss", "logloss", "rmse", "mae", "mse", "error_rate"})
 
 
 def score_of(prediction: Any) -> float | str | None:
@@ -87,7 +86,11 @@ def _class(label: float | str) -> str:
 
 
 def compute_metrics(pairs: Sequence[tuple[Any, Any]]) -> tuple[Task, dict[str, float]]:
-    """Metrics of (prediction, label) pairs; metrics undefined for the data are left out."""
+    """Metrics of (prediction, label) pairs (``mloop.stats.metrics``); undefined ones are left out.
+
+    Registered metric names are matched under their usual aliases too
+    (``auc`` for ``roc_auc``, ``logloss`` for ``log_loss``).
+    """
     scores: list[float | str] = []
     labels: list[float | str] = []
     for p, y in pairs:
@@ -99,38 +102,27 @@ def compute_metrics(pairs: Sequence[tuple[Any, Any]]) -> tuple[Task, dict[str, f
     if not scores:
         return "regression", {}
     task = task_of(scores, labels)
-    out: dict[str, float] = {}
-    if task == "regression":
-        err = np.asarray(scores, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
-        out["rmse"] = float(np.sqrt(np.mean(err * err)))
-        out["mae"] = float(np.mean(np.abs(err)))
-        out["mse"] = float(np.mean(err * err))
-        return task, out
-    if task == "classification":
-        hit = np.asarray([str(s) == _class(y) for s, y in zip(scores, labels, strict=True)])
-        out["accuracy"] = float(hit.mean())
-        out["error_rate"] = 1.0 - out["accuracy"]
-        return task, out
-    sc = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64) >= 0.5
-    pred = sc >= 0.5
-    tp = int(np.count_nonzero(pred & y))
-    fp = int(np.count_nonzero(pred & ~y))
-    fn = int(np.count_nonzero(~pred & y))
-    out["accuracy"] = float(np.mean(pred == y))
-    out["error_rate"] = 1.0 - out["accuracy"]
-    if tp + fp:
-        out["precision"] = tp / (tp + fp)
-    if tp + fn:
-        out["recall"] = tp / (tp + fn)
-    if "precision" in out and "recall" in out and out["precision"] + out["recall"] > 0:
-        out["f1"] = 2 * out["precision"] * out["recall"] / (out["precision"] + out["recall"])
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos and n_neg:
-        ranks = sps.rankdata(sc)
-        out["auc"] = float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-        out["roc_auc"] = out["auc"]
-    clipped = np.clip(sc, 1e-15, 1 - 1e-15)
-    out["log_loss"] = float(-np.mean(np.where(y, np.log(clipped), np.log1p(-clipped))))
-    out["logloss"] = out["log_loss"]
+    raw: dict[str, float | None]
+    try:
+        if task == "regression":
+            raw = dict(regression_metrics(np.asarray(labels, dtype=np.float64), np.asarray(scores, dtype=np.float64)))
+        elif task == "binary":
+            raw = dict(classification_metrics(np.asarray(labels, dtype=np.float64).astype(np.int64),
+                                              y_score=np.asarray(scores, dtype=np.float64)))
+        else:
+            raw = dict(classification_metrics([_class(y) for y in labels], y_pred=[str(s) for s in scores]))
+    except StatsError:
+        return task, {}
+    out = {k: float(v) for k, v in raw.items() if v is not None and k != "n" and math.isfinite(float(v))}
+    for alias, name in (("auc", "roc_auc"), ("logloss", "log_loss"), ("f1_score", "f1")):
+        if name in out:
+            out[alias] = out[name]
     return task, out
+
+
+def direction(metric: str) -> bool | None:
+    """True if higher is better, False if lower is, None for a metric we do not know."""
+    try:
+        return higher_is_better(metric)
+    except StatsError:
+        return None
