@@ -175,6 +175,17 @@ async def test_the_tail_cut_together_with_its_checkpoints_is_detected_outside_po
     assert _chain(report)["first_bad_seq"] == 40
 
 
+async def test_a_chain_dropped_from_the_chain_list_is_still_noticed(ledger: Ledger) -> None:
+    await ledger.superuser(
+        "ALTER TABLE audit.ledger_chains DISABLE TRIGGER ledger_chains_append_only",
+        "DELETE FROM audit.ledger_chains",
+        "ALTER TABLE audit.ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_append_only",
+    )
+    report = await asyncio.to_thread(ledger.verify, outside=False)
+    assert report["exit_status"] == 1
+    assert any(CHAIN in problem for problem in report["problems"])
+
+
 @pytest.mark.parametrize("statement", [
     "UPDATE audit.ledger SET actor = 'user:mallory'",
     "DELETE FROM audit.ledger WHERE seq = 0",

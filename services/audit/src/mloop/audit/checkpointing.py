@@ -148,7 +148,11 @@ class Checkpointer:
                         continue
                     if state.size == 0 or (state.signed_size is not None and state.signed_size >= state.size):
                         continue
-                    root = await store.tree_root(conn, state.chain, state.size)
+                    try:
+                        root = await store.tree_root(conn, state.chain, state.size)
+                    except store.LedgerIntegrityError:
+                        log.exception("cannot sign chain %s: its Merkle nodes are damaged", state.chain)
+                        continue
                     signed = sign(Checkpoint(state.origin, state.size, root, datetime.now(UTC)), self.key)
                     if await store.insert_checkpoint(conn, state.chain, signed):
                         made.append((state.chain, signed))

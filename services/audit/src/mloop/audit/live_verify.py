@@ -173,6 +173,10 @@ async def verify_ledger(
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         chains = await store.list_chains(conn, chain)
         known_origins = {c.origin for c in chains}
+        if chain is None:
+            unlisted = await store.chains_present(conn) - {c.chain for c in chains}
+            problems += [f"chain {name} has rows or checkpoints but is missing from ledger_chains"
+                         for name in sorted(unlisted)]
         outside: dict[str, list[SignedCheckpoint]] = {}
         for signed in independent:
             outside.setdefault(signed.checkpoint.origin, []).append(signed)

@@ -40,7 +40,6 @@ class AuditSettings(ServiceSettings):  # type: ignore[misc,unused-ignore]
         "empty to write as the login user.",
     )
     ingest_batch_max: int = Field(2000, ge=1, description="Most Kafka records applied per transaction")
-    export_max_rows: int = Field(5_000_000, ge=1)
 
     @model_validator(mode="after")
     def _signing_key_outside_development(self) -> AuditSettings:

@@ -45,6 +45,7 @@ __all__ = [
     "LedgerIntegrityError",
     "RecordFilter",
     "checkpoint_sizes",
+    "chains_present",
     "consistency_proof",
     "fetch_nodes",
     "find_records",
@@ -322,6 +323,22 @@ async def list_chains(conn: asyncpg.Connection, chain: str | None = None) -> lis
                    None if r["signed_size"] is None else int(r["signed_size"]))
         for r in rows
     ]
+
+
+async def chains_present(conn: asyncpg.Connection) -> set[str]:
+    """Every chain that has rows or checkpoints, whether or not ``ledger_chains`` lists it
+    (a loose index scan: one probe per chain, not a pass over the rows)."""
+    rows = await conn.fetch(
+        """WITH RECURSIVE c AS (
+               (SELECT chain FROM ledger ORDER BY chain LIMIT 1)
+               UNION ALL
+               SELECT (SELECT l.chain FROM ledger l WHERE l.chain > c.chain ORDER BY l.chain LIMIT 1)
+                 FROM c WHERE c.chain IS NOT NULL)
+           SELECT chain FROM c WHERE chain IS NOT NULL
+           UNION
+           SELECT DISTINCT chain FROM ledger_checkpoints"""
+    )
+    return {r["chain"] for r in rows}
 
 
 async def insert_checkpoint(conn: asyncpg.Connection, chain: str, signed: SignedCheckpoint) -> bool:
