@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,10 +88,14 @@ class Monitoring:
         store_mode: StoreMode = "full",
         unknown_models: Literal["dead-letter", "monitor"] = "dead-letter",
         max_versions_per_model: int = 100,
+        store_sample_rate: float = 1.0,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.source = source
         self.store_mode = store_mode
+        # Which request ids are stored is a function of the id alone, so a
+        # label makes the same decision as its prediction did.
+        self._sample_below = int(store_sample_rate * 2**32) if store_sample_rate < 1.0 else None
         self.unknown_models = unknown_models
         self.max_versions_per_model = max_versions_per_model
         self.cache: dict[Key, _Cached] = {}
@@ -127,7 +132,7 @@ class Monitoring:
                                  touched: dict[Key, Outcome]) -> None:
         by_model: dict[str, list[PredictionRecord]] = defaultdict(list)
         for (model, _), records in groups.items():
-            by_model[model].extend(records)
+            by_model[model].extend(r for r in records if self._stored(r.request_id))
         rows: list[store.PredictionRow] = []
         for model, records in by_model.items():
             waiting = await store.take_pending_labels(conn, model, [r.request_id for r in records])
@@ -147,12 +152,17 @@ class Monitoring:
                 touched[(model, version)].extend(entry.monitor.observe_labels(fresh, entry.config))
         await store.store_predictions(conn, rows)
 
+    def _stored(self, request_id: str) -> bool:
+        return self._sample_below is None or zlib.crc32(request_id.encode()) < self._sample_below
+
     # -- ground truth ----------------------------------------------------------------------------
 
     async def _on_labels(self, events: Sequence[Event[GroundTruthLogged]], conn: asyncpg.Connection) -> None:
         by_model: dict[str, list[tuple[str, Any, datetime]]] = defaultdict(list)
         for e in events:
             for r in e.data.records:
+                if not self._stored(r.request_id):
+                    continue
                 if isinstance(r.label, float) and not math.isfinite(r.label):
                     self.metrics.labels.labels(model=e.data.model, outcome="invalid").inc()
                     continue

@@ -36,6 +36,9 @@ class MonitorSettings(ServiceSettings):
     prediction_store: Literal["full", "minimal", "off"] = Field(
         "full", description="full: features too; minimal: no features (labels still join); off: no store, "
         "no lookups, no performance tracking")
+    prediction_store_sample_rate: float = Field(
+        1.0, gt=0, le=1, description="Share of request ids stored (chosen by a hash of the id, so labels join "
+        "the same share); below 1 when the store dominates the cost")
     prediction_retention_s: float = Field(7 * 86400.0, gt=0, description="How long stored predictions are kept")
     unknown_models: Literal["dead-letter", "monitor"] = Field(
         "dead-letter", description="Predictions of a model with no registered version: dead-letter them, or "
@@ -55,6 +58,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             store_mode=settings.prediction_store,
             unknown_models=settings.unknown_models,
             max_versions_per_model=settings.max_versions_per_model,
+            store_sample_rate=settings.prediction_store_sample_rate,
             metrics=ctx.metrics,
         )
         ctx.extras["monitoring"] = monitoring
