@@ -157,7 +157,12 @@ class Checkpointer:
                     if await store.insert_checkpoint(conn, state.chain, signed):
                         made.append((state.chain, signed))
             for chain, signed in made:
-                await asyncio.to_thread(write_checkpoint_file, self.directory, chain, signed)
+                try:
+                    await asyncio.to_thread(write_checkpoint_file, self.directory, chain, signed)
+                except OSError as exc:
+                    # The checkpoint is signed and stored; only its outside copy is missing.
+                    log.error("cannot write checkpoint %s/%d outside Postgres: %s", chain,
+                              signed.checkpoint.size, exc)
             if made:
                 log.info("signed %d checkpoints", len(made))
             return made
