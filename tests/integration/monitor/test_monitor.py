@@ -103,6 +103,14 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
     async with running_app(create_app(settings)) as client, \
             Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
         await _register(client, traffic, settings, "churn", "1", profile=False)
+        operator = auth_headers(settings, "olga", "operator")
+        bad = await client.put("/models/churn/config", headers=operator,
+                               json={"window": {"mode": "sliding", "size": 1000, "slide": 300}})
+        assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["errors"][0]["field"].startswith("body")
+        assert (await client.put("/models/churn/config", json={}, headers=viewer)).status_code == 403
+        current = (await client.get("/models/churn/config", headers=viewer)).json()
+        assert current["configured"] and current["config"]["window"]["size"] == 500
         await traffic.predictions("churn", records(rng, 1200, version="1", start=0, prefix="c"), per_message=1)
 
         async def counted() -> bool:
