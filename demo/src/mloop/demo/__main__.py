@@ -1,0 +1,5 @@
+import sys
+
+from mloop.demo.main import main
+
+sys.exit(main())
