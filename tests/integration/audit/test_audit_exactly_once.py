@@ -130,9 +130,14 @@ async def test_a_service_killed_mid_stream_records_every_event_exactly_once_afte
         async with httpx.AsyncClient(base_url=service.url) as client:
             r = await client.post("/checkpoints", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 201, r.text
-        code = await asyncio.to_thread(cli.verify, [
-            "--database-url", infra.database_url, "--public-key", public_key_to_pem(key.public_key()).decode(),
-            "--checkpoint-dir", str(tmp_path / "checkpoints")])
+        pinned = public_key_to_pem(key.public_key()).decode()
+        outside = ["--checkpoint-dir", str(tmp_path / "checkpoints")]
+        code = await asyncio.to_thread(cli.verify, ["--database-url", infra.database_url, "--public-key", pinned,
+                                                    *outside])
+        assert code == 0
+        # The same through the API: the full bundle is downloaded and checked here, with the pinned key.
+        code = await asyncio.to_thread(cli.verify, ["--api", service.url, "--token", token, "--public-key", pinned,
+                                                    *outside])
         assert code == 0
     finally:
         service.stop()
