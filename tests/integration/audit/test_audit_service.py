@@ -172,7 +172,7 @@ async def test_governance_events_are_recorded_and_answer_lifecycle_serving_and_a
         assert cli.verify(["--bundle", str(full), "--public-key", other]) == 1
 
 
-async def test_the_live_ledger_verifies_through_the_database_and_the_api(
+async def test_redelivered_events_change_nothing_and_the_live_ledger_verifies(
     infra: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = audit_settings(infra, tmp_path)
@@ -180,6 +180,14 @@ async def test_the_live_ledger_verifies_through_the_database_and_the_api(
     await publish(infra.bootstrap_servers, infra.topic_prefix, events)
     async with running_app(create_app(settings)) as client:
         await _wait_rows(infra.database_url, 300)
+        # The same events sent again (a producer retrying, a relay republishing) change nothing.
+        await publish(infra.bootstrap_servers, infra.topic_prefix, events[:150])
+        await asyncio.sleep(3.0)
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM audit.ledger") == 300
+        finally:
+            await conn.close()
         await client.post("/checkpoints", headers=auth_headers(settings, "oz", "operator"))
         pem = (await client.get("/public-key")).json()["pem"]
     code = await asyncio.to_thread(cli.verify, ["--database-url", infra.database_url, "--public-key", pem,
