@@ -23,7 +23,9 @@ class AuditSettings(ServiceSettings):  # type: ignore[misc,unused-ignore]
         "PKCS#8 PEM or the standard base64 of the 32-byte seed. Required outside development and test, "
         "where a key is otherwise generated once and kept in <data_dir>/signing-key.pem.",
     )
-    data_dir: Path = Field(Path("audit-data"), description="Local files: the development signing key")
+    data_dir: Path = Field(
+        Path(".local/audit"), description="Local files: the development signing key (git-ignored by default)"
+    )
     checkpoint_dir: Path | None = Field(
         None,
         description="Where every signed checkpoint is also written, outside Postgres "
