@@ -249,3 +249,14 @@ async def test_concurrent_writers_to_one_chain_never_fork_it(infra: Any, tmp_pat
         cli.verify, ["--database-url", infra.database_url, "--public-key",
                      public_key_to_pem(checkpointer.public_key).decode()])
     assert report == 0
+
+
+async def test_no_new_checkpoint_is_signed_over_an_altered_tree(ledger: Ledger) -> None:
+    await ledger.superuser(
+        "ALTER TABLE audit.ledger_nodes DISABLE TRIGGER ledger_nodes_append_only",
+        "UPDATE audit.ledger_nodes SET hash = sha256(hash) WHERE level = 5 AND index = 0",
+        "ALTER TABLE audit.ledger_nodes ENABLE ALWAYS TRIGGER ledger_nodes_append_only",
+    )
+    await record(ledger.pool, ledger.writer, positioned(alias_events(5, start=40)))
+    assert await ledger.checkpointer.checkpoint(ledger.pool) == []
+    assert await ledger.pool.fetchval("SELECT max(size) FROM ledger_checkpoints") == 40

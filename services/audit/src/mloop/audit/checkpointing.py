@@ -150,6 +150,10 @@ class Checkpointer:
                         continue
                     try:
                         root = await store.tree_root(conn, state.chain, state.size)
+                        if state.signed_size and not await self._extends_last(conn, state.chain, state.signed_size):
+                            log.error("refusing to sign chain %s: the tree no longer matches its checkpoint at "
+                                      "size %d (the ledger was altered)", state.chain, state.signed_size)
+                            continue
                     except store.LedgerIntegrityError:
                         log.exception("cannot sign chain %s: its Merkle nodes are damaged", state.chain)
                         continue
@@ -166,6 +170,12 @@ class Checkpointer:
             if made:
                 log.info("signed %d checkpoints", len(made))
             return made
+
+    async def _extends_last(self, conn: asyncpg.Connection, chain: str, size: int) -> bool:
+        """Whether the stored tree still has the root signed at ``size``: a new checkpoint must
+        extend the old one, never paper over an altered ledger."""
+        last = await store.list_checkpoints(conn, chain, after=(chain, size - 1), max_size=size)
+        return bool(last) and await store.tree_root(conn, chain, size) == last[0][1].checkpoint.root
 
     async def run(self, pool: asyncpg.Pool) -> None:
         """Sign every ``checkpoint_interval_s`` seconds, or sooner when enough rows are pending."""
