@@ -22,7 +22,7 @@ from .support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 async def test_a_broker_restart_during_writes_loses_nothing_and_applies_each_event_once(

@@ -30,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry import trace
 
 from mloop.contracts.envelope import EnvelopeError, Event, decode
+from mloop.runtime.db import is_connection_error
 from mloop.runtime.deadletter import DeadLetterPublisher
 from mloop.runtime.errors import PermanentError
 from mloop.runtime.kafka import create_consumer, start_with_retry
@@ -46,6 +47,17 @@ BatchHandler = Callable[[Sequence[Event[Any]], asyncpg.Connection], Awaitable[No
 
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.DeadlockDetectedError,
               asyncpg.SerializationError, asyncpg.TooManyConnectionsError)
+_MAX_TRANSIENT_DELAY_S = 2.0
+
+
+def _transient(exc: BaseException) -> bool:
+    """Failures that say nothing about the event: retried forever, never dead-lettered.
+
+    A database restart shows up as several of these (refused connections, "the
+    database system is shutting down / starting up", a connection terminated in
+    the middle of the handler), none of which may cost an event.
+    """
+    return isinstance(exc, _TRANSIENT) or is_connection_error(exc)
 
 
 def _headers_dict(msg: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
@@ -158,9 +170,13 @@ class _Base:
                 return None
             except PermanentError:
                 raise
-            except _TRANSIENT as exc:
-                log.warning("%s failed transiently (%s); retrying", what, exc)
             except Exception as exc:
+                if _transient(exc):
+                    log.warning("%s failed transiently (%r); retrying", what, exc)
+                    attempt -= 1  # does not count against the event
+                    await asyncio.sleep(min(delay, _MAX_TRANSIENT_DELAY_S))
+                    delay = min(delay * 2, _MAX_TRANSIENT_DELAY_S)
+                    continue
                 if attempt >= self.max_attempts:
                     log.exception("%s failed %d times; giving up", what, attempt)
                     return exc

@@ -9,11 +9,13 @@ race. A file whose checksum changed after it was applied is refused.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import importlib.resources
 import json
 import logging
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +23,60 @@ import asyncpg
 
 from mloop.runtime.errors import MigrationError
 
-__all__ = ["Migration", "apply_migrations", "connect_pool", "load_migrations"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Migration",
+    "apply_migrations",
+    "connect_pool",
+    "is_connection_error",
+    "load_migrations",
+]
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+#: Errors that mean "the database (or the network to it) is not there right now",
+#: as opposed to "this statement is wrong". Work that fails with one of these is
+#: retried; a request that fails with one gets a 503.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # starting up / shutting down
+    asyncpg.AdminShutdownError,  # terminated by a fast shutdown
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,  # e.g. "connection is closed"
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,  # connect or acquire timed out
+    socket.gaierror,
+)
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH",
+                 "ENETUNREACH", "ENETDOWN", "EHOSTDOWN", "ENOTCONN", "EADDRNOTAVAIL")
+    if hasattr(errno, name)
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached or dropped the connection.
+
+    asyncpg reports a few of these indirectly: an :class:`asyncpg.InternalClientError`
+    raised while cleaning up a connection that was lost mid-operation, or an
+    ``OSError("Multiple exceptions: ...")`` when every address refused; those count too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CONNECTION_ERRORS):
+            return True
+        if isinstance(current, OSError) and (
+            current.errno in _NETWORK_ERRNOS or str(current).startswith(("Multiple exceptions", "Connect call failed"))
+        ):
+            return True
+        if not isinstance(current, (asyncpg.InternalClientError, OSError)):
+            return False
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)

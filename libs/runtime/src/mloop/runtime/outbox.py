@@ -19,6 +19,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from mloop.contracts.envelope import Event, encode
+from mloop.runtime.db import is_connection_error
 from mloop.runtime.metrics import ServiceMetrics
 from mloop.runtime.telemetry import current_trace_headers
 
@@ -95,6 +96,7 @@ class OutboxRelay:
         self._keep_sent_s = keep_sent_s
         self._wakeup = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        self._polling_only = False
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent rows; return how many were published."""
@@ -126,24 +128,67 @@ class OutboxRelay:
                     self._metrics.events_published.labels(topic=r["topic"]).inc()
             return len(rows)
 
-    async def _listen(self) -> None:
-        self._listener = await self._pool.acquire()
-        await self._listener.add_listener(notify_channel(self._schema), self._on_notify)
+    @property
+    def listening(self) -> bool:
+        """True while the relay holds a live connection that LISTENs for new rows."""
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def _ensure_listening(self) -> None:
+        """LISTEN on a connection of its own; again on a new one after the old one died.
+
+        A database restart closes the LISTEN connection. Until it is replaced the relay
+        only polls, so it re-establishes it at every turn of its loop.
+        """
+        if self.listening or self._polling_only:
+            return
+        await self._drop_listener()
+        conn = await self._pool.acquire()
+        try:
+            await conn.add_listener(notify_channel(self._schema), self._on_notify)
+            conn.add_termination_listener(self._on_listener_lost)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
+            if isinstance(exc, asyncpg.PostgresError) and not is_connection_error(exc):
+                log.warning("outbox relay could not LISTEN (%s); polling only", exc)
+                self._polling_only = True
+                return
+            raise
+        self._listener = conn
+        self._wakeup.set()  # rows enqueued while nobody listened
+
+    async def _drop_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            conn.remove_termination_listener(self._on_listener_lost)
+        if not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(notify_channel(self._schema), self._on_notify)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
 
     def _on_notify(self, *_: Any) -> None:
         self._wakeup.set()
 
+    def _on_listener_lost(self, *_: Any) -> None:
+        # Wake the loop so it notices at once, not at the next poll.
+        self._wakeup.set()
+
     async def run(self) -> None:
-        """Publish until cancelled; woken by NOTIFY, polling as a fallback."""
-        try:
-            await self._listen()
-        except (OSError, asyncpg.PostgresError):
-            log.warning("outbox relay could not LISTEN; polling only")
+        """Publish until cancelled; woken by NOTIFY, polling as a fallback.
+
+        Failures (database or broker away) are retried forever: rows stay in the
+        outbox until the broker acknowledged them.
+        """
         last_cleanup = 0.0
         loop = asyncio.get_running_loop()
+        degraded = False
         try:
             while True:
                 try:
+                    await self._ensure_listening()
                     n = await self.publish_pending()
                     if self._metrics is not None and n == 0:
                         async with self._pool.acquire() as conn:
@@ -156,19 +201,25 @@ class OutboxRelay:
                                 "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
                                 self._keep_sent_s,
                             )
+                    if degraded:
+                        log.info("outbox relay recovered")
+                        degraded = False
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("outbox relay failed; retrying")
+                except Exception as exc:
+                    if is_connection_error(exc):
+                        log.warning("outbox relay: database unreachable (%r); retrying", exc)
+                    else:
+                        log.exception("outbox relay failed; retrying")
+                    degraded = True
                     await asyncio.sleep(1.0)
                     continue
                 if n >= self._batch_size:
                     continue
                 self._wakeup.clear()
+                if not (self.listening or self._polling_only):
+                    continue  # it died meanwhile: re-listen before waiting on NOTIFY
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll)
         finally:
-            if self._listener is not None:
-                with contextlib.suppress(Exception):
-                    await self._listener.remove_listener(notify_channel(self._schema), self._on_notify)
-                await self._pool.release(self._listener)
+            await self._drop_listener()

@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mloop.runtime.db import CONNECTION_ERRORS, is_connection_error
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -29,10 +31,13 @@ __all__ = [
     "UnprocessableEntity",
     "install_problem_handlers",
     "problem_response",
+    "unavailable_response",
 ]
 
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://mloop.dev/problems/"
+#: Seconds a client is asked to wait when the database is unreachable.
+RETRY_AFTER_S = 2
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -165,3 +170,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             500, "Internal Server Error", "an unexpected error occurred; it has been logged",
             slug="internal", instance=request.url.path,
         )
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is restarting or unreachable: not the caller's fault and not a
+        # bug; the write did not happen, so the caller may simply retry.
+        if not is_connection_error(exc):
+            return await _unexpected(request, exc)
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return unavailable_response(request.url.path)
+
+    for cls in (*CONNECTION_ERRORS, OSError, asyncpg.InternalClientError):
+        app.add_exception_handler(cls, _unavailable)
+
+
+def unavailable_response(instance: str | None = None) -> JSONResponse:
+    """503 ``service-unavailable`` with ``Retry-After``: the database cannot be reached."""
+    return problem_response(
+        503, "Service Unavailable", "the database is unreachable right now; retry shortly",
+        slug="service-unavailable", instance=instance, headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

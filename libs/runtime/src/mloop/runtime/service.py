@@ -23,15 +23,16 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloop.runtime.consumer import BatchHandler, Handler, InboxConsumer, OffsetConsumer
-from mloop.runtime.db import apply_migrations, connect_pool, load_migrations
+from mloop.runtime.db import apply_migrations, connect_pool, is_connection_error, load_migrations
 from mloop.runtime.deadletter import DeadLetterPublisher
 from mloop.runtime.kafka import create_producer, start_with_retry
 from mloop.runtime.metrics import ServiceMetrics
 from mloop.runtime.middleware import RequestGuard
 from mloop.runtime.outbox import AfterPublish, OutboxRelay
-from mloop.runtime.problems import install_problem_handlers
+from mloop.runtime.problems import install_problem_handlers, unavailable_response
 from mloop.runtime.settings import ServiceSettings
 from mloop.runtime.telemetry import setup_logging, setup_tracing
 
@@ -73,18 +74,64 @@ Loop = Callable[[ServiceContext], Awaitable[None]]
 
 
 async def _supervise(name: str, fn: Callable[[], Awaitable[None]]) -> None:
-    """Keep a loop running: restart it after an unexpected failure."""
+    """Keep a loop running: restart it after an unexpected failure.
+
+    The back-off grows while the loop keeps crashing at once and starts over once
+    it has run for a while, so an outage next week is not met with last week's delay.
+    """
+    loop = asyncio.get_running_loop()
     delay = 0.5
     while True:
+        began = loop.time()
         try:
             await fn()
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("%s crashed; restarting in %.1fs", name, delay)
+        except Exception as exc:
+            if loop.time() - began > 60:
+                delay = 0.5
+            if is_connection_error(exc):
+                log.warning("%s stopped: database unreachable (%r); restarting in %.1fs", name, exc, delay)
+            else:
+                log.exception("%s crashed; restarting in %.1fs", name, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+class _UnavailableGuard:
+    """Outermost HTTP middleware: a database outage met outside a route is a 503 too.
+
+    Routes get their 503 from the problem handlers; this covers what runs around
+    them (the ``Idempotency-Key`` bookkeeping), whose errors would otherwise be 500s.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapped)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if started:
+                # The caller has its answer; only bookkeeping after it failed.
+                log.warning("database unreachable after answering %s %s: %r", scope["method"], scope["path"], exc)
+                return
+            log.warning("database unavailable on %s %s: %r", scope["method"], scope["path"], exc)
+            await unavailable_response(scope["path"])(scope, receive, send)
 
 
 def create_service_app(
@@ -173,6 +220,7 @@ def create_service_app(
     app.state.metrics = ServiceMetrics(settings.service_name)
     install_problem_handlers(app)
     app.add_middleware(RequestGuard)
+    app.add_middleware(_UnavailableGuard)  # added last: wraps RequestGuard
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
