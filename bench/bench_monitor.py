@@ -9,8 +9,10 @@ predictions, and commit state with the offsets. The rate is measured from
 the first counted record to the last. Next to each figure, a raw aiokafka
 consumer reads the same topic (fetch only, no decoding) as the ceiling.
 
-Scenarios: 100 records per message and 1 record per message (prediction
-store on), and 100 per message with the prediction store off.
+Scenarios: 100 records per message and 1 record per message, as plain
+JSON (the external contract; the envelope derives each event id) and with
+CloudEvents headers (as the SDK sends them), and 100 per message with the
+prediction store off.
 
 ``python bench/bench_monitor.py [--quick]`` prints a table.
 """
@@ -30,7 +32,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from mloop.contracts.envelope import encode, new_event
-from mloop.contracts.payloads import FeatureSchema, FeatureSpec, Lineage, ModelRegistered
+from mloop.contracts.payloads import FeatureSchema, FeatureSpec, Lineage, ModelRegistered, PredictionLogged
 from mloop.devstack import create_topics
 from mloop.devstack.testing import EphemeralStack
 from mloop.monitor.main import MonitorSettings, create_app
@@ -63,7 +65,10 @@ def _registration(rng: np.random.Generator) -> ModelRegistered:
                            training_profile=profile.to_dict(), registered_by="user:bench", created_at=T0)
 
 
-def _messages(rng: np.random.Generator, records: int, per_message: int) -> list[bytes]:
+Message = tuple[bytes, list[tuple[str, bytes]]]
+
+
+def _messages(rng: np.random.Generator, records: int, per_message: int, cloudevents: bool) -> list[Message]:
     cols = _columns(rng, records)
     numeric = np.column_stack([cols[n] for n in NUMERIC]).round(4).tolist()
     cats = np.column_stack([cols[n] for n in CATEGORICAL]).tolist()
@@ -77,18 +82,24 @@ def _messages(rng: np.random.Generator, records: int, per_message: int) -> list[
             recs.append({"request_id": f"b-{i}", "version": "1",
                          "timestamp": (T0 + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"),
                          "features": feats, "prediction": preds[i]})
-        out.append(json.dumps({"model": MODEL, "records": recs}, separators=(",", ":")).encode())
+        value = json.dumps({"model": MODEL, "records": recs}, separators=(",", ":")).encode()
+        headers: list[tuple[str, bytes]] = []
+        if cloudevents:
+            event = new_event("prediction-logged", PredictionLogged.model_validate_json(value), source="serving")
+            rec = encode(event)
+            value, headers = rec.value, rec.headers
+        out.append((value, headers))
     return out
 
 
-async def _produce(bootstrap: str, topic: str, messages: list[bytes]) -> None:
+async def _produce(bootstrap: str, topic: str, messages: list[Message]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                 linger_ms=20, max_batch_size=1 << 20, max_request_size=16 << 20)
     await producer.start()
     try:
-        for i, m in enumerate(messages):
+        for i, (value, headers) in enumerate(messages):
             # Spread over four partitions, as four serving replicas keyed by replica would.
-            await producer.send(topic, m, partition=i % 4)
+            await producer.send(topic, value, partition=i % 4, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -118,7 +129,8 @@ async def _counted(conn: asyncpg.Connection) -> int:
     return int(n)
 
 
-async def _scenario(stack: EphemeralStack, records: int, per_message: int, store: str) -> dict[str, Any]:
+async def _scenario(stack: EphemeralStack, records: int, per_message: int, store: str,
+                    cloudevents: bool = False) -> dict[str, Any]:
     prefix = f"b{uuid.uuid4().hex[:8]}."
     await create_topics(stack.bootstrap_servers, prefix=prefix)
     database_url = stack.new_database()
@@ -129,7 +141,7 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
     )
     topic = prefix + "prediction-logged"
     reg = encode(new_event("model-registered", _registration(rng), source="bench"), topic_prefix=prefix)
-    messages = _messages(rng, records, per_message)
+    messages = _messages(rng, records, per_message, cloudevents)
     produced_at = time.perf_counter()
     await _produce(stack.bootstrap_servers, topic, messages)
     produce_s = time.perf_counter() - produced_at
@@ -178,12 +190,14 @@ async def _bench(stack: EphemeralStack, quick: bool) -> list[dict[str, Any]]:
     batched_n = 20_000 if quick else 200_000
     single_n = 4_000 if quick else 40_000
     rows: list[dict[str, Any]] = []
-    for label, n, per_message, store in (
-        ("100 records/message", batched_n, 100, "full"),
-        ("1 record/message", single_n, 1, "full"),
-        ("100 records/message, prediction store off", batched_n, 100, "off"),
+    for label, n, per_message, store, cloudevents in (
+        ("100 records/message, plain JSON", batched_n, 100, "full", False),
+        ("1 record/message, plain JSON", single_n, 1, "full", False),
+        ("100 records/message, CloudEvents headers", batched_n, 100, "full", True),
+        ("1 record/message, CloudEvents headers", single_n, 1, "full", True),
+        ("100 records/message, plain JSON, prediction store off", batched_n, 100, "off", False),
     ):
-        res = await _scenario(stack, n, per_message, store)
+        res = await _scenario(stack, n, per_message, store, cloudevents)
         detail = (f"{res['records']} records in {res['messages']} messages, 23 features; "
                   f"{res['windows']} windows of 2,000 rows evaluated; {res['stored']} predictions stored")
         rows.append(_row(f"monitor end to end, {label}", res["monitor_rate"], detail))

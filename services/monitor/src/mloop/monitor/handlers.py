@@ -213,29 +213,32 @@ class Monitoring:
         return revs
 
     async def _entry(self, conn: asyncpg.Connection, key: Key, rev: int) -> _Cached:
+        """The monitor of ``key`` for this batch, reloaded unless the copy in memory is current.
+
+        The copy is marked with the rev this batch will write *before* it is
+        changed: should anything fail before the commit, the stored rev stays
+        behind and the retry reloads instead of reusing a half-applied copy.
+        """
         cached = self.cache.get(key)
-        if cached is not None and cached.rev == rev:
-            return cached
-        row = await store.load_version(conn, *key)
-        config = (await store.load_configs(conn, [key[0]])).get(key[0], MonitorConfig())
-        reference = ReferenceProfile.from_dict(row.reference) if row.reference is not None else None
-        monitor = VersionMonitor.from_state(
-            key[0], key[1], row.state, reference=reference,
-            reference_source="training-profile" if row.reference_source == "training-profile"
-            else "first-predictions",
-            schema=row.feature_schema, metrics=row.metrics,
-        )
-        entry = _Cached(row.rev, monitor, config)
-        self.cache[key] = entry
-        return entry
+        if cached is None or cached.rev != rev:
+            row = await store.load_version(conn, *key)
+            config = (await store.load_configs(conn, [key[0]])).get(key[0], MonitorConfig())
+            reference = ReferenceProfile.from_dict(row.reference) if row.reference is not None else None
+            monitor = VersionMonitor.from_state(
+                key[0], key[1], row.state, reference=reference,
+                reference_source="training-profile" if row.reference_source == "training-profile"
+                else "first-predictions",
+                schema=row.feature_schema, metrics=row.metrics,
+            )
+            cached = _Cached(row.rev, monitor, config)
+            self.cache[key] = cached
+        cached.rev = rev + 1
+        return cached
 
     async def _write(self, conn: asyncpg.Connection, touched: dict[Key, Outcome]) -> None:
         states: list[tuple[str, str, int, dict[str, Any]]] = []
         for key, outcome in touched.items():
             entry = self.cache[key]
-            # Bump the copy's rev before writing: should the transaction fail,
-            # the stored rev stays behind and the next batch reloads.
-            entry.rev += 1
             m = entry.monitor
             states.append((key[0], key[1], entry.rev, m.to_state()))
             if m.reference_changed and m.reference is not None:

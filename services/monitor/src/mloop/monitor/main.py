@@ -44,7 +44,9 @@ class MonitorSettings(ServiceSettings):
         "dead-letter", description="Predictions of a model with no registered version: dead-letter them, or "
         "monitor them against their first predictions")
     max_versions_per_model: int = Field(100, ge=1)
-    batch_max_messages: int = Field(2000, ge=1, description="Messages per partition applied in one transaction")
+    batch_max_messages: int = Field(
+        500, ge=1, description="Messages per partition applied in one transaction (bounds how long the event "
+        "loop is busy with one batch)")
     maintenance_interval_s: float = Field(60.0, gt=0)
 
 
