@@ -3,6 +3,7 @@ plain-JSON input, bad input, ground truth and the API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -232,3 +233,38 @@ async def test_ground_truth_joins_by_request_id_including_early_labels_and_perfo
                               "WHERE signal = 'performance' ORDER BY window_no")
         assert [w["alarm"] for w in windows][:2] == [False, False] and windows[-1]["alarm"] is True
         assert len(seen.of("performance-degraded")) == 1
+
+
+async def test_a_batch_that_fails_half_way_is_retried_without_counting_anything_twice(
+        infra: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mloop.monitor import store
+
+    settings = _settings(infra)
+    rng = np.random.default_rng(5)
+    viewer = auth_headers(settings, "vera", "viewer")
+    real = store.store_predictions
+    failures = {"left": 2}
+
+    async def flaky(conn: Any, rows: Any) -> None:
+        # Fails after the windows were updated in memory, before anything is written.
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the database hiccuped")
+        await real(conn, rows)
+
+    monkeypatch.setattr(store, "store_predictions", flaky)
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
+        await _register(client, traffic, settings, "retry", "1")
+        await traffic.predictions("retry", records(rng, 1000, version="1", start=0, prefix="f"), per_message=100)
+
+        async def counted() -> bool:
+            s = await client.get("/models/retry/versions/1/status", headers=viewer)
+            return bool(s.json()["predictions_seen"] >= 1000)
+        await wait_until(counted, timeout_s=40, what="1000 predictions counted")
+        await asyncio.sleep(0.5)
+        status = (await client.get("/models/retry/versions/1/status", headers=viewer)).json()
+        assert failures["left"] == 0
+        assert status["predictions_seen"] == 1000 and status["windows_evaluated"] == 2
+        rows = await query(infra.database_url, "SELECT count(*) AS n FROM monitor.predictions")
+        assert rows[0]["n"] == 1000
