@@ -171,6 +171,8 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
                 await asyncio.sleep(0.02)
             assert first_at is not None
             elapsed = max(now - first_at, 1e-6)
+            await asyncio.sleep(1.0)
+            final = await _counted(conn)
             windows = await conn.fetchval("SELECT count(*) FROM monitor.window_results WHERE signal = 'data'")
             stored = await conn.fetchval("SELECT count(*) FROM monitor.predictions")
     finally:
@@ -179,7 +181,7 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
     monitor_rate = (records - first_n) / elapsed
     raw_rate = records / max(raw_s, 1e-6)
     return {"records": records, "messages": len(messages), "monitor_rate": monitor_rate, "raw_rate": raw_rate,
-            "windows": int(windows), "stored": int(stored), "produce_s": produce_s}
+            "windows": int(windows), "stored": int(stored), "produce_s": produce_s, "counted": final}
 
 
 def _row(name: str, value: float, detail: str, target: str | None = None) -> dict[str, Any]:
@@ -199,7 +201,8 @@ async def _bench(stack: EphemeralStack, quick: bool) -> list[dict[str, Any]]:
     ):
         res = await _scenario(stack, n, per_message, store, cloudevents)
         detail = (f"{res['records']} records in {res['messages']} messages, 23 features; "
-                  f"{res['windows']} windows of 2,000 rows evaluated; {res['stored']} predictions stored")
+                  f"{res['windows']} windows of 2,000 rows evaluated; {res['stored']} predictions stored; "
+                  f"counted {res['counted']} (exactly once: {'yes' if res['counted'] == n else 'NO'})")
         rows.append(_row(f"monitor end to end, {label}", res["monitor_rate"], detail))
         rows.append(_row(f"raw aiokafka consumer, same topic ({label})", res["raw_rate"],
                          "fetch only, no decoding; the ceiling the monitor is compared with"))
