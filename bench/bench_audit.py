@@ -35,7 +35,7 @@ from mloop.audit.main import create_app
 from mloop.audit.records import columns_of
 from mloop.audit.settings import AuditSettings
 from mloop.contracts import payloads as p
-from mloop.contracts.envelope import encode, new_event
+from mloop.contracts.envelope import Event, encode, new_event
 from mloop.contracts.topics import TOPICS
 from mloop.devstack import create_topics
 from mloop.devstack.testing import EphemeralStack
@@ -77,6 +77,7 @@ async def bench_ingestion(stack: EphemeralStack, quick: bool, workdir: Path) -> 
     try:
         futures = []
         for i in range(n):
+            event: Event[Any]
             if i % 2:
                 event = new_event("model-alias-changed", p.AliasChanged(
                     model=f"m{i % 101}", alias="challenger", version=str(i), seq=i), source="registry",
