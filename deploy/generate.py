@@ -110,13 +110,24 @@ def compose() -> str:
             "      MLOOP_HTTP_HOST: 0.0.0.0",
             f"      MLOOP_HTTP_PORT: {port}",
             "      MLOOP_JWT_SECRET: ${MLOOP_JWT_SECRET:?set MLOOP_JWT_SECRET (32+ characters)}",
+            *(
+                [
+                    "      MLOOP_AUDIT_SIGNING_KEY: "
+                    "${MLOOP_AUDIT_SIGNING_KEY:?set MLOOP_AUDIT_SIGNING_KEY (Ed25519, PEM or base64)}",
+                    "      MLOOP_DATA_DIR: /data",
+                    "      MLOOP_CHECKPOINT_DIR: /data/checkpoints",
+                    "    volumes: [\"audit-data:/data\"]",
+                ]
+                if name == "audit"
+                else []
+            ),
             f"    ports: [\"{port}:{port}\"]",
             "    healthcheck:",
             f"      test: [\"CMD\", \"python\", \"-c\", \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/readyz')\"]",
             "      interval: 5s",
             "      retries: 30",
         ]
-    lines += ["", "volumes:", "  kafka-data: {}", "  postgres-data: {}", ""]
+    lines += ["", "volumes:", "  kafka-data: {}", "  postgres-data: {}", "  audit-data: {}", ""]
     return "\n".join(lines)
 
 
@@ -133,7 +144,7 @@ COPY demo/pyproject.toml ./demo/pyproject.toml
 # Only this service's package and what it depends on.
 RUN uv sync --frozen --no-dev --package mloop-{name}
 ENV PATH=/app/.venv/bin:$PATH
-RUN useradd --system --uid 10001 mloop
+RUN useradd --system --uid 10001 mloop && mkdir -p /data && chown mloop /data
 USER mloop
 EXPOSE {port}
 CMD ["python", "-m", "mloop.{module}"]
@@ -163,6 +174,18 @@ spec:
 def k8s_services() -> str:
     docs = [HEADER.rstrip()]
     for name, _module, port in SERVICES:
+        audit_env = audit_volume = ""
+        if name == "audit":
+            audit_env = (
+                "            - name: MLOOP_AUDIT_SIGNING_KEY\n"
+                "              valueFrom: {secretKeyRef: {name: mloop-audit-signing, key: private-key}}\n"
+                "            - {name: MLOOP_DATA_DIR, value: /data}\n"
+                "          volumeMounts: [{name: audit-data, mountPath: /data}]\n"
+            )
+            audit_volume = (
+                "\n      volumes:\n"
+                "        - {name: audit-data, persistentVolumeClaim: {claimName: mloop-audit-data}}"
+            )
         docs.append(
             f"""apiVersion: apps/v1
 kind: Deployment
@@ -195,8 +218,8 @@ spec:
               valueFrom: {{secretKeyRef: {{name: mloop-db, key: {name}-url}}}}
             - name: MLOOP_JWT_SECRET
               valueFrom: {{secretKeyRef: {{name: mloop-jwt, key: secret}}}}
-          readinessProbe: {{httpGet: {{path: /readyz, port: {port}}}, periodSeconds: 5}}
-          livenessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 10}}
+{audit_env}          readinessProbe: {{httpGet: {{path: /readyz, port: {port}}}, periodSeconds: 5}}
+          livenessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 10}}{audit_volume}
 ---
 apiVersion: v1
 kind: Service

@@ -17,9 +17,26 @@ ROOT = Path(__file__).resolve().parents[3]
 SERVICES = ["registry", "rollout", "monitor", "retrain-scheduler", "audit"]
 
 
-def _settings_env_names() -> set[str]:
+def _settings_class(service: str) -> type[ServiceSettings]:
+    import importlib
+
+    module = service.replace("-", "_")
+    candidates = {"registry": "RegistrySettings", "rollout": "RolloutSettings", "monitor": "MonitorSettings",
+                  "retrain-scheduler": "RetrainSchedulerSettings", "audit": "AuditSettings"}
+    for where in (f"mloop.{module}.settings", f"mloop.{module}.main"):
+        try:
+            cls = getattr(importlib.import_module(where), candidates[service], None)
+        except ImportError:
+            continue
+        if cls is not None:
+            assert issubclass(cls, ServiceSettings)
+            return cls
+    raise AssertionError(f"no settings class for {service}")
+
+
+def _settings_env_names(cls: type[ServiceSettings] = ServiceSettings) -> set[str]:
     names = set()
-    for field_name, field in ServiceSettings.model_fields.items():
+    for field_name, field in cls.model_fields.items():
         names.add(f"MLOOP_{field_name.upper()}")
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
@@ -50,8 +67,8 @@ def test_compose_file_is_valid_and_runs_every_service_with_a_dockerfile() -> Non
 
 def test_compose_services_use_the_settings_own_environment_variable_names() -> None:
     doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    known = _settings_env_names()
     for svc in SERVICES:
+        known = _settings_env_names(_settings_class(svc))
         env = doc["services"][svc]["environment"]
         assert set(env) <= known, set(env) - known
         assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "MLOOP_JWT_SECRET"} <= set(env)
