@@ -44,6 +44,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,  # terminated by a fast shutdown
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,  # e.g. "connection is closed"
+    # "cannot switch to state N; another operation is in progress": the protocol lost
+    # track after the server terminated the session; the statement did not run.
+    asyncpg.InternalClientError,
     ConnectionError,  # refused, reset, aborted, broken pipe
     TimeoutError,  # connect or acquire timed out
     socket.gaierror,
@@ -59,9 +62,8 @@ _NETWORK_ERRNOS = frozenset(
 def is_connection_error(exc: BaseException) -> bool:
     """True when ``exc`` says the database could not be reached or dropped the connection.
 
-    asyncpg reports a few of these indirectly: an :class:`asyncpg.InternalClientError`
-    raised while cleaning up a connection that was lost mid-operation, or an
-    ``OSError("Multiple exceptions: ...")`` when every address refused; those count too.
+    Also an ``OSError("Multiple exceptions: ...")`` when every address refused, or an
+    ``OSError`` whose cause is one of these.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -73,7 +75,7 @@ def is_connection_error(exc: BaseException) -> bool:
             current.errno in _NETWORK_ERRNOS or str(current).startswith(("Multiple exceptions", "Connect call failed"))
         ):
             return True
-        if not isinstance(current, (asyncpg.InternalClientError, OSError)):
+        if not isinstance(current, OSError):
             return False
         current = current.__cause__ or current.__context__
     return False

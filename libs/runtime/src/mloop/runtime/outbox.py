@@ -131,7 +131,15 @@ class OutboxRelay:
     @property
     def listening(self) -> bool:
         """True while the relay holds a live connection that LISTENs for new rows."""
-        return self._listener is not None and not self._listener.is_closed()
+        conn = self._listener
+        if conn is None:
+            return False
+        try:
+            return not conn.is_closed()
+        except asyncpg.InterfaceError:
+            # asyncpg hands a connection that died back to the pool by itself,
+            # which detaches our handle from it.
+            return False
 
     async def _ensure_listening(self) -> None:
         """LISTEN on a connection of its own; again on a new one after the old one died.
@@ -161,10 +169,11 @@ class OutboxRelay:
         conn, self._listener = self._listener, None
         if conn is None:
             return
+        # Each step fails harmlessly on a connection that died or was detached.
         with contextlib.suppress(Exception):
             conn.remove_termination_listener(self._on_listener_lost)
-        if not conn.is_closed():
-            with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
                 await conn.remove_listener(notify_channel(self._schema), self._on_notify)
         with contextlib.suppress(Exception):
             await self._pool.release(conn)

@@ -179,7 +179,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
         return unavailable_response(request.url.path)
 
-    for cls in (*CONNECTION_ERRORS, OSError, asyncpg.InternalClientError):
+    for cls in (*CONNECTION_ERRORS, OSError):
         app.add_exception_handler(cls, _unavailable)
 
 
