@@ -14,8 +14,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from mloop.contracts.envelope import encode, new_event
+from mloop.contracts.payloads import AliasChanged
 from mloop.devstack.testing import EphemeralStack
 
 JWT_SECRET = "resilience-secret-that-is-long-enough-for-hs256-0123"
@@ -102,9 +104,16 @@ class WriteLog:
         return {s for s, _ in self.failures}
 
 
-async def keep_writing(client: httpx.AsyncClient, headers: dict[str, str], log: WriteLog,
-                       stop: asyncio.Event, *, tag: str, interval_s: float = 0.02,
-                       concurrency: int = 1) -> None:
+async def keep_writing(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    log: WriteLog,
+    stop: asyncio.Event,
+    *,
+    tag: str,
+    interval_s: float = 0.02,
+    concurrency: int = 1,
+) -> None:
     """POST /aliases until ``stop`` is set; every write moves a new alias, so it makes one event."""
 
     async def one_worker(worker: int) -> None:
@@ -125,6 +134,25 @@ async def keep_writing(client: httpx.AsyncClient, headers: dict[str, str], log: 
             await asyncio.sleep(interval_s)
 
     await asyncio.gather(*(one_worker(i) for i in range(concurrency)))
+
+
+async def keep_publishing(bootstrap: str, prefix: str, sent: list[str], stop: asyncio.Event) -> None:
+    """Events from elsewhere, straight onto the topic the probe consumes."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            event = new_event(
+                "model-alias-changed", AliasChanged(model="ext", alias=f"x-{n}", version=str(n), seq=1), source="test"
+            )
+            rec = encode(event, topic_prefix=prefix)
+            await producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
+            sent.append(event.id)
+            await asyncio.sleep(0.02)
+    finally:
+        await producer.stop()
 
 
 # -- what the database and the topic hold ------------------------------------------------
@@ -153,8 +181,9 @@ async def effects(url: str) -> list[str]:
     return [r["event_id"] for r in await query(url, f"SELECT event_id FROM {SCHEMA}.probe_effects")]
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str,
-                     every_s: float = 0.2) -> None:
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str, every_s: float = 0.2
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
@@ -168,8 +197,9 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], *, timeout_s: flo
 
 async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
     """Every ``ce_id`` on ``topic`` from the beginning to its end now (duplicates included)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         for _ in range(100):  # without a group, every partition is assigned once metadata is in

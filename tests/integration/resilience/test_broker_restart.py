@@ -37,8 +37,10 @@ async def test_a_broker_restart_during_writes_loses_nothing_and_applies_each_eve
 
     async with running_app(create_probe_app(settings)) as client:
         async with background(keep_writing(client, headers, log, stop, tag="b", concurrency=2)):
+
             async def some_applied() -> bool:
                 return len(await effects(url)) >= 10
+
             await wait_until(some_applied, timeout_s=20, what="the first events applied")
 
             await stack.stop_kafka()
@@ -59,6 +61,7 @@ async def test_a_broker_restart_during_writes_loses_nothing_and_applies_each_eve
             async def ready_again() -> bool:
                 r = await client.get("/readyz")
                 return r.status_code == 200
+
             await wait_until(ready_again, timeout_s=30, what="/readyz back to 200 after the restart")
             await asyncio.sleep(1.5)
             stop.set()
@@ -69,6 +72,7 @@ async def test_a_broker_restart_during_writes_loses_nothing_and_applies_each_eve
 
         async def all_applied() -> bool:
             return await unsent(url) == 0 and set(await effects(url)) >= committed
+
         await wait_until(all_applied, timeout_s=40, what="every committed write published and applied")
         await asyncio.sleep(1.0)  # any redelivery would land now
 

@@ -6,10 +6,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from mloop.contracts.envelope import encode, new_event
-from mloop.contracts.payloads import AliasChanged
 from mloop.runtime.testing import auth_headers, running_app
 
 from ..runtime.probe import ProbeSettings, create_probe_app
@@ -18,6 +15,7 @@ from .support import (
     WriteLog,
     background,
     effects,
+    keep_publishing,
     keep_writing,
     outbox_ids,
     topic_event_ids,
@@ -26,24 +24,6 @@ from .support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-async def _keep_publishing(bootstrap: str, prefix: str, sent: list[str], stop: asyncio.Event) -> None:
-    """Events from elsewhere, straight onto the topic the probe consumes."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            event = new_event("model-alias-changed",
-                              AliasChanged(model="ext", alias=f"x-{n}", version=str(n), seq=1), source="test")
-            rec = encode(event, topic_prefix=prefix)
-            await producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
-            sent.append(event.id)
-            await asyncio.sleep(0.02)
-    finally:
-        await producer.stop()
 
 
 async def test_a_database_restart_applies_every_event_once_and_the_service_recovers_by_itself(
@@ -58,12 +38,15 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
     external: list[str] = []
     stop_writes, stop_stream = asyncio.Event(), asyncio.Event()
 
-    async with running_app(create_probe_app(settings)) as client, background(
-        _keep_publishing(stack.bootstrap_servers, stack.topic_prefix, external, stop_stream)
+    async with (
+        running_app(create_probe_app(settings)) as client,
+        background(keep_publishing(stack.bootstrap_servers, stack.topic_prefix, external, stop_stream)),
     ):
         async with background(keep_writing(client, headers, log, stop_writes, tag="d", concurrency=2)):
+
             async def flowing() -> bool:
                 return len(await effects(url)) >= 30
+
             await wait_until(flowing, timeout_s=20, what="events applied before the outage")
 
             await stack.stop_postgres()
@@ -84,6 +67,7 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
 
             async def writes_again() -> bool:
                 return len(log.committed) > recovered_at + 5
+
             await wait_until(writes_again, timeout_s=20, what="writes succeed again without a restart")
             stop_writes.set()
         stop_stream.set()
@@ -98,6 +82,7 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
 
         async def all_applied() -> bool:
             return await unsent(url) == 0 and set(await effects(url)) >= expected
+
         await wait_until(all_applied, timeout_s=30, what="every event applied")
         await asyncio.sleep(1.0)
 
@@ -115,6 +100,7 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
 
         async def published_promptly() -> bool:
             return after_id in await effects(url)
+
         await wait_until(published_promptly, timeout_s=5, what="a write after the restart published via NOTIFY")
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
