@@ -227,10 +227,14 @@ async def topic_event_ids(bootstrap: str, topic: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def background(coro: Awaitable[None]) -> AsyncIterator[asyncio.Task[None]]:
+async def background(coro: Awaitable[None], *, finish_s: float = 15.0) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``coro`` meanwhile. On a normal exit it may finish (its stop event is set by
+    then), so a request in flight is not cut off after the server committed it."""
     task = asyncio.ensure_future(coro)
     try:
         yield task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), finish_s)
     finally:
         if not task.done():
             task.cancel()
