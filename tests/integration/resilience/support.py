@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -153,6 +154,41 @@ async def keep_publishing(bootstrap: str, prefix: str, sent: list[str], stop: as
             await asyncio.sleep(0.02)
     finally:
         await producer.stop()
+
+
+async def keep_predicting(bootstrap: str, prefix: str, sent: list[int], stop: asyncio.Event) -> None:
+    """High-volume input for the probe's offsets-with-state consumer: 10 records a message."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            payload = {
+                "model": "m",
+                "records": [
+                    {
+                        "request_id": f"p{n}-{j}",
+                        "version": "1",
+                        "timestamp": "2026-11-26T14:00:00Z",
+                        "features": {"x": j},
+                    }
+                    for j in range(10)
+                ],
+            }
+            await producer.send_and_wait(
+                prefix + "prediction-logged", json.dumps(payload).encode(), key=b"m", partition=n % 3
+            )
+            sent.append(n)
+            await asyncio.sleep(0.01)
+    finally:
+        await producer.stop()
+
+
+async def prediction_counts(url: str) -> tuple[int, int]:
+    """(records, messages) the probe's batch consumer counted."""
+    rows = await query(url, f"SELECT records, messages FROM {SCHEMA}.probe_counts")
+    return (int(rows[0]["records"]), int(rows[0]["messages"])) if rows else (0, 0)
 
 
 # -- what the database and the topic hold ------------------------------------------------

@@ -15,9 +15,11 @@ from .support import (
     WriteLog,
     background,
     effects,
+    keep_predicting,
     keep_publishing,
     keep_writing,
     outbox_ids,
+    prediction_counts,
     topic_event_ids,
     unsent,
     wait_until,
@@ -36,11 +38,13 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
     url = stack.database_url
     log = WriteLog()
     external: list[str] = []
+    predictions: list[int] = []
     stop_writes, stop_stream = asyncio.Event(), asyncio.Event()
 
     async with (
-        running_app(create_probe_app(settings)) as client,
+        running_app(create_probe_app(settings, batch=True)) as client,
         background(keep_publishing(stack.bootstrap_servers, stack.topic_prefix, external, stop_stream)),
+        background(keep_predicting(stack.bootstrap_servers, stack.topic_prefix, predictions, stop_stream)),
     ):
         async with background(keep_writing(client, headers, log, stop_writes, tag="d", concurrency=2)):
 
@@ -81,7 +85,11 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
         expected = in_outbox | set(external)
 
         async def all_applied() -> bool:
-            return await unsent(url) == 0 and set(await effects(url)) >= expected
+            return (
+                await unsent(url) == 0
+                and set(await effects(url)) >= expected
+                and (await prediction_counts(url))[1] >= len(predictions)
+            )
 
         await wait_until(all_applied, timeout_s=30, what="every event applied")
         await asyncio.sleep(1.0)
@@ -90,6 +98,8 @@ async def test_a_database_restart_applies_every_event_once_and_the_service_recov
         assert set(applied) == expected
         doubled = {k: n for k, n in applied.items() if n > 1}
         assert doubled == {}, doubled
+        # The batch consumer (offsets stored with its state) counted every message once.
+        assert await prediction_counts(url) == (10 * len(predictions), len(predictions))
         published = await topic_event_ids(stack.bootstrap_servers, stack.topic_prefix + "model-alias-changed")
         assert set(published) == expected
 
