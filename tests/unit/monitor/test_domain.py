@@ -18,7 +18,7 @@ from mloop.monitor.domain import (
     VersionMonitor,
     WindowSettings,
 )
-from mloop.monitor.windows import numeric_column
+from mloop.monitor.windows import NumericCounts, numeric_column
 from mloop.stats.profile import ReferenceProfile
 
 SCHEMA: list[dict[str, Any]] = [
@@ -250,3 +250,17 @@ def test_served_values_are_told_apart_as_missing_invalid_or_wrong_type() -> None
     col = numeric_column([1, 2.5, None, float("nan"), float("inf"), "3.5", "abc", True])
     assert col.missing == 1 and col.invalid == 2 and col.type_errors == 1
     assert col.values[5] == 3.5 and math.isnan(col.values[6]) and col.values[7] == 1.0
+
+
+def test_small_windows_keep_samples_and_are_tested_with_ks_while_large_ones_keep_only_counts() -> None:
+    small = _config(size=200)
+    m = _monitor()
+    out = _feed(m, _batch(np.random.default_rng(13), 400, shift=1.0), small, 64)
+    data = [r for r in out.results if r.signal == "data"]
+    x = next(f for f in data[0].evidence["features"] if f["name"] == "x")
+    assert x["method"] == "ks" and x["drifted"] and x["detail"]["current_sample"] == 200
+    large = _monitor()
+    large.observe(_batch(np.random.default_rng(14), 300), _config())
+    assert large.open_pane is not None
+    counts = large.open_pane.features["x"]
+    assert isinstance(counts, NumericCounts) and counts.sample_values.size == 0

@@ -150,7 +150,8 @@ class DriftSettings(BaseModel):
     min_psi: float = Field(0.02, ge=0)
     min_wasserstein: float = Field(0.1, ge=0)
     small_window_rows: int = Field(500, ge=1)
-    sample_size: int = Field(1000, ge=0, le=20_000, description="Values kept per numeric feature per window")
+    sample_size: int = Field(1000, ge=0, le=20_000, description="Values kept per numeric feature per window "
+                             "for the sample tests (KS, Cramér-von Mises, Wasserstein)")
 
     def config(self) -> DriftConfig:
         return DriftConfig(
@@ -158,6 +159,19 @@ class DriftSettings(BaseModel):
             min_wasserstein=self.min_wasserstein, small_window_rows=self.small_window_rows,
             prediction_name=PREDICTION,
         )
+
+
+    def samples_needed(self, window: WindowSettings) -> int:
+        """How many values a window must keep per numeric feature.
+
+        None when every numeric test runs on binned counts: a count window at
+        least ``small_window_rows`` long with no sample method configured.
+        """
+        sample_methods = {"ks", "cvm", "wasserstein"}
+        if window.by == "count" and window.size >= self.small_window_rows and not (
+                set(self.methods.values()) & sample_methods):
+            return 0
+        return self.sample_size
 
 
 class QualitySettings(BaseModel):
@@ -414,7 +428,7 @@ class VersionMonitor:
     def _add(self, pane: Pane, batch: PredictionBatch, config: MonitorConfig) -> None:
         assert self.reference is not None
         n = len(batch)
-        q = config.drift.sample_size // max(config.window.panes_per_window, 1)
+        q = config.drift.samples_needed(config.window) // max(config.window.panes_per_window, 1)
         known = set(self.reference.features) | {str(f["name"]) for f in self.schema}
         required = {str(f["name"]) for f in self.schema if not f.get("optional")}
         for feats in batch.features:
