@@ -195,6 +195,9 @@ async def _configure(api_ops: MloopClient, model: str, prof: SizeProfile) -> Non
             "resolve_after_windows": 2,
         },
     )
+    # A retrained model is evaluated on a holdout of recent, drifted data and the champion on its own
+    # (older) one: the metrics are not strictly comparable, so the gate tolerates 0.05, and AUC is required.
+    await api_ops.registry.set_validation_policy(model, {"metric_tolerance": 0.05, "required_metrics": ["auc"]})
     await api_ops.retrain.set_policy(
         model,
         {
