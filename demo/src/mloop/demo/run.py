@@ -191,7 +191,7 @@ async def _configure(api_ops: MloopClient, model: str, prof: SizeProfile) -> Non
         {
             "window": {"mode": "tumbling", "by": "count", "size": prof.monitor_window},
             "reference_size": 200,
-            "performance": {"window_labels": max(100, prof.monitor_window // 2)},
+            "performance": {"window_labels": max(200, prof.monitor_window // 2), "tolerance": 0.15},
             "resolve_after_windows": 2,
         },
     )
@@ -414,6 +414,12 @@ async def _loop(
     first = await _wait(watcher, "drift-detected", lambda d: d.version == v1, deadline, "monitor", after=after)
     result.marks["first_signal"] = first.at
     timeline.set_phase("drift detected: waiting for the retrain scheduler")
+    early = watcher.find("retrain-requested", lambda d: True)
+    if early is not None and early.at < after:
+        raise DemoFailed(
+            f"a retraining job was requested before the drift was injected ({summarise(early)}): "
+            "a false alarm on clean traffic"
+        )
     job = await _wait(watcher, "retrain-requested", lambda d: True, deadline, "retrain scheduler", after=after)
     result.marks["retrain_requested"] = job.at
     job_id = job.data.job_id

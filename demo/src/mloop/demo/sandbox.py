@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
             "MLOOP_JWT_SECRET": secret,
             "MLOOP_LOG_JSON": "false",
         }
+        failed = True
         try:
             start_services(paths, env, services, timeout=timeout_s)
             endpoints = Endpoints(
