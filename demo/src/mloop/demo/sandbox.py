@@ -67,5 +67,8 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
                 audit=services[4].url,
             )
             yield Platform(Stack(infra.bootstrap_servers, endpoints, secret), services, paths, time.monotonic() - began)
+            failed = False
         finally:
             stop_services(paths, services)
+            if not failed:  # keep the services' logs when something went wrong
+                shutil.rmtree(root, ignore_errors=True)
