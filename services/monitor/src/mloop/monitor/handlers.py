@@ -102,13 +102,38 @@ class Monitoring:
         self.metrics = _Metrics(metrics)
 
     async def on_batch(self, events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
-        """Apply a batch of one partition; called inside the transaction that stores its offsets."""
+        """Apply a batch of one partition; called inside the transaction that stores its offsets.
+
+        Events at or below the highest offset already applied are skipped: the
+        window state must count every record once, whatever is redelivered.
+        """
+        events = await self._unapplied(events, conn)
         predictions = [e for e in events if e.topic == "prediction-logged"]
         labels = [e for e in events if e.topic == "ground-truth-logged"]
         if predictions:
             await self._on_predictions(predictions, conn)
         if labels:
             await self._on_labels(labels, conn)
+
+    async def _unapplied(self, events: Sequence[Event[Any]], conn: asyncpg.Connection) -> list[Event[Any]]:
+        fresh: list[Event[Any]] = []
+        by_topic: dict[str, list[Event[Any]]] = defaultdict(list)
+        for e in events:
+            by_topic[e.topic].append(e)
+        for topic, evs in by_topic.items():
+            partitions = sorted({e.partition or 0 for e in evs})
+            applied = await store.applied_offsets(conn, topic, partitions)
+            kept = [e for e in evs if (e.offset or 0) >= applied.get(e.partition or 0, -1)]
+            if len(kept) < len(evs):
+                log.warning("skipped %d %s events applied before", len(evs) - len(kept), topic)
+            fresh.extend(kept)
+            nexts: dict[int, int] = {}
+            for e in kept:
+                p = e.partition or 0
+                nexts[p] = max(nexts.get(p, 0), (e.offset or 0) + 1)
+            if nexts:
+                await store.advance_applied_offsets(conn, topic, nexts)
+        return fresh
 
     # -- predictions ------------------------------------------------------------------------
 

@@ -136,6 +136,25 @@ async def save_reference(
     )
 
 
+async def applied_offsets(conn: asyncpg.Connection, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """Lock and return the next unapplied offset of each partition of ``topic``."""
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM applied_offsets WHERE topic = $1 AND partition = ANY($2::int[]) "
+        "ORDER BY partition FOR UPDATE",
+        topic, list(partitions),
+    )
+    return {int(r["partition"]): int(r["next_offset"]) for r in rows}
+
+
+async def advance_applied_offsets(conn: asyncpg.Connection, topic: str, next_offsets: dict[int, int]) -> None:
+    await conn.executemany(
+        """INSERT INTO applied_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
+           ON CONFLICT (topic, partition) DO UPDATE
+           SET next_offset = GREATEST(applied_offsets.next_offset, EXCLUDED.next_offset)""",
+        [(topic, p, o) for p, o in next_offsets.items()],
+    )
+
+
 # --------------------------------------------------------------------------- configuration and routes
 
 
