@@ -275,3 +275,31 @@ async def test_a_trace_begun_by_an_http_request_continues_in_the_consumer(infra:
     assert server and consumer
     assert consumer[0].context.trace_id == server[0].context.trace_id
     assert consumer[0].parent is not None
+
+
+async def test_an_idempotency_key_whose_first_attempt_died_is_taken_over_after_the_timeout(infra: Any) -> None:
+    from mloop.runtime.middleware import IN_PROGRESS_TIMEOUT_S
+
+    settings = _settings(infra)
+    app = create_probe_app(settings)
+    headers = auth_headers(settings, "o", "operator", **{"Idempotency-Key": "died-1"})
+    body = {"model": "m", "alias": "champion", "version": "8"}
+    async with running_app(app) as client:
+        first = await client.post("/aliases", json=body, headers=headers)
+        assert first.status_code == 201
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            # Make it look like a first attempt that never finished.
+            await conn.execute("UPDATE probe.idempotency_keys SET status = NULL, body = NULL")
+            busy = await client.post("/aliases", json=body, headers=headers)
+            assert busy.status_code == 409
+            await conn.execute(
+                "UPDATE probe.idempotency_keys SET created_at = now() - make_interval(secs => $1)",
+                IN_PROGRESS_TIMEOUT_S + 1,
+            )
+        finally:
+            await conn.close()
+        retried = await client.post("/aliases", json=body, headers=headers)
+        assert retried.status_code == 201 and retried.json()["seq"] == 2
+        replayed = await client.post("/aliases", json=body, headers=headers)
+        assert replayed.json() == retried.json() and replayed.headers.get("idempotency-replayed") == "true"

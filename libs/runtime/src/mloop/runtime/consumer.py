@@ -274,6 +274,9 @@ class OffsetConsumer(_Base):
         super().__init__(settings, pool, dead_letters, topics, **kwargs)
         self.handler = handler
         self.processing = asyncio.Lock()
+        # Next offset known to be stored per (logical topic, partition): messages
+        # below it were handled (applied or dead-lettered) before a redelivery.
+        self._stored: dict[tuple[str, int], int] = {}
 
     def _listener(self) -> ConsumerRebalanceListener:
         return _SeekToStored(self)
@@ -289,10 +292,13 @@ class OffsetConsumer(_Base):
             )
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         for tp in assigned:
-            offset = stored.get((self._logical(tp.topic), tp.partition))
+            key = (self._logical(tp.topic), tp.partition)
+            offset = stored.get(key)
             if offset is None:
+                self._stored.pop(key, None)
                 await self._consumer.seek_to_beginning(tp)
             else:
+                self._stored[key] = offset
                 self._consumer.seek(tp, offset)
 
     async def _process_partition(
@@ -312,6 +318,11 @@ class OffsetConsumer(_Base):
     async def _process_locked(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
+        topic = self._logical(tp.topic)
+        already = self._stored.get((topic, tp.partition), -1)
+        msgs = [m for m in msgs if m.offset >= already]
+        if not msgs:
+            return
         events: list[Event[Any]] = []
         for msg in msgs:
             try:
@@ -319,7 +330,6 @@ class OffsetConsumer(_Base):
             except EnvelopeError as exc:
                 await self._dead_letter(msg, exc.reason, type(exc).__name__)
         next_offset = msgs[-1].offset + 1
-        topic = self._logical(tp.topic)
 
         async def apply() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -346,6 +356,7 @@ class OffsetConsumer(_Base):
         if failed is not None:
             # Fall back to one event at a time so one bad event does not sink the batch.
             await self._apply_one_by_one(events, msgs, tp, topic)
+        self._stored[(topic, tp.partition)] = next_offset
         if self.metrics is not None:
             self.metrics.events_consumed.labels(topic=topic).inc(len(events))
         with contextlib.suppress(Exception):

@@ -3,8 +3,9 @@
 Idempotency: a write (POST, PUT, PATCH, DELETE) carrying ``Idempotency-Key``
 is recorded per caller and key. A retry with the same body returns the first
 response (with ``Idempotency-Replayed: true``); the same key with another body
-is a 422; a retry while the first is still running is a 409. Responses with a
-5xx status are not kept, so the caller may retry them.
+is a 422; a retry while the first is still running is a 409 (a first attempt
+that never finished is abandoned after a minute). Responses with a 5xx status
+are not kept, so the caller may retry them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["RequestGuard"]
 
 _WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+#: After this long, a write still marked in progress is taken to have died.
+IN_PROGRESS_TIMEOUT_S = 60.0
 MEDIA = b"application/problem+json"
 
 
@@ -116,6 +119,15 @@ class RequestGuard:
                 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
                 principal, key, method, path, req_hash,
             )
+            if not inserted:
+                # A first attempt that never finished (its process died, or the
+                # database went away mid-request) is abandoned after a while.
+                inserted = await conn.fetchval(
+                    "UPDATE idempotency_keys SET created_at = now() WHERE principal = $1 AND key = $2 "
+                    "AND request_hash = $3 AND status IS NULL AND created_at < now() - make_interval(secs => $4) "
+                    "RETURNING true",
+                    principal, key, req_hash, IN_PROGRESS_TIMEOUT_S,
+                )
             if not inserted:
                 row = await conn.fetchrow(
                     "SELECT request_hash, status, content_type, body FROM idempotency_keys "
