@@ -88,6 +88,10 @@ async def test_a_drifted_stream_emits_one_drift_detected_with_evidence_and_recov
         assert v3["predictions_seen"] == 4000 and v3["windows_evaluated"] == 8
         assert v3["open_incidents"] == [] and v3["reference_source"] == "training-profile"
 
+        incidents = (await client.get("/models/credit/incidents", headers=viewer)).json()
+        assert [(i["id"], i["signal"], i["opened_window"]) for i in incidents] == [(d.incident_id, "data", 3)]
+        assert incidents[0]["resolved_at"] is not None
+
         report = await client.get("/models/credit/drift-report", headers=viewer)
         assert report.status_code == 200
         assert report.json()["history"]["income"][2]["drifted"] is True

@@ -39,6 +39,7 @@ class IncidentOut(BaseModel):
     version: str
     signal: str
     topic: str
+    opened_window: int = Field(description="Number of the window that opened it (per signal)")
     opened_at: datetime
     resolved_at: datetime | None
 
@@ -138,7 +139,7 @@ async def _version_statuses(pool: asyncpg.Pool, model: str, version: str | None)
         model, version,
     )
     incidents = await pool.fetch(
-        "SELECT id, version, signal, topic, opened_at, resolved_at FROM incidents WHERE model = $1 "
+        "SELECT id, version, signal, topic, opened_window, opened_at, resolved_at FROM incidents WHERE model = $1 "
         "AND resolved_at IS NULL AND ($2::text IS NULL OR version = $2) ORDER BY opened_at",
         model, version,
     )
@@ -224,7 +225,7 @@ async def drift_history(
 @router.get("/models/{model}/incidents", summary="Drift, performance and quality incidents, newest first")
 async def incidents(model: ModelPath, pool: Pool, _: Viewer, open_only: bool = False) -> list[IncidentOut]:
     rows = await pool.fetch(
-        "SELECT id, version, signal, topic, opened_at, resolved_at FROM incidents WHERE model = $1 "
+        "SELECT id, version, signal, topic, opened_window, opened_at, resolved_at FROM incidents WHERE model = $1 "
         "AND (NOT $2 OR resolved_at IS NULL) ORDER BY opened_at DESC LIMIT 500",
         model, open_only,
     )

@@ -270,6 +270,7 @@ class Emission:
 
     topic: str
     payload: Payload
+    window_no: int = 0
 
 
 @dataclass
@@ -600,7 +601,7 @@ class VersionMonitor:
             self.incidents[result.signal] = Incident(iid, result.signal, result.window.end.timestamp(),
                                                      result.window_no)
             result.evidence["incident_id"] = iid
-            return [Emission(_TOPIC_OF[result.signal], make_event(iid))]
+            return [Emission(_TOPIC_OF[result.signal], make_event(iid), result.window_no)]
         if open_incident is None:
             return []
         open_incident.clean_windows += 1
@@ -611,7 +612,7 @@ class VersionMonitor:
         return [Emission("incident-resolved", IncidentResolved(
             model=self.model, version=self.version, incident_id=open_incident.id,
             signal=_TOPIC_OF[result.signal], opened_at=_dt(open_incident.opened_at),
-            resolved_at=result.window.end))]
+            resolved_at=result.window.end), result.window_no)]
 
     # -- ground truth ----------------------------------------------------------------------
 

@@ -278,7 +278,7 @@ class Monitoring:
                             self.metrics.drift_statistic.labels(model=key[0], version=key[1],
                                                                 feature=f["name"]).set(f["effect_size"])
             if outcome.emissions:
-                await store.record_incident_events(conn, [(e.topic, e.payload) for e in outcome.emissions])
+                await store.record_incident_events(conn, [(e.topic, e.payload, e.window_no) for e in outcome.emissions])
                 await outbox.enqueue(conn, *[
                     new_event(e.topic, e.payload, source=self.source, actor=f"service:{self.source}")
                     for e in outcome.emissions

@@ -209,9 +209,9 @@ async def insert_results(conn: asyncpg.Connection, model: str, version: str,
     )
 
 
-async def record_incident_events(conn: asyncpg.Connection, events: Sequence[tuple[str, Payload]]) -> None:
-    """Open or resolve incident rows for the signals about to be published."""
-    for topic, payload in events:
+async def record_incident_events(conn: asyncpg.Connection, events: Sequence[tuple[str, Payload, int]]) -> None:
+    """Open or resolve incident rows for the signals about to be published: (topic, payload, window number)."""
+    for topic, payload, window_no in events:
         if isinstance(payload, IncidentResolved):
             await conn.execute("UPDATE incidents SET resolved_at = $2 WHERE id = $1",
                                payload.incident_id, payload.resolved_at)
@@ -224,8 +224,8 @@ async def record_incident_events(conn: asyncpg.Connection, events: Sequence[tupl
                                    "data-quality-violated": "quality"}.get(topic, topic))
         await conn.execute(
             """INSERT INTO incidents (id, model, version, signal, topic, opened_window, opened_at, evidence)
-               VALUES ($1, $2, $3, $4, $5, 0, $6, $7) ON CONFLICT DO NOTHING""",
-            iid, data["model"], data["version"], signal, topic,
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
+            iid, data["model"], data["version"], signal, topic, window_no,
             cast(Any, payload).window.end, data,
         )
 
