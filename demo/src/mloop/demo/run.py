@@ -191,7 +191,13 @@ async def _configure(api_ops: MloopClient, model: str, prof: SizeProfile) -> Non
         {
             "window": {"mode": "tumbling", "by": "count", "size": prof.monitor_window},
             "reference_size": 200,
-            "performance": {"window_labels": max(200, prof.monitor_window // 2), "tolerance": 0.15},
+            # Thresholds that keep clean traffic quiet over a long warm-up (the defaults suit hourly windows).
+            "performance": {
+                "window_labels": max(200, prof.monitor_window // 2),
+                "tolerance": 0.15,
+                "page_hinkley_delta": 0.02,
+                "page_hinkley_threshold": 50.0,
+            },
             "resolve_after_windows": 2,
         },
     )
