@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mloop.contracts.payloads import Route, TrafficSplitChanged
 from mloop.monitor.main import MonitorSettings, create_app
 from mloop.runtime.testing import EventCollector, auth_headers, running_app
 
@@ -122,6 +123,13 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
             s = await client.get("/models/churn/versions/1/status", headers=viewer)
             return bool(s.json()["predictions_seen"] == 1200)
         await wait_until(counted, timeout_s=40, what="1200 predictions counted")
+        await traffic.event("traffic-split-changed", TrafficSplitChanged(
+            model="churn", seq=3, routes=[Route(version="1", weight=0.9), Route(version="2", weight=0.1)]))
+
+        async def routed() -> bool:
+            s = await client.get("/models/churn/versions/1/status", headers=viewer)
+            return bool(s.json()["traffic_weight"] == 0.9)
+        await wait_until(routed, what="traffic split applied")
         status = (await client.get("/models/churn/versions/1/status", headers=viewer)).json()
         assert status["reference_source"] == "first-predictions" and status["reference_rows"] == 500
         assert status["windows_evaluated"] == 1

@@ -264,3 +264,14 @@ def test_small_windows_keep_samples_and_are_tested_with_ks_while_large_ones_keep
     assert large.open_pane is not None
     counts = large.open_pane.features["x"]
     assert isinstance(counts, NumericCounts) and counts.sample_values.size == 0
+
+
+def test_a_training_profile_registered_late_replaces_the_first_predictions_reference_and_restarts_windows() -> None:
+    m, config = _monitor(profile=False), _config()
+    m.observe(_batch(np.random.default_rng(15), 800), config)
+    assert m.reference_source == "first-predictions" and m.open_pane is not None
+    m.set_training_profile(_reference())
+    assert str(m.reference_source) == "training-profile" and m.reference_changed
+    assert m.open_pane is None and m.panes == [] and m.predictions_seen == 800
+    out = m.observe(_batch(np.random.default_rng(16), 500), config)
+    assert [r.window.size for r in out.results if r.signal == "data"] == [500]
