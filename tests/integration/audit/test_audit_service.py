@@ -221,3 +221,36 @@ async def test_a_message_that_cannot_be_decoded_is_recorded_as_its_dead_letter(i
         assert data["error_type"] == "UndecodableMessage"
         assert letters[0]["chain"].startswith("dead-letter/")
         assert (await client.get("/records/x-1", headers=h)).status_code == 404
+
+
+async def test_live_verification_accepts_a_chain_younger_than_the_checkpoint_period_but_offline_is_strict(
+    infra: Any, tmp_path: Path
+) -> None:
+    # Checkpoints every hour: the fresh chain cannot have one yet.
+    settings = audit_settings(infra, tmp_path, checkpoint_interval_s=3600, checkpoint_every_events=10_000)
+    events = alias_events(5)
+    await publish(infra.bootstrap_servers, infra.topic_prefix, events)
+    async with running_app(create_app(settings)) as client:
+        await _wait_rows(infra.database_url, len(events))
+        h = auth_headers(settings, "ava", "viewer")
+        live = (await client.get("/verify", headers=h)).json()
+        assert live["ok"] is True, live
+        assert all(c["signed_size"] == 0 and "not checkpointed yet" in c["reason"] for c in live["chains"])
+        key = (await client.get("/public-key", headers=h)).json()["base64"]
+        strict = await asyncio.to_thread(
+            cli.verify, ["--database-url", infra.database_url, "--public-key", key, "--json"]
+        )
+        assert strict == 1
+        # A row rewritten by a superuser fails even inside the grace period.
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute("ALTER TABLE audit.ledger DISABLE TRIGGER ALL")
+            await conn.execute(
+                "UPDATE audit.ledger SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), "
+                "'challenger', 'champion'), 'UTF8') WHERE seq = 0"
+            )
+        finally:
+            await conn.close()
+        tampered = (await client.get("/verify", headers=h)).json()
+        assert tampered["ok"] is False
