@@ -94,6 +94,7 @@ _TOPIC_OF: dict[Signal, Literal["drift-detected", "performance-degraded", "data-
 _INCIDENT_NS = uuid.UUID("0c6f2d4e-8a51-4f57-9d0e-5b1c3a7e2f90")
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 PREDICTION = "prediction"
+_NO_PRIORITIES = np.empty(0)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -447,14 +448,15 @@ class VersionMonitor:
             raw = columns[i]
             counts = pane.features[name]
             if isinstance(ref, NumericProfile) and isinstance(counts, NumericCounts):
-                counts.add(ref, numeric_column(raw), pane.priorities(i, n), q, config.quality.range_margin)
+                counts.add(ref, numeric_column(raw), pane.priorities(i, n) if q else _NO_PRIORITIES, q,
+                           config.quality.range_margin)
             elif isinstance(ref, CategoricalProfile) and isinstance(counts, CategoricalCounts):
                 counts.add(_category_index(ref), raw)
         rp, pc = self.reference.prediction, pane.prediction
         if rp is not None and pc is not None:
             scores = [p if type(p) is float else score_of(p) for p in batch.predictions]
             if isinstance(rp, NumericProfile) and isinstance(pc, NumericCounts):
-                pc.add(rp, numeric_column(scores), pane.priorities(len(self.reference.features), n), q,
+                pc.add(rp, numeric_column(scores), pane.priorities(len(names), n) if q else _NO_PRIORITIES, q,
                        config.quality.range_margin)
             elif isinstance(rp, CategoricalProfile) and isinstance(pc, CategoricalCounts):
                 pc.add(_category_index(rp), scores)
