@@ -46,7 +46,7 @@ from mloop.monitor.domain import (
 from mloop.runtime import outbox
 from mloop.runtime.errors import PermanentError
 from mloop.runtime.metrics import ServiceMetrics
-from mloop.stats._exceptions import ProfileFormatError
+from mloop.stats import ProfileFormatError
 from mloop.stats.profile import ReferenceProfile
 
 __all__ = ["Monitoring", "on_model_registered", "on_traffic_split_changed"]
