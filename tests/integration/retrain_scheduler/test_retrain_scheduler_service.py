@@ -14,14 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import (
     DriftDetected,
     Lineage,
     ModelRegistered,
-    Payload,
     RetrainCompleted,
     RetrainFailed,
     RolloutCompleted,
@@ -30,7 +27,7 @@ from mloop.contracts.payloads import (
 from mloop.retrain_scheduler.dispatch import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from mloop.retrain_scheduler.main import create_app
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
-from mloop.runtime.testing import EventCollector, auth_headers, running_app
+from mloop.runtime.testing import EventCollector, EventPublisher, auth_headers, running_app
 
 from .webhook import dead_url, training_webhook
 
@@ -57,25 +54,11 @@ def _settings(infra: Any, **kw: Any) -> RetrainSchedulerSettings:
     )
 
 
-class Kafka:
+class Kafka(EventPublisher):
     """Publishes events the way the other services do."""
 
     def __init__(self, infra: Any) -> None:
-        self.prefix = infra.topic_prefix
-        self.producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
-
-    async def __aenter__(self) -> Kafka:
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.producer.stop()
-
-    async def send(self, topic: str, payload: Payload, *, source: str, at: datetime | None = None) -> str:
-        event = new_event(topic, payload, source=source, at=at)
-        rec = encode(event, topic_prefix=self.prefix)
-        await self.producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
-        return event.id
+        super().__init__(infra.bootstrap_servers, infra.topic_prefix)
 
 
 def drift(model: str, severity: str = "high") -> DriftDetected:

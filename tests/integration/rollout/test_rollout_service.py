@@ -14,22 +14,19 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from mloop.client.router import RouterFollower, TrafficRouter
-from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import (
     GroundTruthLogged,
     GroundTruthRecord,
     ModelPromoted,
-    Payload,
     PredictionLogged,
     PredictionRecord,
 )
 from mloop.devstack import create_topics
 from mloop.rollout.main import create_app
 from mloop.rollout.settings import RolloutSettings
-from mloop.runtime.testing import EventCollector, auth_headers, running_app
+from mloop.runtime.testing import EventCollector, EventPublisher, auth_headers, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -113,25 +110,11 @@ def of_model(model: str) -> Callable[[Any], bool]:
     return lambda e: bool(e.data.model == model)
 
 
-class Kafka:
+class Kafka(EventPublisher):
     """Publishes events the way the registry and serving systems do."""
 
     def __init__(self, infra: Any) -> None:
-        self.prefix = infra.topic_prefix
-        self.producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers)
-
-    async def __aenter__(self) -> Kafka:
-        await self.producer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.producer.stop()
-
-    async def send(self, topic: str, payload: Payload, *, source: str, actor: str | None = None) -> str:
-        event = new_event(topic, payload, source=source, actor=actor)
-        rec = encode(event, topic_prefix=self.prefix)
-        await self.producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
-        return event.id
+        super().__init__(infra.bootstrap_servers, infra.topic_prefix)
 
     async def promote(self, model: str, version: str, previous: str | None) -> None:
         await self.send(

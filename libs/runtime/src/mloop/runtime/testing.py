@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
-from mloop.contracts.envelope import Event, decode
+from mloop.contracts.envelope import Event, decode, encode, new_event
+from mloop.contracts.payloads import Payload
 from mloop.runtime.auth import issue_token
 from mloop.runtime.service import ServiceContext
 from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["EventCollector", "auth_headers", "running_app"]
+__all__ = ["EventCollector", "EventPublisher", "auth_headers", "running_app"]
 
 
 @contextlib.asynccontextmanager
@@ -81,3 +83,26 @@ class EventCollector:
             if loop.time() > deadline:
                 raise TimeoutError(f"saw {len(found)} of {count} {topic} events in {timeout_s}s")
             await self.poll(0.3)
+
+
+class EventPublisher:
+    """Publishes events (CloudEvents binary mode, with a topic prefix) the way services do."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+
+    async def __aenter__(self) -> EventPublisher:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, topic: str, payload: Payload, *, source: str, actor: str | None = None,
+                   at: datetime | None = None) -> str:
+        """Publish and wait for the broker's ack; returns the event id."""
+        event = new_event(topic, payload, source=source, actor=actor, at=at)
+        rec = encode(event, topic_prefix=self.prefix)
+        await self.producer.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
+        return event.id

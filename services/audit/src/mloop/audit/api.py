@@ -31,8 +31,7 @@ from mloop.audit.exporting import export_bundle
 from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, serving_split
 from mloop.audit.live_verify import verify_ledger
 from mloop.audit.merkle import verify_inclusion
-from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import Ctx, Pool, Viewer
+from mloop.runtime.deps import Ctx, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound, UnprocessableEntity
 
@@ -40,7 +39,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["audit"])
 
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
 PageSize = Annotated[int, Query(ge=1, le=500)]
 Since = Annotated[datetime | None, Query(description="Inclusive lower bound on the event time (RFC 3339)")]
 Until = Annotated[datetime | None, Query(description="Exclusive upper bound on the event time (RFC 3339)")]

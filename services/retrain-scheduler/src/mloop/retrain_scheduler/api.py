@@ -33,17 +33,15 @@ from mloop.retrain_scheduler.domain import (
 )
 from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import Pool, Viewer
+from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
 router = APIRouter()
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
 Confirmer = Annotated[Principal, Depends(require_roles("reviewer", "operator"))]
 Pipeline = Annotated[Principal, Depends(require_roles("service"))]
-ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
 

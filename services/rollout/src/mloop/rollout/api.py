@@ -22,16 +22,13 @@ from mloop.rollout import store
 from mloop.rollout.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
 from mloop.rollout.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutService
-from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import Pool, Viewer
+from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import Conflict, NotFound
 
 __all__ = ["router"]
 
 router = APIRouter()
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
-ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 RolloutId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
