@@ -524,6 +524,7 @@ async def _verify_audit(ops: MloopClient, model: str, result: DemoResult, root: 
     bundle = await ops.audit.export(root / "evidence" / f"{model}.tar.gz", model=model)
     key = await ops.audit.public_key()
     out["bundle"] = str(bundle)
+    out["public_key"] = key.get("base64")
     try:
         from mloop.audit.checkpoint import load_public_key
         from mloop.audit.verify import verify_bundle

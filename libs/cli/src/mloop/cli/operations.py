@@ -28,7 +28,7 @@ _ROLLOUT_COLUMNS = [
     "failed_checks",
     "created_at",
 ]
-_JOB_COLUMNS = ["id", "model", "state", "trigger", "requested_at", "version"]
+_JOB_COLUMNS = ["id", "model", "state", "trigger", "requested_at", "produced_version"]
 
 _TERMINAL_PHASES = {"completed", "rolled-back", "aborted"}
 
