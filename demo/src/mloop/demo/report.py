@@ -245,7 +245,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         )
     console.print(g)
     q = Table(title="model quality on fresh applicants (offline, artifacts as served)")
-    for c in ("version", "AUC before drift", "AUC after drift", "accuracy after", "log-loss after"):
+    for c in ("version", "AUC before drift", "AUC after drift", "accuracy after", "log-loss after", "errors"):
         q.add_column(c)
     for v, row in report["quality"]["offline"].items():
         a, b = row.get("before_drift", {}), row.get("after_drift", {})
@@ -255,6 +255,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             str(b.get("auc", b.get("error"))),
             str(b.get("accuracy", "")),
             str(b.get("log_loss", "")),
+            f"{b.get('error_rate', 0):.1%}",
         )
     console.print(q)
     live = report["quality"]["versions"]
@@ -482,7 +483,7 @@ correction {_esc(report["drift"]["correction"])}. Bars: statistic / threshold (l
 <p>Live accuracy per version in 5-second windows of joined, delayed labels (serving simulator):</p>
 {svg_lines(acc, y_label="accuracy", marks=marks)}
 <p>Offline, each artifact as served, on 4,000 fresh applicants from before and after the drift:</p>
-{_table(offline_rows, ["version", "applicants", "auc", "log_loss", "accuracy", "brier", "error"])}
+{_table(offline_rows, ["version", "applicants", "auc", "log_loss", "accuracy", "brier", "error_rate"])}
 <p>Metrics registered with each version (holdout of its training window):
 {_esc(json.dumps(report["quality"]["registered_metrics"]))}</p>
 

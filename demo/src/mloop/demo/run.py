@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -570,8 +571,13 @@ def _offline_quality(result: DemoResult, cfg: DemoConfig) -> dict[str, dict[str,
         m = LogisticModel.load(path)
         row: dict[str, Any] = {}
         for name, sample in (("before_drift", before), ("after_drift", after)):
+            # Score what the artifact can score; requests it refuses count as errors, as in serving.
+            ok = np.ones(len(sample), dtype=bool)
+            for feature, cats in m.encoder.categories.items():
+                ok &= np.isin(np.asarray(sample.columns[feature]).astype(str), np.asarray(cats))
+            cols = {k: np.asarray(v)[ok] for k, v in sample.columns.items()}
             try:
-                row[name] = evaluate(m, sample.columns, sample.labels)
+                row[name] = {**evaluate(m, cols, sample.labels[ok]), "error_rate": round(1 - ok.mean(), 4)}
             except ServingError as exc:
                 row[name] = {"error": exc.code}
         out[version] = row
