@@ -280,3 +280,28 @@ async def test_a_batch_that_fails_half_way_is_retried_without_counting_anything_
         assert status["predictions_seen"] == 1000 and status["windows_evaluated"] == 2
         rows = await query(infra.database_url, "SELECT count(*) AS n FROM monitor.predictions")
         assert rows[0]["n"] == 1000
+
+
+async def test_an_unregistered_model_can_be_monitored_against_its_first_predictions_with_a_minimal_store(
+        infra: Any) -> None:
+    settings = _settings(infra, unknown_models="monitor", prediction_store="minimal")
+    rng = np.random.default_rng(6)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
+        r = await client.put("/models/stranger/config", json=SMALL_WINDOWS,
+                             headers=auth_headers(settings, "olga", "operator"))
+        assert r.status_code == 200
+        recs = records(rng, 1000, version="9", start=0, prefix="s")
+        await traffic.predictions("stranger", recs, per_message=100)
+        await traffic.labels("stranger", [(r["request_id"], 1) for r in recs[:10]])
+
+        async def labelled() -> bool:
+            s = await client.get("/models/stranger/versions/9/status", headers=viewer)
+            return s.status_code == 200 and bool(s.json()["labels_joined"] == 10)
+        await wait_until(labelled, timeout_s=40, what="labels joined")
+        status = (await client.get("/models/stranger/versions/9/status", headers=viewer)).json()
+        assert status["registered"] is False and status["reference_source"] == "first-predictions"
+        assert status["predictions_seen"] == 1000 and status["windows_evaluated"] == 1
+        stored = (await client.get("/predictions/s-0000003", headers=viewer)).json()[0]
+        assert stored["features"] is None and stored["label"] == 1 and stored["prediction"] == recs[3]["prediction"]
