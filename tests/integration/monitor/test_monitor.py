@@ -182,7 +182,7 @@ async def test_bad_input_is_dead_lettered_or_counted_as_quality_violations_and_t
         await traffic.predictions("fraud", recs, per_message=50)
 
         expected = ["not valid JSON", "records.0.version: Field required", "records.0.features.age",
-                    "unknown model 'nobody-knows'", "at most 20000 items"]
+                    "unknown model 'nobody-knows'", "at most 20000 records"]
         for reason in expected:
             # A dead letter may repeat after a rebalance (it is published before the offsets are stored).
             await seen.wait_for("dead-letter", 1, timeout_s=40, where=lambda e, r=reason: r in e.data.reason)

@@ -118,11 +118,20 @@ class PredictionRecord(BaseModel):
     )
 
 
+def _cap_records(value: Any) -> Any:
+    # Refuse an oversized batch before validating its items, so memory stays bounded.
+    if isinstance(value, list) and len(value) > MAX_RECORDS_PER_MESSAGE:
+        raise ValueError(f"at most {MAX_RECORDS_PER_MESSAGE} records per message, got {len(value)}")
+    return value
+
+
 class PredictionLogged(Payload):
     """One or more predictions made by a serving system."""
 
     model: ModelName
     records: list[PredictionRecord] = Field(min_length=1, max_length=MAX_RECORDS_PER_MESSAGE)
+
+    _records_capped = field_validator("records", mode="before")(_cap_records)
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -159,6 +168,8 @@ class GroundTruthLogged(Payload):
 
     model: ModelName
     records: list[GroundTruthRecord] = Field(min_length=1, max_length=MAX_RECORDS_PER_MESSAGE)
+
+    _records_capped = field_validator("records", mode="before")(_cap_records)
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -498,6 +509,9 @@ class IncidentResolved(Payload):
     version: VersionId
     incident_id: str
     signal: Literal["drift-detected", "performance-degraded", "data-quality-violated"]
+    kind: Literal["data", "prediction"] | None = Field(
+        default=None, description="For drift incidents: data or prediction drift"
+    )
     opened_at: datetime
     resolved_at: datetime
 

@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Event[Any], asyncpg.Connection], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Event[Any]], asyncpg.Connection], Awaitable[None]]
 
+# Offsets only move forward: a stale re-fetched batch never rewinds them.
+_STORE_OFFSET = (
+    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET "
+    "next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"
+)
+
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.DeadlockDetectedError,
               asyncpg.SerializationError, asyncpg.TooManyConnectionsError)
 _MAX_TRANSIENT_DELAY_S = 2.0
@@ -340,9 +347,7 @@ class OffsetConsumer(_Base):
                 if fresh:
                     await self.handler(fresh, conn)
                 await conn.execute(
-                    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, partition) "
-                    "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                    _STORE_OFFSET,
                     self.group_id,
                     topic,
                     tp.partition,
@@ -377,9 +382,7 @@ class OffsetConsumer(_Base):
                         return
                     await self.handler([e], conn)
                     await conn.execute(
-                        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
-                        "VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, partition) "
-                        "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                        _STORE_OFFSET,
                         self.group_id, topic, tp.partition, (e.offset or 0) + 1,
                     )
             try:
@@ -391,8 +394,6 @@ class OffsetConsumer(_Base):
                 await self._dead_letter(by_offset[event.offset], str(failed), type(failed).__name__)
         async with self.pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (consumer_group, topic, partition) "
-                "DO UPDATE SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+                _STORE_OFFSET,
                 self.group_id, topic, tp.partition, msgs[-1].offset + 1,
             )

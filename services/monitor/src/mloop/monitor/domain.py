@@ -614,6 +614,7 @@ class VersionMonitor:
         return [Emission("incident-resolved", IncidentResolved(
             model=self.model, version=self.version, incident_id=open_incident.id,
             signal=_TOPIC_OF[result.signal], opened_at=_dt(open_incident.opened_at),
+            kind=result.signal if result.signal in ("data", "prediction") else None,
             resolved_at=result.window.end), result.window_no)]
 
     # -- ground truth ----------------------------------------------------------------------
