@@ -27,9 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from mloop.audit.checkpoint import generate_private_key, private_key_to_pem
 from mloop.audit.checkpointing import Checkpointer
-from mloop.audit.ledger_domain import LedgerHead
 from mloop.audit.live_verify import verify_ledger
 from mloop.audit.main import create_app
 from mloop.audit.records import columns_of
@@ -39,6 +37,8 @@ from mloop.contracts.envelope import Event, encode, new_event
 from mloop.contracts.topics import TOPICS
 from mloop.devstack import create_topics
 from mloop.devstack.testing import EphemeralStack
+from mloop.ledger.checkpoint import generate_private_key, private_key_to_pem
+from mloop.ledger.ledger_domain import LedgerHead
 from mloop.runtime.db import apply_migrations, connect_pool, load_migrations
 from mloop.runtime.testing import auth_headers, running_app
 

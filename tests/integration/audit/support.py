@@ -12,12 +12,12 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from mloop.audit.checkpoint import generate_private_key, private_key_to_pem
 from mloop.audit.checkpointing import Checkpointer
 from mloop.audit.settings import AuditSettings
 from mloop.audit.store import ChainWriter
 from mloop.contracts import payloads as p
 from mloop.contracts.envelope import Event, encode, new_event
+from mloop.ledger.checkpoint import generate_private_key, private_key_to_pem
 from mloop.runtime.db import apply_migrations, connect_pool, load_migrations
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

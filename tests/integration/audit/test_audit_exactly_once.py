@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from mloop.audit import cli
-from mloop.audit.checkpoint import generate_private_key, private_key_to_pem, public_key_to_pem
+from mloop.ledger.checkpoint import generate_private_key, private_key_to_pem, public_key_to_pem
 from mloop.runtime.auth import issue_token
 
 from .support import alias_events, publish

@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 
 from mloop.audit import cli
-from mloop.audit.checkpoint import public_key_to_pem
 from mloop.audit.checkpointing import Checkpointer
-from mloop.audit.merkle import chain_hash, leaf_hash
 from mloop.audit.settings import AuditSettings
 from mloop.audit.store import ChainWriter
+from mloop.ledger.checkpoint import public_key_to_pem
+from mloop.ledger.merkle import chain_hash, leaf_hash
 
 from .support import alias_events, audit_settings, checkpointer_for, ledger_pool, positioned, record
 

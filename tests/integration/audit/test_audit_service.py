@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 
 from mloop.audit import cli
-from mloop.audit.checkpoint import load_public_key
 from mloop.audit.main import create_app
-from mloop.audit.merkle import verify_consistency, verify_inclusion
-from mloop.audit.verify import verify_bundle
+from mloop.ledger.checkpoint import load_public_key
+from mloop.ledger.merkle import verify_consistency, verify_inclusion
+from mloop.ledger.verify import verify_bundle
 from mloop.runtime.testing import auth_headers, running_app
 
 from .support import T0, alias_events, audit_settings, publish, version_story
@@ -166,7 +166,7 @@ async def test_governance_events_are_recorded_and_answer_lifecycle_serving_and_a
                            "--checkpoint-dir", str(settings.checkpoint_path)]) == 0
 
         # A key that did not sign the checkpoints authenticates nothing.
-        from mloop.audit.checkpoint import generate_private_key, public_key_to_base64
+        from mloop.ledger.checkpoint import generate_private_key, public_key_to_base64
 
         other = public_key_to_base64(generate_private_key().public_key())
         assert cli.verify(["--bundle", str(full), "--public-key", other]) == 1

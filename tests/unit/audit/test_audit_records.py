@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mloop.audit.canonical import canonicalize
-from mloop.audit.ledger_domain import LedgerHead, verify_chain
 from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, serving_split
 from mloop.audit.records import append_entry, chain_of, cloudevent_of, columns_of
 from mloop.contracts import payloads as p
 from mloop.contracts.envelope import decode, encode, new_event
+from mloop.ledger.canonical import canonicalize
+from mloop.ledger.ledger_domain import LedgerHead, verify_chain
 
 AT = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 

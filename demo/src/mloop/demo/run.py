@@ -527,8 +527,8 @@ async def _verify_audit(ops: MloopClient, model: str, result: DemoResult, root: 
     out["bundle"] = str(bundle)
     out["public_key"] = key.get("base64")
     try:
-        from mloop.audit.checkpoint import load_public_key
-        from mloop.audit.verify import verify_bundle
+        from mloop.ledger.checkpoint import load_public_key
+        from mloop.ledger.verify import verify_bundle
 
         report = await asyncio.to_thread(verify_bundle, bundle, load_public_key(key["base64"]))
         out["offline"] = report.to_dict()

@@ -97,11 +97,8 @@ def verify(
     Without ``--bundle``, the live ledger is exported first; without ``--public-key``,
     the audit service's key is fetched (pin it instead for a real audit).
     """
-    try:
-        from mloop.audit.verify import main as verify_main
-    except ImportError:
-        err_console.print("[red]error[/red] the offline verifier (mloop-audit) is not installed")
-        raise typer.Exit(2) from None
+    from mloop.ledger.verify import main as verify_main
+
     keys = list(public_key or [])
     with tempfile.TemporaryDirectory(prefix="mloop-audit-") as tmp:
         if bundle is None:

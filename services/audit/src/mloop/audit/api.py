@@ -25,12 +25,12 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from mloop.audit import store
-from mloop.audit.checkpoint import public_key_to_base64, public_key_to_pem, public_key_to_vkey
 from mloop.audit.checkpointing import Checkpointer, read_checkpoint_dir
 from mloop.audit.exporting import export_bundle
 from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, serving_split
 from mloop.audit.live_verify import verify_ledger
-from mloop.audit.merkle import verify_inclusion
+from mloop.ledger.checkpoint import public_key_to_base64, public_key_to_pem, public_key_to_vkey
+from mloop.ledger.merkle import verify_inclusion
 from mloop.runtime.deps import Ctx, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound, UnprocessableEntity

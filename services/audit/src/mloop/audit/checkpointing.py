@@ -25,7 +25,8 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mloop.audit import store
-from mloop.audit.checkpoint import (
+from mloop.audit.settings import AuditSettings
+from mloop.ledger.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
     SignedCheckpoint,
@@ -35,7 +36,6 @@ from mloop.audit.checkpoint import (
     sign,
     write_private_key,
 )
-from mloop.audit.settings import AuditSettings
 from mloop.runtime.errors import ConfigurationError
 
 __all__ = ["Checkpointer", "load_signing_key", "read_checkpoint_dir", "write_checkpoint_file"]

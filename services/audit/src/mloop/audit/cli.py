@@ -30,10 +30,10 @@ import asyncpg
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mloop.audit.checkpoint import CheckpointFormatError, SignedCheckpoint, load_public_key
 from mloop.audit.checkpointing import read_checkpoint_dir
 from mloop.audit.live_verify import LedgerVerification, verify_ledger
-from mloop.audit.verify import BundleFormatError, BundleReport, verify_bundle
+from mloop.ledger.checkpoint import CheckpointFormatError, SignedCheckpoint, load_public_key
+from mloop.ledger.verify import BundleFormatError, BundleReport, verify_bundle
 
 __all__ = ["main", "verify"]
 

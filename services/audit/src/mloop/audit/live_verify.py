@@ -21,9 +21,9 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mloop.audit import store
-from mloop.audit.checkpoint import SignedCheckpoint
-from mloop.audit.checkpoint import verify as verify_signature
-from mloop.audit.ledger_domain import LedgerRecord, VerifyResult, verify_chain
+from mloop.ledger.checkpoint import SignedCheckpoint
+from mloop.ledger.checkpoint import verify as verify_signature
+from mloop.ledger.ledger_domain import LedgerRecord, VerifyResult, verify_chain
 
 __all__ = ["ChainVerification", "LedgerVerification", "ThreadBridge", "chain_rows", "stream_to_thread", "verify_ledger"]
 

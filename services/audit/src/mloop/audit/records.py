@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mloop.audit.ledger_domain import LedgerHead, LedgerRecord
-from mloop.audit.merkle import SubtreeNode
 from mloop.contracts.envelope import Event
+from mloop.ledger.ledger_domain import LedgerHead, LedgerRecord
+from mloop.ledger.merkle import SubtreeNode
 
 __all__ = ["LedgerEntry", "append_entry", "chain_of", "cloudevent_of", "columns_of"]
 

@@ -23,9 +23,12 @@ from typing import Any
 
 import asyncpg
 
-from mloop.audit.checkpoint import SignedCheckpoint
-from mloop.audit.ledger_domain import LedgerHead, LedgerRecord
-from mloop.audit.merkle import (
+from mloop.audit.records import LedgerEntry, append_entry, chain_of
+from mloop.contracts.envelope import Event
+from mloop.contracts.topics import TOPICS
+from mloop.ledger.checkpoint import SignedCheckpoint
+from mloop.ledger.ledger_domain import LedgerHead, LedgerRecord
+from mloop.ledger.merkle import (
     EMPTY_ROOT,
     MerkleFrontier,
     SubtreeNode,
@@ -34,9 +37,6 @@ from mloop.audit.merkle import (
     node_hash,
     perfect_subtrees,
 )
-from mloop.audit.records import LedgerEntry, append_entry, chain_of
-from mloop.contracts.envelope import Event
-from mloop.contracts.topics import TOPICS
 
 __all__ = [
     "AuditStoreError",

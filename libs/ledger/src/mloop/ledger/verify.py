@@ -89,16 +89,16 @@ from typing import IO, Any, Literal, TypeGuard
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mloop.audit.canonical import canonicalize
-from mloop.audit.checkpoint import (
+from mloop.ledger.canonical import canonicalize
+from mloop.ledger.checkpoint import (
     CheckpointFormatError,
     SignedCheckpoint,
     key_id,
     load_public_key,
 )
-from mloop.audit.checkpoint import verify as verify_signature
-from mloop.audit.ledger_domain import LedgerRecord, verify_chain
-from mloop.audit.merkle import (
+from mloop.ledger.checkpoint import verify as verify_signature
+from mloop.ledger.ledger_domain import LedgerRecord, verify_chain
+from mloop.ledger.merkle import (
     GENESIS_CHAIN_HASH,
     HASH_SIZE,
     chain_hash,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mloop.audit.checkpoint import (
+from mloop.ledger.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
     KeyEncoding,
@@ -34,7 +34,7 @@ from mloop.audit.checkpoint import (
     write_private_key,
     write_public_key,
 )
-from mloop.audit.merkle import EMPTY_ROOT
+from mloop.ledger.merkle import EMPTY_ROOT
 
 ORIGIN = "mloop.example/audit/registry"
 ROOT = hashlib.sha256(b"some tree").digest()

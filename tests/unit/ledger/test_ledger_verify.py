@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mloop.audit.checkpoint import (
+from mloop.ledger.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
     generate_private_key,
@@ -18,9 +18,9 @@ from mloop.audit.checkpoint import (
     public_key_to_vkey,
     sign,
 )
-from mloop.audit.ledger_domain import LedgerHead, LedgerRecord
-from mloop.audit.merkle import root
-from mloop.audit.verify import (
+from mloop.ledger.ledger_domain import LedgerHead, LedgerRecord
+from mloop.ledger.merkle import root
+from mloop.ledger.verify import (
     BundleFormatError,
     ChainExport,
     build_proofs,

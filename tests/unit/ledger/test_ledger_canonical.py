@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mloop.audit.canonical import CanonicalizationError, _relayout, canonicalize, format_float
+from mloop.ledger.canonical import CanonicalizationError, _relayout, canonicalize, format_float
 
 
 def test_objects_are_sorted_and_compact() -> None:

@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mloop.audit.canonical import canonicalize
-from mloop.audit.checkpoint import Checkpoint, SignedCheckpoint
-from mloop.audit.merkle import (
+from mloop.ledger.canonical import canonicalize
+from mloop.ledger.checkpoint import Checkpoint, SignedCheckpoint
+from mloop.ledger.merkle import (
     EMPTY_ROOT,
     GENESIS_CHAIN_HASH,
     HASH_SIZE,

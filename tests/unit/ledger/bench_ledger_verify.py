@@ -1,6 +1,6 @@
 """Timing of ledger verification (not collected by pytest).
 
-    .venv/bin/python tests/unit/audit/bench_audit_verify.py [ROWS] [--bundle]
+    .venv/bin/python tests/unit/ledger/bench_ledger_verify.py [ROWS] [--bundle]
 
 Builds ROWS ledger rows of ~500-byte canonical CloudEvents (default
 1,000,000), then times ``verify_chain`` over them; with ``--bundle`` also
@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from mloop.audit.checkpoint import Checkpoint, generate_private_key, sign
-from mloop.audit.ledger_domain import LedgerHead, LedgerRecord, verify_chain
-from mloop.audit.verify import ChainExport, verify_bundle, write_bundle
+from mloop.ledger.checkpoint import Checkpoint, generate_private_key, sign
+from mloop.ledger.ledger_domain import LedgerHead, LedgerRecord, verify_chain
+from mloop.ledger.verify import ChainExport, verify_bundle, write_bundle
 
 ORIGIN = "mloop.example/audit/registry"
 

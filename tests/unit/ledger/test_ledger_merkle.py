@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mloop.audit.merkle import (
+from mloop.ledger.merkle import (
     EMPTY_ROOT,
     GENESIS_CHAIN_HASH,
     MerkleFrontier,

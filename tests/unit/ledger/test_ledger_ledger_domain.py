@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from mloop.audit.canonical import CanonicalizationError, canonicalize
-from mloop.audit.checkpoint import Checkpoint, generate_private_key, sign
-from mloop.audit.ledger_domain import (
+from mloop.ledger.canonical import CanonicalizationError, canonicalize
+from mloop.ledger.checkpoint import Checkpoint, generate_private_key, sign
+from mloop.ledger.ledger_domain import (
     LedgerHead,
     LedgerRecord,
     build_record,
     verify_chain,
 )
-from mloop.audit.merkle import (
+from mloop.ledger.merkle import (
     EMPTY_ROOT,
     GENESIS_CHAIN_HASH,
     MerkleFrontier,

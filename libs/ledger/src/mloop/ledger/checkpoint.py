@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from mloop.audit.merkle import HASH_SIZE
+from mloop.ledger.merkle import HASH_SIZE
 
 __all__ = [
     "Checkpoint",
