@@ -18,6 +18,7 @@ event that keeps failing is dead-lettered after ``max_attempts``.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -75,7 +76,7 @@ def _headers_dict(msg: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return out
 
 
-class _Base:
+class _Base(abc.ABC):
     def __init__(
         self,
         settings: ServiceSettings,
@@ -158,10 +159,11 @@ class _Base:
                         max(0, hw - pos)
                     )
 
+    @abc.abstractmethod
     async def _process_partition(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, msgs: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        raise NotImplementedError
+        """Apply one fetched batch of one partition."""
 
     async def _retrying(self, what: str, fn: Callable[[], Awaitable[None]]) -> Exception | None:
         """Run ``fn``; retry transient failures forever and others ``max_attempts`` times.
