@@ -10,7 +10,7 @@ classification; RMSE, MSE, MAE and R² for regression.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -22,11 +22,11 @@ __all__ = [
     "compute_metrics",
     "direction",
     "loss_of",
+    "loss_scale",
     "score_of",
 ]
 
 Task = Literal["binary", "classification", "regression"]
-
 
 
 def score_of(prediction: Any) -> float | str | None:
@@ -77,6 +77,40 @@ def loss_of(task: Task, score: float | str, label: float | str) -> float:
     if task == "binary":
         return float((float(score) >= 0.5) != (float(label) >= 0.5))
     return float(str(score) != str(_class(label)))
+
+
+# The standard deviation of a 0/1 loss at a 14% error rate: the spread the
+# detector's delta and threshold are calibrated for.
+MIN_ERROR_SD = 0.35
+
+
+def loss_scale(task: Task, losses: Sequence[float], metrics: Mapping[str, float]) -> float:
+    """What the per-prediction loss is divided by before the sequential detector sees it.
+
+    A 0/1 loss is used as it is up to a 14% error rate (standard deviation
+    :data:`MIN_ERROR_SD`); at higher error rates, and for absolute errors,
+    the loss is rescaled to that spread, so one delta and threshold fit
+    every model. The in-control spread comes from the registered metrics
+    when they give it (``error_rate`` or ``accuracy``; ``rmse`` with ``mae``,
+    as ``sqrt(rmse² - mae²)``), otherwise from ``losses``, the first window
+    of joined labels.
+    """
+    if task == "regression":
+        rmse, mae = metrics.get("rmse"), metrics.get("mae")
+        sd = math.nan
+        if rmse is not None and mae is not None and math.isfinite(rmse) and math.isfinite(mae) and rmse > mae >= 0:
+            sd = math.sqrt(rmse * rmse - mae * mae)
+        elif losses:
+            sd = float(np.std(np.asarray(losses, dtype=np.float64)))
+        return sd / MIN_ERROR_SD if math.isfinite(sd) and sd > 0 else 1.0
+    p = math.nan
+    if "error_rate" in metrics:
+        p = metrics["error_rate"]
+    elif "accuracy" in metrics:
+        p = 1.0 - metrics["accuracy"]
+    if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        p = math.fsum(losses) / len(losses) if losses else 0.0
+    return max(math.sqrt(p * (1.0 - p)) / MIN_ERROR_SD, 1.0)
 
 
 def _class(label: float | str) -> str:

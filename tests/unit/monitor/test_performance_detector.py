@@ -1,0 +1,103 @@
+"""Calibration of the Page-Hinkley defaults on the per-prediction loss.
+
+Clean traffic must not alarm, a real accuracy drop must. Both properties are
+checked on seeded simulations with the default ``PerformanceSettings`` and
+the same unit (``loss_scale``) and detector the monitor uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mloop.monitor.domain import LabelledPrediction, MonitorConfig, PerformanceSettings, VersionMonitor
+from mloop.monitor.performance import MIN_ERROR_SD, loss_scale
+from mloop.stats.changepoint import PageHinkley
+
+STREAMS = 200
+CLEAN_LABELS = 5000
+WARM_UP = 1000  # clean labels before the drop
+DETECT_WITHIN = 800  # labels after the drop (four windows of 200)
+
+
+def _detector(settings: PerformanceSettings) -> PageHinkley:
+    return PageHinkley(delta=settings.page_hinkley_delta, threshold=settings.page_hinkley_threshold,
+                       min_samples=settings.page_hinkley_min_samples, direction="increase")
+
+
+def _first_alarm(errors: np.ndarray, metrics: dict[str, float], settings: PerformanceSettings) -> int | None:
+    """Index of the label at which the detector first alarms, as the monitor feeds it."""
+    losses = errors.astype(np.float64).tolist()
+    unit = loss_scale("binary", losses[: settings.window_labels], metrics)
+    ph = _detector(settings)
+    for i, x in enumerate(losses):
+        if ph.update(x / unit):
+            return i
+    return None
+
+
+@pytest.mark.parametrize("metrics", [{}, {"accuracy": 0.85}], ids=["unit-from-first-window", "registered"])
+def test_clean_traffic_rarely_alarms(metrics: dict[str, float]) -> None:
+    settings = PerformanceSettings()
+    rng = np.random.default_rng(20261126)
+    alarms = sum(_first_alarm(rng.random(CLEAN_LABELS) < 0.15, metrics, settings) is not None
+                 for _ in range(STREAMS))
+    assert alarms / STREAMS <= 0.05
+
+
+@pytest.mark.parametrize("error_rate", [0.02, 0.3, 0.45])
+def test_clean_traffic_rarely_alarms_at_other_error_rates(error_rate: float) -> None:
+    settings = PerformanceSettings()
+    rng = np.random.default_rng(7)
+    alarms = sum(_first_alarm(rng.random(CLEAN_LABELS) < error_rate, {}, settings) is not None
+                 for _ in range(STREAMS))
+    assert alarms / STREAMS <= 0.05
+
+
+@pytest.mark.parametrize("metrics", [{}, {"accuracy": 0.85}], ids=["unit-from-first-window", "registered"])
+def test_an_accuracy_drop_from_085_to_075_is_caught_within_800_labels(metrics: dict[str, float]) -> None:
+    settings = PerformanceSettings()
+    rng = np.random.default_rng(11)
+    caught = early = 0
+    for _ in range(STREAMS):
+        errors = np.concatenate([rng.random(WARM_UP) < 0.15, rng.random(DETECT_WITHIN) < 0.25])
+        at = _first_alarm(errors, metrics, settings)
+        early += at is not None and at < WARM_UP
+        caught += at is not None and at >= WARM_UP
+    assert caught / STREAMS >= 0.95
+    assert early / STREAMS <= 0.05
+
+
+def test_the_loss_unit_comes_from_registered_metrics_or_the_first_window() -> None:
+    assert loss_scale("binary", [], {"accuracy": 0.95}) == 1.0  # rare errors: the 0/1 loss as it is
+    assert loss_scale("binary", [], {"error_rate": 0.5}) == pytest.approx(0.5 / MIN_ERROR_SD)
+    assert loss_scale("classification", [1.0, 0.0] * 50, {}) == pytest.approx(0.5 / MIN_ERROR_SD)
+    assert loss_scale("regression", [], {"rmse": 5.0, "mae": 4.0}) == pytest.approx(3.0 / MIN_ERROR_SD)
+    assert loss_scale("regression", [2.0, 4.0] * 10, {}) == pytest.approx(1.0 / MIN_ERROR_SD)
+    assert loss_scale("regression", [0.0] * 10, {}) == 1.0
+
+
+def _labelled(rng: np.random.Generator, start: int, n: int, error_rate: float) -> list[LabelledPrediction]:
+    labels = rng.integers(0, 2, n)
+    wrong = rng.random(n) < error_rate
+    scores = np.where(labels == 1, 0.8, 0.2)
+    scores = np.where(wrong, 1.0 - scores, scores)
+    return [LabelledPrediction(f"r{start + i}", float(scores[i]), int(labels[i]), float(start + i),
+                               float(start + i) + 60) for i in range(n)]
+
+
+def test_the_monitor_stays_quiet_on_clean_labels_and_flags_the_drop() -> None:
+    """The same defaults wired through the monitor (no registered metric, so only Page-Hinkley can alarm)."""
+    config, rng = MonitorConfig(), np.random.default_rng(5)
+    m = VersionMonitor("m", "1")
+    out = m.observe_labels(_labelled(rng, 0, CLEAN_LABELS, 0.15), config)
+    assert len(out.results) == CLEAN_LABELS // config.performance.window_labels
+    assert not any(r.alarm for r in out.results) and out.emissions == []
+    out = m.observe_labels(_labelled(rng, CLEAN_LABELS, DETECT_WITHIN, 0.25), config)
+    assert any(r.evidence["page_hinkley"]["alarm"] for r in out.results)
+    assert out.emissions[0].topic == "performance-degraded"
+    event = out.emissions[0].payload
+    assert event.detector == "page-hinkley" and event.metric == "error_rate"  # type: ignore[attr-defined]
+    restored = VersionMonitor.from_state("m", "1", m.to_state(), reference=None,
+                                         reference_source="first-predictions", schema=[], metrics={})
+    assert m.loss_unit is not None and restored.loss_unit == m.loss_unit
