@@ -232,3 +232,18 @@ def test_class_archive_is_keyed_by_jvm_and_jars(tmp_path: Path, monkeypatch: pyt
     assert _cds_archive("/usr/bin/java", libs) != first
     monkeypatch.setenv("MLOOP_KAFKA_CDS", "0")
     assert _cds_archive("/usr/bin/java", libs) is None
+
+
+def test_the_output_of_up_leaves_the_jwt_secret_out() -> None:
+    from mloop.devstack.stack import format_status
+
+    st = {
+        "root": "/x",
+        "kafka": {"state": "running", "pid": 1, "bootstrap_servers": "127.0.0.1:9092"},
+        "postgres": {"state": "running", "pid": 2, "url": "postgresql://postgres@127.0.0.1:5433/mloop"},
+        "services": {},
+        "env": {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "MLOOP_JWT_SECRET": "s3cr-et_X"},
+    }
+    assert "s3cr-et_X" in format_status(st)
+    hidden = format_status(st, include_secret=False)
+    assert "s3cr-et_X" not in hidden and "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092" in hidden

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             st = up(services=args.services, paths=paths, timeout=args.timeout)
-            sys.stdout.write(format_status(st))
+            sys.stdout.write(format_status(st, include_secret=False))
         elif args.command == "down":
             down(paths)
         elif args.command == "clean":
