@@ -103,8 +103,12 @@ async def test_governance_events_are_recorded_and_answer_lifecycle_serving_and_a
                                               "dev.mloop.promotion-requested.v1"]
 
         # Proofs against signed checkpoints.
-        signed = (await client.post("/checkpoints", headers=auth_headers(settings, "oz", "operator"))).json()
-        assert signed or (await client.get("/checkpoints", headers=h)).json()["items"]
+        r = await client.post("/checkpoints", headers=auth_headers(settings, "oz", "operator"))
+        assert r.status_code == 201, r.text
+        # Whether this call or the periodic checkpointer signed them, every chain is now signed at its size.
+        chains_now = (await client.get("/chains", headers=h)).json()
+        assert sum(c["size"] for c in chains_now) == total
+        assert [c["chain"] for c in chains_now if c["signed_size"] != c["size"]] == []
         promoted = next(e for e in champion if e.topic == "model-promoted")
         proof = (await client.get(f"/records/{promoted.id}/proof", headers=h)).json()
         assert proof["verified"] is True
@@ -182,12 +186,20 @@ async def test_redelivered_events_change_nothing_and_the_live_ledger_verifies(
         await _wait_rows(infra.database_url, 300)
         # The same events sent again (a producer retrying, a relay republishing) change nothing.
         await publish(infra.bootstrap_servers, infra.topic_prefix, events[:150])
-        await asyncio.sleep(3.0)
+        # New events behind them, one per model key, so on every partition the redelivered
+        # copies sit before a new event: once every new one is recorded, the copies were
+        # consumed too.
+        fresh = alias_events(30, start=300)
+        await publish(infra.bootstrap_servers, infra.topic_prefix, fresh)
+        await _wait_rows(infra.database_url, 330)
         conn = await asyncpg.connect(infra.database_url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM audit.ledger") == 300
+            rows = await conn.fetch("SELECT event_id FROM audit.ledger")
         finally:
             await conn.close()
+        recorded = [r["event_id"] for r in rows]
+        assert len(recorded) == 330
+        assert set(recorded) == {e.id for e in events + fresh}
         await client.post("/checkpoints", headers=auth_headers(settings, "oz", "operator"))
         pem = (await client.get("/public-key")).json()["pem"]
     code = await asyncio.to_thread(cli.verify, ["--database-url", infra.database_url, "--public-key", pem,

@@ -198,8 +198,8 @@ def test_ephemeral_stack_reuses_running_stack_when_asked(local_stack: object, mo
 
 
 @pytest.mark.integration
-def test_ephemeral_stack_cleans_up_after_itself() -> None:
-    os.environ.pop("MLOOP_TEST_USE_RUNNING_STACK", None)
+def test_ephemeral_stack_cleans_up_after_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOOP_TEST_USE_RUNNING_STACK", raising=False)
     from mloop.devstack.testing import EphemeralStack
 
     with EphemeralStack() as stack:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from mloop.contracts.topics import TOPICS
 from mloop.devstack import create_topics
 from mloop.devstack._paths import port_is_open
 from mloop.devstack.kafka import KAFKA_MAIN_CLASS, kafka_libs_dir
@@ -161,10 +162,9 @@ async def test_topics_created_as_specified_and_idempotently(local_stack: Ephemer
 
 
 async def test_registry_topics_created_by_default(local_stack: EphemeralStack) -> None:
-    topics = pytest.importorskip("mloop.contracts.topics")
     prefix = unique("reg") + "."
     names = await create_topics(local_stack.bootstrap_servers, prefix=prefix)
-    assert sorted(names) == sorted(prefix + s.name for s in topics.TOPICS.values())
+    assert sorted(names) == sorted(prefix + s.name for s in TOPICS.values())
     admin = AIOKafkaAdminClient(bootstrap_servers=local_stack.bootstrap_servers)
     await admin.start()
     try:

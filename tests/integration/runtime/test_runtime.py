@@ -218,8 +218,6 @@ async def test_health_readiness_metrics_and_openapi(infra: Any) -> None:
 
 
 async def test_offsets_stored_with_state_survive_a_restart_without_double_counting(infra: Any) -> None:
-    from mloop.contracts.payloads import PredictionLogged
-
     settings = _settings(infra)
     producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all")
     await producer.start()
@@ -253,7 +251,6 @@ async def test_offsets_stored_with_state_survive_a_restart_without_double_counti
             await _wait(all_in)
             await asyncio.sleep(1.0)
         assert await counts() == (2000, 200)
-        assert PredictionLogged  # the payload model the consumer validated against
     finally:
         await producer.stop()
 

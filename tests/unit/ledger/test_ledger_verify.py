@@ -176,6 +176,8 @@ def test_subset_bundle_round_trip(subset_bundle: Path, key: Ed25519PrivateKey) -
 def test_any_trusted_key_may_have_signed(full_bundle: Path, key: Ed25519PrivateKey) -> None:
     other = generate_private_key().public_key()
     assert verify_bundle(full_bundle, [other, key.public_key()]).ok
+    # The signer's key is what made it verify: the other key alone authenticates nothing.
+    assert not verify_bundle(full_bundle, [other]).ok
 
 
 # --------------------------------------------------------------------------

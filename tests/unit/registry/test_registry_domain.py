@@ -170,7 +170,10 @@ def test_each_metric_is_compared_with_the_champion_in_its_direction(
 def test_a_per_metric_tolerance_overrides_the_policy_tolerance() -> None:
     policy = Policy(metric_tolerance=0.01, metrics={"auc": MetricRule(tolerance=0.1)})
     [check] = check_metrics({"auc": 0.85}, champ({"auc": 0.91}), policy)
-    assert check.passed
+    assert check.passed, check.detail
+    # The same candidate fails under the policy tolerance alone, so the override is what let it pass.
+    [without] = check_metrics({"auc": 0.85}, champ({"auc": 0.91}), Policy(metric_tolerance=0.01))
+    assert not without.passed
 
 
 def test_a_relative_tolerance_scales_with_the_champion_value() -> None:
