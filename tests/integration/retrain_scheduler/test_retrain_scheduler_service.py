@@ -267,6 +267,17 @@ async def test_a_storm_of_signals_creates_one_job(infra: Any) -> None:
 
         decisions = [s["decision"] for s in await eventually(storm_signals)]
         assert decisions.count("created") == 1 and decisions.count("ignored") == 29
+        # Every storm signal has now been handled: still one job.
+        assert len(await jobs_of(client, op, "storm")) == 1
+
+        async def calm_signals() -> Any:
+            r = await client.get("/signals", params={"model": "calm"}, headers=op)
+            return r.json()["items"]
+
+        # The low-severity signal was received and ignored, not merely not yet read.
+        (calm,) = await eventually(calm_signals)
+        assert calm["decision"] == "ignored" and "below" in calm["reason"], calm
+        assert await jobs_of(client, op, "calm") == []
         r = await client.get("/metrics")
         assert 'mloop_retrain_signals_total{decision="ignore",signal="drift-detected"}' in r.text
 
