@@ -54,7 +54,7 @@ def test_drift_is_detected_retrained_reviewed_and_rolled_out_to_a_new_champion(
     assert cycle["cycle_seconds"] > 0
     assert [s["name"] for s in cycle["steps"]] == ["scheduling", "training", "validation", "review", "rollout"]
     assert cycle["scheduler_recorded"]["outcome"] == "completed"
-    assert cycle["platform_overhead_seconds"] is not None
+    assert 0 <= cycle["platform_overhead_seconds"] < cycle["cycle_seconds"]
     assert any(f["drifted"] for f in report["drift"]["features"])
     # The retrained version was registered with full lineage for the job that asked for it.
     trained = report["training"]["job"]
