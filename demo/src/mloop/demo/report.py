@@ -43,7 +43,9 @@ def build_report(result: DemoResult) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     for name, a, b in _STEPS:
         if a in m and b in m:
-            steps.append({"name": name, "seconds": round(m[b] - m[a], 3)})
+            # Events written in one transaction can carry times a few microseconds apart in
+            # either order; a step never takes negative time.
+            steps.append({"name": name, "seconds": round(max(0.0, m[b] - m[a]), 3)})
     cycle = (
         _r(m["rollout_finished"] - m["drift_detected"], 3) if {"rollout_finished", "drift_detected"} <= set(m) else None
     )
