@@ -25,6 +25,7 @@ offsets reproduces it exactly.
 from __future__ import annotations
 
 import math
+import operator
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -439,19 +440,21 @@ class VersionMonitor:
         assert self.reference is not None
         n = len(batch)
         q = config.drift.samples_needed(config.window) // max(config.window.panes_per_window, 1)
-        known = set(self.reference.features) | {str(f["name"]) for f in self.schema}
-        required = {str(f["name"]) for f in self.schema if not f.get("optional")}
-        for feats in batch.features:
-            keys = feats.keys()
-            if not keys <= known:
-                for k in keys - known:
-                    pane.unexpected[k] = pane.unexpected.get(k, 0) + 1
-            if required and not required <= keys:
-                for k in required - keys:
-                    pane.absent[k] = pane.absent.get(k, 0) + 1
         names = list(self.reference.features)
-        # One pass over the records (C-level lookups), then one column per feature.
-        columns = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
+        required = {str(f["name"]) for f in self.schema if not f.get("optional")}
+        columns = _exact_columns(batch.features, names) if required <= set(names) else None
+        if columns is None:
+            known = set(names) | {str(f["name"]) for f in self.schema}
+            for feats in batch.features:
+                keys = feats.keys()
+                if not keys <= known:
+                    for k in keys - known:
+                        pane.unexpected[k] = pane.unexpected.get(k, 0) + 1
+                if required and not required <= keys:
+                    for k in required - keys:
+                        pane.absent[k] = pane.absent.get(k, 0) + 1
+            # One pass over the records (C-level lookups), then one column per feature.
+            columns = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
         for i, (name, ref) in enumerate(self.reference.features.items()):
             raw = columns[i]
             counts = pane.features[name]
@@ -778,6 +781,23 @@ def _category_index(ref: CategoricalProfile) -> dict[str, int]:
         _INDEX_CACHE.clear()
     _INDEX_CACHE[id(ref)] = (ref, index)
     return index
+
+
+def _exact_columns(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[tuple[Any, ...]] | None:
+    """One column per name when every record serves exactly ``names``, else None.
+
+    Records with as many keys as ``names`` and every one of them have no
+    other key: nothing unexpected, nothing absent. Both the check and the
+    transposition run as C-level loops.
+    """
+    if not names or not features or set(map(len, features)) != {len(names)}:
+        return None
+    try:
+        if len(names) == 1:
+            return [tuple(map(operator.itemgetter(names[0]), features))]
+        return list(zip(*map(operator.itemgetter(*names), features), strict=True))
+    except KeyError:
+        return None
 
 
 def _distributions(window: Pane) -> dict[str, list[int]]:

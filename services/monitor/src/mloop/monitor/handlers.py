@@ -157,7 +157,8 @@ class Monitoring:
                                  touched: dict[Key, Outcome]) -> None:
         by_model: dict[str, list[PredictionRecord]] = defaultdict(list)
         for (model, _), records in groups.items():
-            by_model[model].extend(r for r in records if self._stored(r.request_id))
+            by_model[model].extend(records if self._sample_below is None
+                                   else [r for r in records if self._stored(r.request_id)])
         rows: list[store.PredictionRow] = []
         for model, records in by_model.items():
             waiting = await store.take_pending_labels(conn, model, [r.request_id for r in records])

@@ -252,10 +252,18 @@ class CategoricalCounts:
 
     def add(self, index: Mapping[str, int], raw: Sequence[Any]) -> None:
         other_slot = len(index)
-        codes = [
-            -1 if k is None else index.get(k, other_slot)
-            for k in (v if type(v) is str else category_key(v) for v in raw)
-        ]
+        # Known categories served as text are looked up in one C-level pass;
+        # only the rest (missing, unseen, numbers, booleans) are keyed one by one.
+        try:
+            codes: list[int | None] = list(map(index.get, raw))
+        except TypeError:  # an unhashable value: key every one
+            codes = [None] * len(raw)
+        if None in codes:
+            for i, c in enumerate(codes):
+                if c is None:
+                    v = raw[i]
+                    k = v if type(v) is str else category_key(v)
+                    codes[i] = -1 if k is None else index.get(k, other_slot)
         arr = np.asarray(codes, dtype=np.int64)
         self.missing += int(np.count_nonzero(arr < 0))
         binned = np.bincount(arr[arr >= 0], minlength=other_slot + 1)
