@@ -238,7 +238,9 @@ async def store_predictions(conn: asyncpg.Connection, rows: Sequence[PredictionR
 
     Features, predictions and labels travel as three JSON arrays (one
     encoding each per batch, not one per record), zipped with the other
-    columns by ``ROWS FROM``.
+    columns by ``ROWS FROM``. Each element is stored as the text it has in
+    the array (a JSON null becomes SQL NULL); ``json_typeof`` reads only its
+    first token, so no element is parsed again after the array.
     """
     if not rows:
         return
@@ -246,8 +248,9 @@ async def store_predictions(conn: asyncpg.Connection, rows: Sequence[PredictionR
                                                                                                     strict=True))
     await conn.execute(
         """INSERT INTO predictions (model, request_id, version, ts, features, prediction, label, labeled_at)
-           SELECT m, r, v, t, NULLIF(f::text, 'null')::json, NULLIF(p::text, 'null')::json,
-                  NULLIF(l::text, 'null')::json, la
+           SELECT m, r, v, t, CASE json_typeof(f) WHEN 'null' THEN NULL ELSE f END,
+                  CASE json_typeof(p) WHEN 'null' THEN NULL ELSE p END,
+                  CASE json_typeof(l) WHEN 'null' THEN NULL ELSE l END, la
            FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::timestamptz[]),
                            json_array_elements($5::text::json), json_array_elements($6::text::json),
                            json_array_elements($7::text::json), unnest($8::timestamptz[])) AS x(m, r, v, t, f, p, l, la)
