@@ -306,13 +306,25 @@ def svg_stacked_bar(segments: Sequence[tuple[str, float]], width: int = 760) -> 
     return f'<svg viewBox="0 0 {width} 80" width="{width}" height="80">{"".join(parts)}{"".join(legend)}</svg>'
 
 
+def _evidence(f: dict[str, Any]) -> float:
+    threshold = float(f["threshold"])
+    p = f.get("p_value")
+    if p is not None and 0 < threshold < 1:
+        return -math.log10(max(float(p), 1e-300)) / -math.log10(threshold)
+    return abs(float(f["statistic"])) / threshold
+
+
 def svg_feature_bars(features: Sequence[dict[str, Any]], width: int = 760) -> str:
-    """statistic / threshold per feature; beyond 1 is past the threshold."""
+    """Evidence against "no drift" per feature, relative to its threshold; beyond 1 is past it.
+
+    For a test with a p-value the threshold is a significance level, so the
+    evidence is -log10(p) / -log10(threshold); for a distance it is statistic / threshold.
+    """
     rows = [f for f in features if f.get("threshold")]
     if not rows:
         return "<p>No per-feature statistics.</p>"
     h = 22 * len(rows) + 40
-    ratios = [abs(float(f["statistic"])) / float(f["threshold"]) for f in rows]
+    ratios = [_evidence(f) for f in rows]
     top = max(2.0, max(ratios))
     scale = (width - 260) / math.log10(1 + top)
     parts = []
@@ -467,7 +479,9 @@ Drift was detected {cyc["detection_seconds"]} s after it was injected. The train
 <h2>Drift statistics per feature</h2>
 <p>{_esc(report["drift"]["kind"])} drift on v{_esc(report["drift"]["version"])}, severity
 <b>{_esc(report["drift"]["severity"])}</b>, window {_esc(json.dumps(report["drift"]["window"]))},
-correction {_esc(report["drift"]["correction"])}. Bars: statistic / threshold (log scale).</p>
+correction {_esc(report["drift"]["correction"])}. Bars: evidence relative to the threshold,
+-log10(p) / -log10(threshold) for tests (log scale); a red bar drifted (it also passed the
+effect-size floor).</p>
 {svg_feature_bars(report["drift"]["features"])}
 {_table(report["drift"]["features"], ["name", "method", "statistic", "p_value", "threshold", "effect_size", "drifted"])}
 
