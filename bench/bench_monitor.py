@@ -142,9 +142,6 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
     topic = prefix + "prediction-logged"
     reg = encode(new_event("model-registered", _registration(rng), source="bench"), topic_prefix=prefix)
     messages = _messages(rng, records, per_message, cloudevents)
-    produced_at = time.perf_counter()
-    await _produce(stack.bootstrap_servers, topic, messages)
-    produce_s = time.perf_counter() - produced_at
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
     await producer.start()
     await producer.send_and_wait(reg.topic, reg.value, key=reg.key, headers=reg.headers)
@@ -152,11 +149,23 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
 
     conn = await asyncpg.connect(database_url)
     try:
+        # Registered before any prediction is consumed: otherwise the first
+        # predictions of an unknown model are dead-lettered and never counted.
         async with running_app(create_app(settings)) as client:
             config = {"window": {"size": 2000}}
             r = await client.put(f"/models/{MODEL}/config", json=config,
                                  headers=auth_headers(settings, "bench", "operator"))
             assert r.status_code == 200, r.text
+            deadline = time.perf_counter() + 120
+            while not await conn.fetchval(
+                    "SELECT count(*) FROM monitor.model_versions WHERE model = $1 AND registered", MODEL):
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("model-registered was not applied")
+                await asyncio.sleep(0.05)
+        produced_at = time.perf_counter()
+        await _produce(stack.bootstrap_servers, topic, messages)
+        produce_s = time.perf_counter() - produced_at
+        async with running_app(create_app(settings)):
             first_at, first_n = None, 0
             deadline = time.perf_counter() + 600
             while True:
