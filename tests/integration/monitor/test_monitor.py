@@ -294,6 +294,12 @@ async def test_an_unregistered_model_can_be_monitored_against_its_first_predicti
         assert r.status_code == 200
         recs = records(rng, 1000, version="9", start=0, prefix="s")
         await traffic.predictions("stranger", recs, per_message=100)
+
+        # Early labels are covered by the ground-truth test; here the predictions land first.
+        async def predicted() -> bool:
+            s = await client.get("/models/stranger/versions/9/status", headers=viewer)
+            return s.status_code == 200 and bool(s.json()["predictions_seen"] == 1000)
+        await wait_until(predicted, timeout_s=40, what="predictions seen")
         await traffic.labels("stranger", [(r["request_id"], 1) for r in recs[:10]])
 
         async def labelled() -> bool:
