@@ -30,6 +30,7 @@ from mloop.contracts.payloads import (
     RolloutRolledBack,
     ValidationPolicyChanged,
 )
+from mloop.contracts.topics import spec_for
 from mloop.registry import domain, store
 from mloop.registry.domain import CHAMPION, PREVIOUS_CHAMPION, Champion, Decision, Policy, VersionState
 from mloop.registry.errors import (
@@ -65,9 +66,9 @@ from mloop.runtime.errors import PermanentError
 __all__ = ["DEFAULT_SCOPE", "MAX_EVENT_BYTES", "Registry"]
 
 DEFAULT_SCOPE = "default"
-#: The largest event the registry publishes: ``model-registered`` allows 8 MiB
-#: (large training profiles); a margin is kept for headers.
-MAX_EVENT_BYTES = 8 * 1024 * 1024 - 64 * 1024
+#: The largest event the registry publishes: the ``model-registered`` topic's
+#: message limit (large training profiles), less a margin for headers.
+MAX_EVENT_BYTES = int(spec_for("model-registered").config["max.message.bytes"]) - 64 * 1024
 
 
 def _model_scope(model: str) -> str:
