@@ -76,7 +76,7 @@ class DemoResult:
 
 
 def _token(stack: Stack, sub: str, *roles: str) -> str:
-    from mloop.runtime.auth import issue_token
+    from mloop.contracts.tokens import issue_token
 
     return issue_token(stack.jwt_secret, sub, list(roles), ttl_s=3600)
 

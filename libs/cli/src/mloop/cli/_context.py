@@ -52,7 +52,7 @@ def local_jwt_secret(env: Mapping[str, str] | None = None) -> str | None:
         from mloop.devstack.stack import read_jwt_secret
 
         return read_jwt_secret(StackPaths.default())
-    except (RuntimeError, OSError):
+    except (ImportError, RuntimeError, OSError):  # no local stack installed, or none started
         return None
 
 
@@ -78,7 +78,7 @@ class CliState:
         secret = local_jwt_secret()
         if secret is None:
             return None
-        from mloop.runtime.auth import issue_token
+        from mloop.contracts.tokens import issue_token
 
         sub = self.acting_as or _os_user()
         return issue_token(secret, sub, ["admin"], ttl_s=LOCAL_TOKEN_TTL_S)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Annotated
 
@@ -10,6 +11,14 @@ import typer
 from mloop.cli._context import console, err_console, state
 
 app = typer.Typer(help="The local stack: Kafka, Postgres and the five services.", no_args_is_help=True)
+
+
+@app.callback()
+def _needs_devstack() -> None:
+    """The local stack ships as an optional extra: ``pip install 'mloop-cli[dev]'``."""
+    if importlib.util.find_spec("mloop.devstack") is None:
+        err_console.print("[red]error[/red] the local stack is not installed: pip install 'mloop-cli[dev]'")
+        raise typer.Exit(2)
 
 
 def _log(message: str) -> None:

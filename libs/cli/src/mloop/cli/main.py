@@ -60,7 +60,7 @@ def token(
     Roles: viewer, data-scientist, reviewer, operator, admin, service.
     Example: export MLOOP_TOKEN=$(mloop token --sub alice --role data-scientist)
     """
-    from mloop.runtime.auth import issue_token
+    from mloop.contracts.tokens import issue_token
 
     key = secret or local_jwt_secret()
     if not key:

@@ -2,25 +2,23 @@
 
 Claims: ``sub`` (who), ``roles`` (what they may do). ``admin`` may do
 everything. Tokens are signed with the service settings' secret (HS256);
-``issue_token`` mints local tokens for the CLI and tests.
+the token format and ``issue_token`` live in ``mloop.contracts.tokens``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from fastapi import Request
 
+from mloop.contracts.tokens import ROLES, decode_claims, issue_token
 from mloop.runtime.problems import Forbidden, Unauthorized
 
 __all__ = ["ROLES", "Principal", "decode_token", "issue_token", "optional_principal", "require_roles"]
 
-Role = Literal["viewer", "data-scientist", "reviewer", "operator", "admin", "service"]
-ROLES: tuple[str, ...] = ("viewer", "data-scientist", "reviewer", "operator", "admin", "service")
 _BEARER = {"WWW-Authenticate": 'Bearer realm="mloop"'}
 
 
@@ -38,30 +36,10 @@ class Principal:
         return "admin" in self.roles or bool(self.roles.intersection(roles))
 
 
-def issue_token(
-    secret: str,
-    sub: str,
-    roles: list[str] | tuple[str, ...],
-    *,
-    ttl_s: int = 12 * 3600,
-    issuer: str = "mloop",
-    audience: str = "mloop",
-) -> str:
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise ValueError(f"unknown roles: {sorted(unknown)}; known: {', '.join(ROLES)}")
-    now = int(time.time())
-    claims = {"sub": sub, "roles": list(roles), "iat": now, "exp": now + ttl_s, "iss": issuer, "aud": audience}
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
 def decode_token(token: str, secret: str, *, issuer: str = "mloop", audience: str = "mloop") -> Principal:
     """The principal of a valid token; raises :class:`Unauthorized` otherwise."""
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=issuer, audience=audience,
-            options={"require": ["sub", "exp"]},
-        )
+        claims = decode_claims(token, secret, issuer=issuer, audience=audience)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("the token has expired", headers=_BEARER) from exc
     except jwt.InvalidTokenError as exc:
