@@ -11,15 +11,22 @@ from typing import Any
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
 from mloop.audit import cli
 from mloop.audit.main import create_app
+from mloop.cli.main import app as mloop_cli
 from mloop.ledger.checkpoint import load_public_key
 from mloop.ledger.merkle import verify_consistency, verify_inclusion
 from mloop.ledger.verify import verify_bundle
 from mloop.runtime.testing import auth_headers, running_app
 
 from .support import T0, alias_events, audit_settings, publish, version_story
+
+
+def mloop_audit_verify(argv: list[str]) -> int:
+    """The exit status of ``mloop audit verify ARGV`` (the CLI; a bundle and a key given, so offline)."""
+    return CliRunner().invoke(mloop_cli, ["audit", "verify", *argv]).exit_code
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +161,7 @@ async def test_governance_events_are_recorded_and_answer_lifecycle_serving_and_a
         assert sum(c.records for c in report.chains) == len(champion) + len(rolled_back) + 12
         key_file = tmp_path / "audit.pub"
         key_file.write_text(pem)
-        assert cli.verify(["--bundle", str(bundle), "--public-key", str(key_file)]) == 0
+        assert mloop_audit_verify(["--bundle", str(bundle), "--public-key", str(key_file)]) == 0
 
         # A time-range bundle and the full bundle too.
         r = await client.get("/export", params={"since": (T0 + timedelta(hours=2)).isoformat(),
@@ -166,14 +173,14 @@ async def test_governance_events_are_recorded_and_answer_lifecycle_serving_and_a
         r = await client.get("/export", headers=h)
         full = tmp_path / "full.tar.gz"
         full.write_bytes(r.content)
-        assert cli.verify(["--bundle", str(full), "--public-key", pem,
+        assert mloop_audit_verify(["--bundle", str(full), "--public-key", pem,
                            "--checkpoint-dir", str(settings.checkpoint_path)]) == 0
 
         # A key that did not sign the checkpoints authenticates nothing.
         from mloop.ledger.checkpoint import generate_private_key, public_key_to_base64
 
         other = public_key_to_base64(generate_private_key().public_key())
-        assert cli.verify(["--bundle", str(full), "--public-key", other]) == 1
+        assert mloop_audit_verify(["--bundle", str(full), "--public-key", other]) == 1
 
 
 async def test_redelivered_events_change_nothing_and_the_live_ledger_verifies(

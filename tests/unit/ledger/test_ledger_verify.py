@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+from mloop.cli.main import app
+from mloop.ledger.bundle import ChainExport, build_proofs, pack_bundle, write_bundle
 from mloop.ledger.checkpoint import (
     Checkpoint,
     SignedCheckpoint,
@@ -20,17 +23,15 @@ from mloop.ledger.checkpoint import (
 )
 from mloop.ledger.ledger_domain import LedgerHead, LedgerRecord
 from mloop.ledger.merkle import root
-from mloop.ledger.verify import (
-    BundleFormatError,
-    ChainExport,
-    build_proofs,
-    main,
-    pack_bundle,
-    verify_bundle,
-    write_bundle,
-)
+from mloop.ledger.verify import BundleFormatError, verify_bundle
 
 WHEN = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def main(argv: list[str]) -> tuple[int, str, str]:
+    """``mloop audit verify ARGV`` offline (a bundle and a key given): exit status, stdout, stderr."""
+    result = CliRunner().invoke(app, ["audit", "verify", *argv])
+    return result.exit_code, result.stdout, result.stderr
 REGISTRY_SIZES = (8, 16, 25)
 
 
@@ -399,32 +400,30 @@ def test_unreadable_bundles_raise(tmp_path: Path, full_bundle: Path, key: Ed2551
         verify_bundle(full_bundle, key.public_key())
 
 
-def test_cli_verifies_with_a_key_file(
-    full_bundle: Path, key: Ed25519PrivateKey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_verifies_with_a_key_file(full_bundle: Path, key: Ed25519PrivateKey, tmp_path: Path) -> None:
     key_file = tmp_path / "audit.pub"
     key_file.write_bytes(public_key_to_pem(key.public_key()))
-    assert main(["--bundle", str(full_bundle), "--public-key", str(key_file)]) == 0
-    assert "VERIFIED" in capsys.readouterr().out
+    code, out, _ = main(["--bundle", str(full_bundle), "--public-key", str(key_file)])
+    assert code == 0
+    assert "VERIFIED" in out
 
 
-def test_cli_accepts_a_literal_vkey_and_prints_json(
-    full_bundle: Path, key: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_accepts_a_literal_vkey_and_prints_json(full_bundle: Path, key: Ed25519PrivateKey) -> None:
     vkey = public_key_to_vkey("mloop.example/audit", key.public_key())
-    assert main(["--bundle", str(full_bundle), "--public-key", vkey, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["ok"] is True
+    code, out, _ = main(["--bundle", str(full_bundle), "--public-key", vkey, "--json"])
+    assert code == 0
+    assert json.loads(out)["ok"] is True
 
 
-def test_cli_exit_codes_for_failure_and_unusable_input(
-    full_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_exit_codes_for_failure_and_unusable_input(full_bundle: Path, tmp_path: Path) -> None:
     other = public_key_to_vkey("x", generate_private_key().public_key())
-    assert main(["--bundle", str(full_bundle), "--public-key", other]) == 1
-    assert "FAILED" in capsys.readouterr().out
-    assert main(["--bundle", str(tmp_path / "none"), "--public-key", other]) == 2
-    assert main(["--bundle", str(full_bundle), "--public-key", "garbage"]) == 2
-    assert "cannot load public key" in capsys.readouterr().err
+    code, out, _ = main(["--bundle", str(full_bundle), "--public-key", other])
+    assert code == 1
+    assert "FAILED" in out
+    assert main(["--bundle", str(tmp_path / "none"), "--public-key", other])[0] == 2
+    code, _, err = main(["--bundle", str(full_bundle), "--public-key", "garbage"])
+    assert code == 2
+    assert "cannot load public key" in err
 
 
 def test_a_chain_without_any_signed_checkpoint_proves_nothing(
@@ -506,7 +505,7 @@ def test_independent_copy_of_a_bundle_checkpoint_is_harmless(
 
 
 def test_cli_takes_independent_checkpoint_files(
-    tmp_path: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, key: Ed25519PrivateKey, registry: list[LedgerRecord]
 ) -> None:
     bundle = write_bundle(
         tmp_path / "b",
@@ -517,8 +516,16 @@ def test_cli_takes_independent_checkpoint_files(
     note_file.write_text(signed_at("registry", registry, 25, key).to_note())
     list_file = tmp_path / "all.json"
     list_file.write_text(json.dumps([signed_at("registry", registry, n, key).to_dict() for n in (8, 16)]))
-    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(list_file)]) == 0
-    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(note_file)]) == 1
-    assert "truncated" in capsys.readouterr().out
+    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(list_file)])[0] == 0
+    code, out, _ = main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(note_file)])
+    assert code == 1
+    assert "truncated" in out
     (tmp_path / "bad.json").write_text('{"note": "nonsense"}')
-    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(tmp_path / "bad.json")]) == 2
+    assert main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint", str(tmp_path / "bad.json")])[0] == 2
+    # A folder of checkpoint files, as the audit service writes them, is read the same way.
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "25.json").write_text(signed_at("registry", registry, 25, key).to_json())
+    code, out, _ = main(["--bundle", str(bundle), "--public-key", vkey, "--checkpoint-dir", str(folder)])
+    assert code == 1
+    assert "truncated" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,34 +91,57 @@ def verify(
         list[str] | None, typer.Option(help="trusted Ed25519 key (file or literal); repeatable")
     ] = None,
     checkpoint: Annotated[list[Path] | None, typer.Option(help="signed checkpoints kept outside the database")] = None,
+    checkpoint_dir: Annotated[
+        list[Path] | None, typer.Option(help="a folder of checkpoint files, as the audit service writes them")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Verify an evidence bundle offline against a pinned public key.
 
     Without ``--bundle``, the live ledger is exported first; without ``--public-key``,
     the audit service's key is fetched (pin it instead for a real audit).
+    Exit status: 0 verified, 1 not verified, 2 a bundle, key or checkpoint could not be read.
     """
-    from mloop.ledger.verify import main as verify_main
+    from mloop.ledger.checkpoint import (
+        CheckpointFormatError,
+        read_checkpoint_dir,
+        read_checkpoint_file,
+        resolve_public_key,
+    )
+    from mloop.ledger.verify import BundleFormatError, verify_bundle
 
-    keys = list(public_key or [])
+    key_texts = list(public_key or [])
     with tempfile.TemporaryDirectory(prefix="mloop-audit-") as tmp:
         if bundle is None:
             with console.status("exporting the live ledger..."):
                 run_api(ctx, lambda api: api.audit.sign_checkpoints())  # cover the newest rows
                 bundle = _export(ctx, Path(tmp) / "bundle.tar.gz", {})
-        if not keys:
+        if not key_texts:
             key_doc = run_api(ctx, lambda api: api.audit.public_key())
             key = key_doc.get("base64") or key_doc.get("pem")
             if not key:
                 err_console.print("[red]error[/red] the audit service did not return a public key; pass --public-key")
                 raise typer.Exit(2)
-            keys = [str(key)]
-        argv = ["--bundle", str(bundle)]
-        for k in keys:
-            argv += ["--public-key", k]
-        for c in checkpoint or []:
-            argv += ["--checkpoint", str(c)]
-        if json_ or state(ctx).json:
-            argv.append("--json")
-        code = verify_main(argv)
-    raise typer.Exit(code)
+            key_texts = [str(key)]
+        try:
+            keys = [resolve_public_key(k) for k in key_texts]
+        except (CheckpointFormatError, OSError) as exc:
+            err_console.print(f"[red]error[/red] cannot load public key: {exc}")
+            raise typer.Exit(2) from None
+        try:
+            outside = [cp for f in checkpoint or [] for cp in read_checkpoint_file(f)]
+            for directory in checkpoint_dir or []:
+                outside += read_checkpoint_dir(directory)
+        except (CheckpointFormatError, OSError, UnicodeDecodeError) as exc:
+            err_console.print(f"[red]error[/red] cannot load checkpoints: {exc}")
+            raise typer.Exit(2) from None
+        try:
+            report = verify_bundle(bundle, keys, outside)
+        except BundleFormatError as exc:
+            err_console.print(f"[red]error[/red] cannot read bundle: {exc}")
+            raise typer.Exit(2) from None
+    if json_ or state(ctx).json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.summary())
+    raise typer.Exit(0 if report.ok else 1)

@@ -70,8 +70,11 @@ __all__ = [
     "public_key_to_base64",
     "public_key_to_pem",
     "public_key_to_vkey",
+    "read_checkpoint_dir",
+    "read_checkpoint_file",
     "read_private_key",
     "read_public_key",
+    "resolve_public_key",
     "sign",
     "verify",
     "write_private_key",
@@ -394,3 +397,47 @@ def write_private_key(
 def write_public_key(path: str | os.PathLike[str], public_key: Ed25519PublicKey, encoding: KeyEncoding = "pem") -> None:
     data = public_key_to_pem(public_key) if encoding == "pem" else (public_key_to_base64(public_key) + "\n").encode()
     Path(path).write_bytes(data)
+
+
+def resolve_public_key(value: str) -> Ed25519PublicKey:
+    """A key given on a command line: a file holding one, or a literal (PEM, base64 of the raw key, or vkey).
+
+    Raises ``CheckpointFormatError`` when it is no Ed25519 public key, ``OSError`` when the file cannot be read.
+    """
+    candidate = Path(value)
+    return load_public_key(candidate.read_bytes() if candidate.is_file() else value)
+
+
+def read_checkpoint_file(path: str | os.PathLike[str]) -> list[SignedCheckpoint]:
+    """The signed checkpoints of a file: one (JSON or signed note) or a JSON list of them.
+
+    Raises ``CheckpointFormatError``, ``OSError`` or ``UnicodeDecodeError`` when it cannot be read.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [SignedCheckpoint.from_note(text)]
+    items = data if isinstance(data, list) else [data]
+    return [SignedCheckpoint.from_dict(item) for item in items]
+
+
+def read_checkpoint_dir(
+    directory: str | os.PathLike[str], *, skipped: list[tuple[Path, str]] | None = None
+) -> list[SignedCheckpoint]:
+    """Every signed checkpoint in the ``*.json`` files under ``directory`` (none if it does not exist).
+
+    A file that cannot be read is left out and, when ``skipped`` is given, listed there with the reason:
+    verification then simply has less independent evidence.
+    """
+    root = Path(directory)
+    found: list[SignedCheckpoint] = []
+    if not root.is_dir():
+        return found
+    for path in sorted(root.rglob("*.json")):
+        try:
+            found += read_checkpoint_file(path)
+        except (CheckpointFormatError, OSError, UnicodeDecodeError) as exc:
+            if skipped is not None:
+                skipped.append((path, str(exc)))
+    return found

@@ -36,6 +36,7 @@ from mloop.ledger.checkpoint import (
     sign,
     write_private_key,
 )
+from mloop.ledger.checkpoint import read_checkpoint_dir as read_checkpoints_in
 from mloop.runtime.errors import ConfigurationError
 
 __all__ = ["Checkpointer", "load_signing_key", "read_checkpoint_dir", "write_checkpoint_file"]
@@ -96,14 +97,12 @@ def write_checkpoint_file(directory: Path, chain: str, signed: SignedCheckpoint)
 
 
 def read_checkpoint_dir(directory: Path) -> list[SignedCheckpoint]:
-    """Every signed checkpoint in the ``*.json`` files under ``directory``.
-
-    Unreadable files are skipped with a warning (verification then simply
-    has less independent evidence).
-    """
-    found: list[SignedCheckpoint] = []
-    if not directory.is_dir():
-        return found
+    """Every signed checkpoint written under ``directory``; unreadable files are skipped with a warning."""
+    skipped: list[tuple[Path, str]] = []
+    found = read_checkpoints_in(directory, skipped=skipped)
+    for path, reason in skipped:
+        log.warning("skipping %s: %s", path, reason)
+    return found
     for path in sorted(directory.rglob("*.json")):
         try:
             found.append(SignedCheckpoint.from_json(path.read_bytes()))

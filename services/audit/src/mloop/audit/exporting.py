@@ -18,7 +18,7 @@ import asyncpg
 from mloop.audit import store
 from mloop.audit.checkpointing import Checkpointer
 from mloop.audit.live_verify import ThreadBridge, chain_rows
-from mloop.ledger.verify import ChainExport, InclusionProof, pack_bundle, write_bundle
+from mloop.ledger.bundle import ChainExport, InclusionProof, pack_bundle, write_bundle
 
 __all__ = ["export_bundle"]
 
