@@ -64,12 +64,18 @@ async def test_mlflow_clients_create_read_search_and_alias_models_on_the_same_re
 
         r = await ops.post(f"{API}/registered-models/alias", {"name": "credit-risk", "alias": "champion",
                                                               "version": "2"})
+        assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", r.text
+        r = await ops.post(f"{API}/registered-models/alias", {"name": "credit-risk", "alias": "challenger",
+                                                              "version": "1"})  # failed validation
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+        r = await ops.post(f"{API}/registered-models/alias", {"name": "credit-risk", "alias": "challenger",
+                                                              "version": "2"})
         assert r.status_code == 200 and r.json() == {}
-        r = await viewer.get(f"{API}/registered-models/alias", params={"name": "credit-risk", "alias": "champion"})
-        assert r.json()["model_version"]["version"] == "2" and r.json()["model_version"]["aliases"] == ["champion"]
+        r = await viewer.get(f"{API}/registered-models/alias", params={"name": "credit-risk", "alias": "challenger"})
+        assert r.json()["model_version"]["version"] == "2" and r.json()["model_version"]["aliases"] == ["challenger"]
         r = await viewer.get(f"{API}/registered-models/get", params={"name": "credit-risk"})
         rm = r.json()["registered_model"]
-        assert rm["aliases"] == [{"alias": "champion", "version": "2"}]
+        assert rm["aliases"] == [{"alias": "challenger", "version": "2"}]
         assert [v["version"] for v in rm["latest_versions"]] == ["2"]
         # The filter MLflow's own client sends (it leaves prompts out).
         r = await viewer.get(f"{API}/registered-models/search", params={
@@ -81,9 +87,9 @@ async def test_mlflow_clients_create_read_search_and_alias_models_on_the_same_re
         assert [v["version"] for v in r.json()["model_versions"]] == ["2"]
         r = await ds.post(f"{API}/registered-models/alias", {"name": "credit-risk", "alias": "x", "version": "1"})
         assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
-        r = await ops.delete(f"{API}/registered-models/alias", json={"name": "credit-risk", "alias": "champion"})
+        r = await ops.delete(f"{API}/registered-models/alias", json={"name": "credit-risk", "alias": "challenger"})
         assert r.status_code == 200, r.text
-        r = await viewer.get(f"{API}/registered-models/alias", params={"name": "credit-risk", "alias": "champion"})
+        r = await viewer.get(f"{API}/registered-models/alias", params={"name": "credit-risk", "alias": "challenger"})
         assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
         r = await viewer.get(f"{API}/registered-models/get", params={"name": "nope"})

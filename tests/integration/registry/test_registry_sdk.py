@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
-from mloop.client import RegistryClient
+from mloop.client import PermissionDeniedError, RegistryClient
+from mloop.contracts.payloads import RolloutCompleted
 from mloop.registry.main import create_app
 from mloop.registry.settings import RegistrySettings
 from mloop.runtime.auth import issue_token
 from mloop.runtime.testing import running_app
 
-from .helpers import REGISTRATION
+from .helpers import REGISTRATION, publish
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +35,15 @@ async def test_the_sdk_registers_requests_reviews_and_reads_the_whole_record(inf
         first = await ds.register_version("credit-risk", artifact_uri="s3://m/1", lineage=lineage,
                                           metrics={"auc": 0.9}, idempotency_key="job-1")
         assert first["version"] == "1" and first["validation"]["passed"] is True
-        await ops.set_alias("credit-risk", "champion", "1")
+        with pytest.raises(PermissionDeniedError, match="managed by the platform"):
+            await ops.set_alias("credit-risk", "champion", "1")  # only a completed rollout moves it
+        await publish(infra.bootstrap_servers, infra.topic_prefix, "rollout-completed", RolloutCompleted(
+            model="credit-risk", rollout_id="ro-1", seq=1, version="1", baseline_version=None, strategy="canary",
+            phase="completed", step_index=0, weight=1.0))
+        for _ in range(200):
+            if await ds.champion("credit-risk") is not None:
+                break
+            await asyncio.sleep(0.1)
         assert await ds.champion("credit-risk") == "1"
         await ds.register_version("credit-risk", artifact_uri="s3://m/2", lineage=lineage,
                                   metrics={"auc": 0.92}, segment_metrics={"north": {"recall": 0.8}})

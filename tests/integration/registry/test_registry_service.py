@@ -75,8 +75,13 @@ class Registry:
         return out
 
     async def champion(self, model: str, version: str) -> None:
-        r = await self.ops.put(f"/models/{model}/aliases/champion", {"version": version})
-        assert r.status_code == 200, r.text
+        """Make ``version`` champion the only way there is: a completed rollout (never by setting the alias)."""
+        await self.applied(await publish(
+            self.infra.bootstrap_servers, self.infra.topic_prefix, "rollout-completed", RolloutCompleted(
+                model=model, rollout_id=f"ro-{model}-{version}", seq=1, version=version, baseline_version=None,
+                strategy="canary", phase="completed", step_index=0, weight=1.0)))
+        r = await self.viewer.get(f"/models/{model}/aliases/champion")
+        assert r.status_code == 200 and r.json()["version"] == version, r.text
 
     async def promoted(self, model: str, version: str) -> str:
         """File and approve a promotion request; returns its id."""

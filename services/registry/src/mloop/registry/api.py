@@ -20,7 +20,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mloop.registry import api_models, api_promotions, api_versions, mlflow_api
-from mloop.registry.errors import ConflictError, InvalidInput, NotFoundError, RegistryError, ReviewRefused
+from mloop.registry.errors import (
+    ConflictError,
+    GovernanceRefused,
+    InvalidInput,
+    NotFoundError,
+    RegistryError,
+    ReviewRefused,
+)
 from mloop.runtime.problems import problem_response
 
 __all__ = ["install_error_handlers", "routers"]
@@ -36,6 +43,8 @@ def _problem(request: Request, exc: RegistryError) -> JSONResponse:
         return problem_response(409, "Conflict", str(exc), slug="conflict", instance=path)
     if isinstance(exc, ReviewRefused):
         return problem_response(403, "Forbidden", str(exc), slug="four-eyes", instance=path)
+    if isinstance(exc, GovernanceRefused):
+        return problem_response(403, "Forbidden", str(exc), slug="governance", instance=path)
     if isinstance(exc, InvalidInput):
         return problem_response(
             422, "Unprocessable Entity", f"{exc.field}: {exc}", slug="validation-error", instance=path,

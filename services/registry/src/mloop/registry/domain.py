@@ -11,8 +11,16 @@
   is recorded as the approving actor ``policy:<name>``.
 * **Rollout outcomes** (:func:`champion_moves`): a completed rollout makes
   its version ``champion`` and keeps the former one as ``previous-champion``.
+* **Aliases** (:func:`check_alias_by_hand`, :func:`check_alias_target`):
+  ``champion`` and ``previous-champion`` move only with a completed rollout,
+  never by hand; other aliases point only at versions that passed validation
+  and are not archived.
 * **Lifecycle** (:func:`check_archivable`, :func:`check_deletable`): a
-  version that ever served traffic is archived, never deleted.
+  version that ever served traffic or carried an alias is archived, never
+  deleted.
+* **Fixed tags** (:func:`check_tag_change`): tags that carry lineage or
+  metrics into the gates (``mloop.lineage.*``, ``mloop.metric.*``) are set
+  at registration and never changed afterwards.
 
 Nothing here does I/O.
 """
@@ -20,7 +28,7 @@ Nothing here does I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,18 +40,22 @@ from mloop.registry.errors import (
     CommentRequired,
     InvalidInput,
     NotPromotable,
+    ProtectedAlias,
     RequestClosed,
     SelfReview,
     VersionInUse,
+    VersionNotEligible,
 )
 
 __all__ = [
     "CHAMPION",
+    "FIXED_TAG_PREFIXES",
     "HIGHER_IS_BETTER",
     "LINEAGE_FIELDS",
     "LOWER_IS_BETTER",
     "POLICY_EXAMPLE",
     "PREVIOUS_CHAMPION",
+    "SYSTEM_ALIASES",
     "AliasMove",
     "Champion",
     "Decision",
@@ -57,6 +69,8 @@ __all__ = [
     "VersionStatus",
     "auto_approver",
     "champion_moves",
+    "check_alias_by_hand",
+    "check_alias_target",
     "check_archivable",
     "check_deletable",
     "check_feature_schema",
@@ -64,6 +78,7 @@ __all__ = [
     "check_metrics",
     "check_promotable",
     "check_segments",
+    "check_tag_change",
     "effective_policy",
     "metric_direction",
     "review",
@@ -72,6 +87,10 @@ __all__ = [
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
+#: Aliases only a completed rollout moves (``apply_rollout_completed``), never a person.
+SYSTEM_ALIASES = frozenset({CHAMPION, PREVIOUS_CHAMPION})
+#: Tag namespaces whose values feed the gates at registration; they are fixed from then on.
+FIXED_TAG_PREFIXES = ("mloop.lineage.", "mloop.metric.")
 
 VersionStatus = Literal[
     "validated",  # every gate passed
@@ -432,6 +451,7 @@ class VersionState:
     served_traffic: bool = False
     aliases: tuple[str, ...] = ()
     has_promotion_requests: bool = False
+    had_aliases: bool = False  # an alias pointed at it once (its alias history)
 
 
 def check_promotable(version: VersionState, *, pending_request: str | None) -> None:
@@ -525,6 +545,36 @@ def champion_moves(current_champion: str | None, current_previous: str | None, v
     return moves
 
 
+def check_alias_by_hand(alias: str) -> None:
+    """Raise :class:`ProtectedAlias` for ``champion`` / ``previous-champion``, whatever the caller's roles:
+    only a completed rollout after an approved promotion moves them."""
+    if alias in SYSTEM_ALIASES:
+        raise ProtectedAlias(f"{alias!r} is managed by the platform: a version becomes champion through an "
+                             "approved promotion request and a completed rollout; it is never set or removed "
+                             "by hand")
+
+
+def check_alias_target(alias: str, version: VersionState) -> None:
+    """Raise unless a person may point ``alias`` at ``version``.
+
+    :class:`ProtectedAlias` for a platform-managed alias (:func:`check_alias_by_hand`);
+    :class:`VersionNotEligible` for a version that failed validation or is archived.
+    """
+    check_alias_by_hand(alias)
+    if not version.validation_passed or version.status == "validation-failed":
+        raise VersionNotEligible(f"version {version.version} did not pass validation; an alias cannot point to it")
+    if version.status == "archived":
+        raise VersionNotEligible(f"version {version.version} is archived; an alias cannot point to it")
+
+
+def check_tag_change(keys: Iterable[str]) -> None:
+    """Raise :class:`InvalidInput` when a tag change touches a tag fixed at registration."""
+    fixed = sorted(k for k in keys if k.startswith(FIXED_TAG_PREFIXES))
+    if fixed:
+        raise InvalidInput(f"tags {', '.join(fixed)} carry lineage or metrics and are fixed at registration; "
+                           "register a new version instead", field="body.tags")
+
+
 def check_archivable(version: VersionState) -> None:
     """Raise :class:`VersionInUse` while an alias points to the version or a promotion is pending."""
     if version.status == "archived":
@@ -538,10 +588,12 @@ def check_archivable(version: VersionState) -> None:
 
 
 def check_deletable(version: VersionState) -> None:
-    """Raise :class:`VersionInUse` for a version that served traffic, is aliased or has a promotion trail."""
+    """Raise :class:`VersionInUse` for a version that served traffic, is or was aliased or has a promotion trail."""
     if version.served_traffic:
         raise VersionInUse(f"version {version.version} served traffic; it can be archived but never deleted")
     if version.aliases:
         raise VersionInUse(f"version {version.version} is the target of {', '.join(sorted(version.aliases))}")
+    if version.had_aliases:
+        raise VersionInUse(f"version {version.version} carried an alias; it can be archived but never deleted")
     if version.has_promotion_requests:
         raise VersionInUse(f"version {version.version} has a promotion trail; archive it instead")

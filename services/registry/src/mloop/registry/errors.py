@@ -14,9 +14,12 @@ named on the right::
     │   ├── NotPromotable           the version cannot be requested for promotion
     │   ├── RequestClosed           the request was already decided
     │   ├── AlreadyReviewed         this reviewer already approved it
-    │   └── VersionInUse            archive/delete refused (aliases, traffic)
+    │   ├── VersionInUse            archive/delete refused (aliases, traffic)
+    │   └── VersionNotEligible      an alias may not point at a failed or archived version
     ├── ReviewRefused                       403
     │   └── SelfReview              four eyes: the requester cannot review
+    ├── GovernanceRefused                   403
+    │   └── ProtectedAlias          champion / previous-champion move only by rollout
     └── InvalidInput                        422 (``field`` names what is wrong)
         └── CommentRequired         a rejection without a comment
 """
@@ -28,17 +31,20 @@ __all__ = [
     "AlreadyReviewed",
     "CommentRequired",
     "ConflictError",
+    "GovernanceRefused",
     "InvalidInput",
     "ModelAlreadyExists",
     "ModelNotFound",
     "NotFoundError",
     "NotPromotable",
     "PromotionRequestNotFound",
+    "ProtectedAlias",
     "RegistryError",
     "RequestClosed",
     "ReviewRefused",
     "SelfReview",
     "VersionInUse",
+    "VersionNotEligible",
     "VersionNotFound",
 ]
 
@@ -100,11 +106,23 @@ class VersionInUse(ConflictError):
     pass
 
 
+class VersionNotEligible(ConflictError):
+    pass
+
+
 class ReviewRefused(RegistryError):
     pass
 
 
 class SelfReview(ReviewRefused):
+    pass
+
+
+class GovernanceRefused(RegistryError):
+    pass
+
+
+class ProtectedAlias(GovernanceRefused):
     pass
 
 

@@ -128,6 +128,46 @@ class Registry:
                 raise ModelNotFound(name)
             return (await self.model_views(conn, [row]))[0]
 
+    async def rename_model(self, pool: asyncpg.Pool, name: str, new_name: str) -> ModelOut:
+        """Rename a model that has no versions and no policy history yet.
+
+        Every event is keyed by the model's name (the monitor's references,
+        the rollout's routing table, the ledger's chains), so once a version
+        or a policy change was published the name is final: raises
+        :class:`ConflictError` then, :class:`ModelAlreadyExists` when
+        ``new_name`` is taken, :class:`ModelNotFound`.
+        """
+        async with pool.acquire() as conn, conn.transaction():
+            row = await store.get_model(conn, name, for_update=True)
+            if row is None:
+                raise ModelNotFound(name)
+            if new_name == name:
+                return (await self.model_views(conn, [row]))[0]
+            if row["last_version"] > 0 or await store.policy_history(conn, _model_scope(name)):
+                raise ConflictError(f"model {name!r} has versions or a policy history published under its name; "
+                                    "its name is final (create a new model instead)")
+            renamed = await store.rename_model(conn, name, new_name)
+            if renamed is None:
+                raise ModelAlreadyExists(new_name)
+            return (await self.model_views(conn, [renamed]))[0]
+
+    async def delete_model(self, pool: asyncpg.Pool, name: str) -> None:
+        """Delete a model with every version, when each version could be deleted on its own.
+
+        Raises :class:`VersionInUse` naming the first version that served,
+        carried an alias or has a promotion trail, :class:`ConflictError` for a
+        model whose policy was changed (that history stays), :class:`ModelNotFound`.
+        """
+        async with pool.acquire() as conn, conn.transaction():
+            if await store.get_model(conn, name, for_update=True) is None:
+                raise ModelNotFound(name)
+            if await store.policy_history(conn, _model_scope(name)):
+                raise ConflictError(f"model {name!r} has a validation-policy history; it cannot be deleted")
+            for row in await store.search_versions(conn, store.VersionFilter(model=name), after_id=None,
+                                                   limit=1_000_000):
+                domain.check_deletable(await self._state(conn, row))
+            await store.delete_model(conn, name)
+
     # ------------------------------------------------------------------ policies
 
     async def policy_for(self, conn: asyncpg.Connection, model: str | None) -> PolicyView:
@@ -328,6 +368,13 @@ class Registry:
         self, pool: asyncpg.Pool, model: str, version: int, *, description: str | None, set_description: bool,
         tags: Mapping[str, str | None] | None,
     ) -> VersionOut:
+        """Change a version's description and tags (merge patch; None removes a tag).
+
+        Raises :class:`InvalidInput` for a tag fixed at registration
+        (``mloop.lineage.*``, ``mloop.metric.*``): lineage is never rewritten.
+        """
+        if tags:
+            domain.check_tag_change(tags)
         async with pool.acquire() as conn, conn.transaction():
             await self.version_row(conn, model, version)
             row = await store.update_version(conn, model, version, description=description,
@@ -341,6 +388,7 @@ class Registry:
             validation_passed=row["validation_passed"], served_traffic=row["served_traffic"],
             aliases=tuple(await store.version_aliases(conn, row["model"], row["version"])),
             has_promotion_requests=bool(await store.requests_for_version(conn, row["model"], row["version"])),
+            had_aliases=bool(await store.alias_history(conn, row["model"], row["version"])),
         )
 
     async def archive_version(self, pool: asyncpg.Pool, model: str, version: int) -> VersionOut:
@@ -383,13 +431,18 @@ class Registry:
     async def set_alias(
         self, pool: asyncpg.Pool, who: Principal, model: str, alias: str, version: int, reason: str | None
     ) -> AliasOut:
-        """Move ``alias`` to ``version``; moving it where it already is changes nothing."""
+        """Move ``alias`` to ``version``; moving it where it already is changes nothing.
+
+        Raises :class:`ProtectedAlias` for ``champion`` / ``previous-champion``
+        (only a completed rollout moves them), :class:`VersionNotEligible` for a
+        version that failed validation or is archived.
+        """
+        domain.check_alias_by_hand(alias)  # refused whatever the model or version
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
             row = await self.version_row(conn, model, version)
-            if row["status"] == "archived":
-                raise ConflictError(f"version {version} is archived; an alias cannot point to it")
+            domain.check_alias_target(alias, await self._state(conn, row))
             current = await store.get_alias(conn, model, alias)
             if current == version:
                 model_row = await store.get_model(conn, model)
@@ -399,6 +452,8 @@ class Registry:
             return await self._move_alias(conn, model, alias, version, actor=who.actor, reason=reason)
 
     async def delete_alias(self, pool: asyncpg.Pool, who: Principal, model: str, alias: str) -> AliasOut:
+        """Remove ``alias``; raises :class:`ProtectedAlias` for a platform-managed one."""
+        domain.check_alias_by_hand(alias)
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)

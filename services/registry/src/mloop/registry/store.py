@@ -16,11 +16,14 @@ import asyncpg
 from asyncpg import Record
 
 __all__ = [
+    "MODEL_ORDER",
+    "VERSION_ORDER",
     "VersionFilter",
     "add_alias_history",
     "add_review",
     "alias_history",
     "delete_alias",
+    "delete_model",
     "delete_policy",
     "delete_version",
     "get_alias",
@@ -41,6 +44,7 @@ __all__ = [
     "pending_request",
     "policy_history",
     "put_policy",
+    "rename_model",
     "record_rollout",
     "requests_for_version",
     "reviews_for",
@@ -109,6 +113,26 @@ async def update_model(
     return row
 
 
+async def rename_model(conn: asyncpg.Connection, name: str, new_name: str) -> Record | None:
+    """The renamed row, or None when ``new_name`` is taken. Only for a model nothing refers to yet."""
+    try:
+        async with conn.transaction():
+            row: Record | None = await conn.fetchrow(
+                "UPDATE models SET name = $2, updated_at = clock_timestamp() WHERE name = $1 RETURNING *",
+                name, new_name,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
+    return row
+
+
+async def delete_model(conn: asyncpg.Connection, name: str) -> None:
+    """Delete a model, its versions and its current policy override (the caller checked they may go)."""
+    await conn.execute("DELETE FROM versions WHERE model = $1", name)
+    await conn.execute("DELETE FROM policies WHERE scope = $1", f"model:{name}")
+    await conn.execute("DELETE FROM models WHERE name = $1", name)
+
+
 async def next_version_number(conn: asyncpg.Connection, model: str) -> int | None:
     """Take the model's next version number, locking its row until the transaction ends.
 
@@ -130,18 +154,33 @@ async def next_alias_seq(conn: asyncpg.Connection, model: str) -> int:
     return seq
 
 
+#: Orderings callers may ask for: a logical key and the column it sorts by.
+MODEL_ORDER = {"name": "name", "created_at": "created_at", "updated_at": "updated_at"}
+VERSION_ORDER = {"name": "v.model", "version": "v.version", "created_at": "v.created_at",
+                 "updated_at": "v.updated_at"}
+
+
+def _order(columns: Mapping[str, str], order_by: Sequence[tuple[str, bool]], tiebreak: str) -> str:
+    """``ORDER BY`` for ``(key, descending)`` pairs; only keys of ``columns`` ever reach SQL."""
+    parts = [f"{columns[key]} {'DESC' if desc else 'ASC'}" for key, desc in order_by]
+    return "ORDER BY " + ", ".join([*parts, tiebreak])
+
+
 async def search_models(
     conn: asyncpg.Connection, *, name_like: str | None, tags: Mapping[str, str], tag_keys: Sequence[str],
     after: str | None, limit: int, tags_not: Mapping[str, str] | None = None,
+    order_by: Sequence[tuple[str, bool]] = (), offset: int = 0, name: str | None = None,
 ) -> list[Record]:
-    """Models ordered by name; ``name_like`` is a case-insensitive SQL LIKE pattern;
-    ``tags_not`` excludes models whose tag has that value."""
+    """Models (exactly ``name`` when given) ordered by name, or by ``order_by`` (keys of
+    :data:`MODEL_ORDER`, then name); ``name_like`` is a case-insensitive SQL LIKE pattern;
+    ``tags_not`` excludes models whose tag has that value; ``after`` is a keyset cursor on
+    the name, ``offset`` skips rows."""
     rows: list[Record] = await conn.fetch(
         "SELECT * FROM models WHERE ($1::text IS NULL OR name ILIKE $1) AND tags @> $2::jsonb "
         "AND tags ?& $3::text[] AND ($4::text IS NULL OR name > $4) "
         "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($6::jsonb) t WHERE tags ->> t.key = t.value) "
-        "ORDER BY name LIMIT $5",
-        name_like, dict(tags), list(tag_keys), after, limit, dict(tags_not or {}),
+        f"AND ($8::text IS NULL OR name = $8) {_order(MODEL_ORDER, order_by, 'name')} LIMIT $5 OFFSET $7",
+        name_like, dict(tags), list(tag_keys), after, limit, dict(tags_not or {}), offset, name,
     )
     return rows
 
@@ -248,9 +287,11 @@ class VersionFilter:
 
 
 async def search_versions(
-    conn: asyncpg.Connection, f: VersionFilter, *, after_id: int | None, limit: int, newest_first: bool = False
+    conn: asyncpg.Connection, f: VersionFilter, *, after_id: int | None, limit: int, newest_first: bool = False,
+    order_by: Sequence[tuple[str, bool]] = (), offset: int = 0,
 ) -> list[Record]:
-    """Versions matching every filter, in creation order (keyset on ``id``)."""
+    """Versions matching every filter, in creation order (keyset on ``id``), or
+    by ``order_by`` (keys of :data:`VERSION_ORDER`, then creation order) from ``offset``."""
     order = "DESC" if newest_first else "ASC"
     cmp = "<" if newest_first else ">"
     rows: list[Record] = await conn.fetch(
@@ -266,9 +307,9 @@ async def search_versions(
               AND ($9::text IS NULL OR v.run_id = $9)
               AND ($10::bigint IS NULL OR v.id {cmp} $10)
               AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($12::jsonb) t WHERE v.tags ->> t.key = t.value)
-            ORDER BY v.id {order} LIMIT $11""",
+            {_order(VERSION_ORDER, order_by, f"v.id {order}")} LIMIT $11 OFFSET $13""",
         f.model, f.model_like, dict(f.tags), list(f.tag_keys), f.alias, list(f.status), f.created_after,
-        f.created_before, f.run_id, after_id, limit, dict(f.tags_not),
+        f.created_before, f.run_id, after_id, limit, dict(f.tags_not), offset,
     )
     return rows
 
