@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from mloop.registry.domain import (
     VersionState,
     auto_approver,
     champion_moves,
+    check_alias_by_hand,
+    check_alias_target,
     check_archivable,
     check_deletable,
     check_feature_schema,
@@ -27,6 +30,7 @@ from mloop.registry.domain import (
     check_metrics,
     check_promotable,
     check_segments,
+    check_tag_change,
     effective_policy,
     metric_direction,
     review,
@@ -37,9 +41,11 @@ from mloop.registry.errors import (
     CommentRequired,
     InvalidInput,
     NotPromotable,
+    ProtectedAlias,
     RequestClosed,
     SelfReview,
     VersionInUse,
+    VersionNotEligible,
 )
 
 SHA = "5f7c" + "0" * 60
@@ -413,7 +419,38 @@ def test_a_version_that_served_traffic_is_never_deleted() -> None:
         check_deletable(version(aliases=("challenger",)))
     with pytest.raises(VersionInUse, match="promotion trail"):
         check_deletable(version(has_promotion_requests=True))
+    with pytest.raises(VersionInUse, match="carried an alias"):  # the alias was moved away since
+        check_deletable(version(had_aliases=True))
     check_deletable(version())
+
+
+@pytest.mark.parametrize("alias", [CHAMPION, PREVIOUS_CHAMPION])
+def test_the_champion_aliases_are_never_set_or_removed_by_hand(alias: str) -> None:
+    with pytest.raises(ProtectedAlias, match="managed by the platform"):
+        check_alias_target(alias, version())  # even on a perfectly eligible version
+    with pytest.raises(ProtectedAlias):
+        check_alias_by_hand(alias)
+
+
+def test_other_aliases_point_only_at_validated_unarchived_versions() -> None:
+    check_alias_target("challenger", version())
+    check_alias_target("challenger", version(status="production", served_traffic=True))
+    check_alias_by_hand("challenger")
+    with pytest.raises(VersionNotEligible, match="did not pass validation"):
+        check_alias_target("challenger", version(status="validation-failed", validation_passed=False))
+    with pytest.raises(VersionNotEligible, match="did not pass validation"):  # status alone is not enough
+        check_alias_target("challenger", version(validation_passed=False))
+    with pytest.raises(VersionNotEligible, match="archived"):
+        check_alias_target("challenger", version(status="archived"))
+
+
+def test_lineage_and_metric_tags_are_fixed_after_registration() -> None:
+    check_tag_change(["qa", "mloop.owner", "lineage.code.commit"])
+    with pytest.raises(InvalidInput, match=re.escape("mloop.lineage.code.commit")) as caught:
+        check_tag_change(["qa", "mloop.lineage.code.commit"])
+    assert caught.value.field == "body.tags"
+    with pytest.raises(InvalidInput, match=re.escape("mloop.metric.auc")):
+        check_tag_change(["mloop.metric.auc"])
 
 
 def test_an_aliased_version_cannot_be_archived() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mloop.registry.api_models import like_pattern, parse_tags
+from mloop.registry.domain import LINEAGE_FIELDS, Policy, check_lineage
 from mloop.registry.errors import InvalidInput
-from mloop.registry.mlflow_api import MlflowError, parse_filter
+from mloop.registry.mlflow_api import MlflowError, lineage_from_tags, parse_filter, parse_order_by
 from mloop.registry.schemas import VersionRegistration, unstorable
 
 
@@ -62,3 +65,62 @@ def test_a_registration_with_a_nan_anywhere_is_invalid() -> None:
     with pytest.raises(ValueError, match=r"lineage\.params\.C"):
         VersionRegistration.model_validate(
             {"artifact_uri": "s3://m", "lineage": {"params": {"C": float("nan")}}})
+
+
+def test_mlflow_order_by_maps_onto_store_keys() -> None:
+    assert parse_order_by(["version_number DESC", "`creation_timestamp`", "name asc"], versions=True) == [
+        ("version", True), ("created_at", False), ("name", False)]
+    assert parse_order_by(["timestamp DESC", "last_updated_timestamp"], versions=False) == [
+        ("created_at", True), ("updated_at", False)]
+    assert parse_order_by(None, versions=True) == []
+
+
+@pytest.mark.parametrize("clause", ["version_number", "source DESC", "name UP", "name; DROP TABLE models", ""])
+def test_unknown_mlflow_orderings_are_refused(clause: str) -> None:
+    with pytest.raises(MlflowError, match="order_by"):
+        parse_order_by([clause], versions=clause != "version_number")
+
+
+FULL_LINEAGE_TAGS = {
+    "mloop.lineage.code.repo": "https://git.example.com/acme/credit",
+    "mloop.lineage.code.commit": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+    "mloop.lineage.dataset.uri": "s3://data/credit.parquet",
+    "mloop.lineage.dataset.version": "2026-11-20",
+    "mloop.lineage.dataset.sha256": "5f7c1e0b9a3d4c2e8f6a7b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+    "mloop.lineage.features.version": "7",
+    "mloop.lineage.features.schema": '[{"name": "age", "type": "number"}]',
+    "mloop.lineage.environment.lock_hash": "b1946ac9",
+    "mloop.lineage.params.C": "1.0",
+    "mloop.lineage.retrain_job_id": "job-1",
+    "mloop.metric.auc": "0.91",
+    "team": "risk",
+}
+
+
+def test_lineage_and_metrics_ride_on_mlflow_tags() -> None:
+    lineage, metrics = lineage_from_tags(FULL_LINEAGE_TAGS)
+    assert lineage.code.commit == "9fceb02d0ae598e95dc970b74767f19372d61af8"
+    assert lineage.dataset.version == "2026-11-20" and lineage.environment.lock_hash == "b1946ac9"
+    assert [f.name for f in lineage.features.schema_] == ["age"]
+    assert lineage.params == {"C": "1.0"} and lineage.retrain_job_id == "job-1"
+    assert metrics == {"auc": 0.91}
+    # Every field the default policy requires can be given as a tag.
+    assert check_lineage(lineage, Policy().required_lineage).passed
+    assert check_lineage(lineage, list(LINEAGE_FIELDS)).passed
+    nothing, no_metrics = lineage_from_tags({"team": "risk"})
+    assert not check_lineage(nothing, Policy().required_lineage).passed and no_metrics == {}
+
+
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("mloop.lineage.code.comit", "abc1234", "mloop.lineage.code.comit"),  # a typo is not silently ignored
+    ("mloop.lineage.code.commit", "not-hex", "mloop.lineage.code.commit"),
+    ("mloop.lineage.dataset.sha256", "abc", "mloop.lineage.dataset.sha256"),
+    ("mloop.lineage.features.schema", "[{", "mloop.lineage.features.schema"),
+    ("mloop.lineage.features.schema", '[{"name": "a", "type": "blob"}]', "mloop.lineage.features"),
+    ("mloop.metric.auc", "high", "mloop.metric.auc"),
+    ("mloop.metric.auc", "nan", "mloop.metric.auc"),
+    ("mloop.metric.", "1", "mloop.metric."),
+])
+def test_invalid_lineage_tags_are_refused_naming_the_tag(key: str, value: str, named: str) -> None:
+    with pytest.raises(MlflowError, match=re.escape(named)):
+        lineage_from_tags({key: value})
