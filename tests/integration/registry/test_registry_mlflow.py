@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
 import pytest
@@ -100,3 +102,66 @@ async def test_mlflow_clients_create_read_search_and_alias_models_on_the_same_re
         assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
         r = await viewer.get(f"{API}/model-versions/get-download-uri", params={"name": "credit-risk", "version": "1"})
         assert r.json() == {"artifact_uri": "s3://models/credit-risk/1"}
+
+
+# Values a client, a fuzzer or a typo can put in any field of any MLflow request.
+NASTY: list[Any] = [
+    None, "", "credit-risk", "1", "2", "champion", "challenger", "0", "-1", "999999999999", "x" * 6000, "a\x00b",
+    0, -1, 10**20, 1.5, True, [], {}, ["x"], {"k": "v"}, [{"key": "k", "value": "v"}],
+    [{"key": "mloop.metric.auc", "value": "x"}], "name = 'x' OR 1=1", "version_number DESC", "Production",
+    "Archived", "s3://m/1", "tags.`a` = 'b'", "eyJvZmZzZXQiOi0xfQ",
+]
+RAW_BODIES = [b"{", b"[]", b'"x"', b'{"name": NaN}', b"\xff\xfe", b'{"name": "credit-risk", "version": 1e999}']
+
+
+async def test_no_mlflow_route_answers_5xx_to_anything_a_client_can_send(infra: Any) -> None:
+    settings = RegistrySettings(**infra.settings_kwargs())
+    app = create_app(settings)
+    async with running_app(app) as client:
+        admin = Caller(client, settings, "ada", "admin")  # past every role check, into the service layer
+        assert (await admin.post(f"{API}/registered-models/create", {"name": "credit-risk"})).status_code == 200
+        r = await admin.post(f"{API}/model-versions/create", {"name": "credit-risk", "source": "s3://m/1"})
+        assert r.status_code == 200, r.text
+        await admin.post("/models/credit-risk/versions", registration())
+        spec = app.openapi()
+        schemas = spec["components"]["schemas"]
+        rng = random.Random(14)
+        checked = 0
+        for path, operations in spec["paths"].items():
+            if not path.startswith(API + "/"):
+                continue
+            for method, op in operations.items():
+                fields = [p["name"] for p in op.get("parameters", [])]
+                body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                ref = next((s["$ref"] for s in [body, *body.get("anyOf", [])] if "$ref" in s), None)
+                if ref:
+                    fields += list(schemas[ref.rsplit("/", 1)[1]]["properties"])
+                sends = []
+                for _ in range(30):
+                    values = {f: rng.choice(NASTY) for f in rng.sample(fields, k=rng.randint(0, len(fields)))}
+                    if method == "get":
+                        sends.append({"params": {k: v if isinstance(v, str) else json.dumps(v)
+                                                 for k, v in values.items()}})
+                    else:
+                        sends.append({"json": values})
+                if method != "get":
+                    sends += [{"content": raw, "headers": {"content-type": "application/json"}} for raw in RAW_BODIES]
+                for send in sends:
+                    headers = {**admin.headers, **send.pop("headers", {})}
+                    r = await client.request(method.upper(), path, headers=headers, **send)
+                    assert r.status_code < 500, (method, path, send, r.text)
+                    if r.status_code >= 400:
+                        assert set(r.json()) == {"error_code", "message"}, (method, path, send, r.text)
+                    checked += 1
+        assert checked > 600
+        # Methods and paths MLflow's API does not have answer MLflow's ENDPOINT_NOT_FOUND, not a problem document.
+        for method, path in [("PUT", "/registered-models/create"), ("GET", "/model-versions/create"),
+                             ("POST", "/experiments/search"), ("GET", "/runs/get"), ("GET", "/"),
+                             ("PATCH", "/registered-models/alias")]:
+            r = await admin.client.request(method, API + path, headers=admin.headers)
+            assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND", (method, path, r.text)
+        r = await admin.client.get(API, headers=admin.headers, follow_redirects=True)  # to the slash
+        assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+        # Off the MLflow routes nothing changed: problem documents as before.
+        r = await admin.get("/models/nope")
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
