@@ -448,6 +448,21 @@ async def test_aliases_keep_their_history_and_are_published(reg: Registry) -> No
     events = await reg.seen.wait_for("model-alias-changed", 3)
     assert [(e.data.version, e.data.seq) for e in events] == [("1", 1), ("2", 2), (None, 3)]
     assert (await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "9"})).status_code == 404
+    # champion moves only with a rollout, whoever asks; other aliases only onto eligible versions.
+    for who in (reg.ops, reg.caller("ada", "admin")):
+        r = await who.put(f"/models/{model}/aliases/champion", {"version": "1"})
+        assert r.status_code == 403 and "managed by the platform" in r.json()["detail"], r.text
+    assert (await reg.ops.delete(f"/models/{model}/aliases/previous-champion")).status_code == 403
+    await reg.register(model, registration(dataset__sha256=None))
+    r = await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "3"})
+    assert r.status_code == 409 and "did not pass validation" in r.json()["detail"]
+    assert (await reg.ds.post(f"/models/{model}/versions/2/archive")).status_code == 200
+    assert (await reg.ops.put(f"/models/{model}/aliases/challenger", {"version": "2"})).status_code == 409
+    assert (await reg.outbox_topics()).count("model-alias-changed") == 3  # the refusals published nothing
+    r = await reg.ops.delete(f"/models/{model}/versions/1")  # carried challenger once
+    assert r.status_code == 409 and "carried an alias" in r.json()["detail"]
+    r = await reg.ds.patch(f"/models/{model}/versions/1", {"tags": {"mloop.lineage.code.commit": "abcdef1"}})
+    assert r.status_code == 422 and "fixed at registration" in r.json()["detail"]
 
 
 # --------------------------------------------------------------------------- bad input

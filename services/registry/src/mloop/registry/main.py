@@ -35,7 +35,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         settings,
         title="mloop registry",
         description="Models and versions with lineage, automated validation gates, four-eyes promotion and "
-        "aliases; also the MLflow Model Registry REST subset.",
+        "aliases; also the MLflow Model Registry REST API.",
         migrations="mloop.registry.migrations",
         routers=api.routers,
         handlers=handlers,
