@@ -24,6 +24,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -42,6 +43,7 @@ __all__ = [
     "UndecodableMessage",
     "UnknownEventType",
     "decode",
+    "derived_id",
     "encode",
     "new_event",
     "uuid7",
@@ -198,10 +200,19 @@ def encode(event: Event[Any], *, topic_prefix: str = "") -> KafkaRecord:
 
 def _derive_id(topic: str, data: Payload, value: bytes) -> str:
     """A deterministic id for a plain-JSON message: from its records' request ids."""
-    h = hashlib.sha256(topic.encode())
     records = getattr(data, "records", None)
-    if records:
-        h.update(b"\x00".join(str(r.request_id).encode() for r in records))
+    return derived_id(topic, [str(r.request_id) for r in records] if records else None, value)
+
+
+def derived_id(topic: str, request_ids: Sequence[str] | None, value: bytes) -> str:
+    """The id of a plain-JSON message without ``ce_id``: from its records' request ids, else its value.
+
+    Decoders that read records without building the payload model use it to
+    give the same message the same id.
+    """
+    h = hashlib.sha256(topic.encode())
+    if request_ids:
+        h.update("\x00".join(request_ids).encode())
     else:
         h.update(value)
     return str(uuid.uuid5(_DERIVED_NAMESPACE, h.hexdigest()))

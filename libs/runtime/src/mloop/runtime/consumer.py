@@ -39,12 +39,15 @@ from mloop.runtime.metrics import ServiceMetrics
 from mloop.runtime.settings import ServiceSettings
 from mloop.runtime.telemetry import extract_context, tracer
 
-__all__ = ["BatchHandler", "Handler", "InboxConsumer", "OffsetConsumer"]
+__all__ = ["BatchHandler", "Handler", "InboxConsumer", "OffsetConsumer", "RawDecoder"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event[Any], asyncpg.Connection], Awaitable[None]]
-BatchHandler = Callable[[Sequence[Event[Any]], asyncpg.Connection], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Any], asyncpg.Connection], Awaitable[None]]
+RawDecoder = Callable[[str, ConsumerRecord[bytes, bytes]], Any]
+"""(logical topic, raw record) -> the handler's item. The item has ``id``, ``topic``,
+``partition`` and ``offset``; an undecodable record raises an ``EnvelopeError``."""
 
 # Offsets only move forward: a stale re-fetched batch never rewinds them.
 _STORE_OFFSET = (
@@ -278,10 +281,13 @@ class OffsetConsumer(_Base):
         dead_letters: DeadLetterPublisher,
         topics: Sequence[str],
         handler: BatchHandler,
+        *,
+        decoders: Mapping[str, RawDecoder] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(settings, pool, dead_letters, topics, **kwargs)
         self.handler = handler
+        self.decoders = dict(decoders or {})
         self.processing = asyncio.Lock()
         # Next offset known to be stored per (logical topic, partition): messages
         # below it were handled (applied or dead-lettered) before a redelivery.
@@ -332,10 +338,11 @@ class OffsetConsumer(_Base):
         msgs = [m for m in msgs if m.offset >= already]
         if not msgs:
             return
-        events: list[Event[Any]] = []
+        events: list[Any] = []
+        decoder = self.decoders.get(topic)
         for msg in msgs:
             try:
-                events.append(self._decode(msg))
+                events.append(decoder(topic, msg) if decoder is not None else self._decode(msg))
             except EnvelopeError as exc:
                 await self._dead_letter(msg, exc.reason, type(exc).__name__)
         next_offset = msgs[-1].offset + 1
@@ -371,14 +378,14 @@ class OffsetConsumer(_Base):
 
     async def _apply_one_by_one(
         self,
-        events: list[Event[Any]],
+        events: list[Any],
         msgs: list[ConsumerRecord[bytes, bytes]],
         tp: TopicPartition,
         topic: str,
     ) -> None:
         by_offset = {m.offset: m for m in msgs}
         for event in events:
-            async def apply_single(e: Event[Any] = event) -> None:
+            async def apply_single(e: Any = event) -> None:
                 async with self.pool.acquire() as conn, conn.transaction():
                     if (e.offset or 0) < await self._stored_offset(conn, topic, tp.partition):
                         return

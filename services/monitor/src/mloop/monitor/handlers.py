@@ -31,8 +31,6 @@ from mloop.contracts.envelope import Event, new_event
 from mloop.contracts.payloads import (
     GroundTruthLogged,
     ModelRegistered,
-    PredictionLogged,
-    PredictionRecord,
     TrafficSplitChanged,
 )
 from mloop.monitor import store
@@ -43,6 +41,7 @@ from mloop.monitor.domain import (
     PredictionBatch,
     VersionMonitor,
 )
+from mloop.monitor.ingest import PredictionColumns, PredictionMessage
 from mloop.runtime import outbox
 from mloop.runtime.errors import PermanentError
 from mloop.runtime.metrics import ServiceMetrics
@@ -101,23 +100,24 @@ class Monitoring:
         self.cache: dict[Key, _Cached] = {}
         self.metrics = _Metrics(metrics)
 
-    async def on_batch(self, events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
+    async def on_batch(self, events: Sequence[Event[Any] | PredictionMessage], conn: asyncpg.Connection) -> None:
         """Apply a batch of one partition; called inside the transaction that stores its offsets.
 
         Events at or below the highest offset already applied are skipped: the
         window state must count every record once, whatever is redelivered.
         """
         events = await self._unapplied(events, conn)
-        predictions = [e for e in events if e.topic == "prediction-logged"]
-        labels = [e for e in events if e.topic == "ground-truth-logged"]
+        predictions = [e for e in events if isinstance(e, PredictionMessage)]
+        labels = [e for e in events if isinstance(e, Event) and e.topic == "ground-truth-logged"]
         if predictions:
             await self._on_predictions(predictions, conn)
         if labels:
             await self._on_labels(labels, conn)
 
-    async def _unapplied(self, events: Sequence[Event[Any]], conn: asyncpg.Connection) -> list[Event[Any]]:
-        fresh: list[Event[Any]] = []
-        by_topic: dict[str, list[Event[Any]]] = defaultdict(list)
+    async def _unapplied(self, events: Sequence[Event[Any] | PredictionMessage],
+                         conn: asyncpg.Connection) -> list[Event[Any] | PredictionMessage]:
+        fresh: list[Event[Any] | PredictionMessage] = []
+        by_topic: dict[str, list[Event[Any] | PredictionMessage]] = defaultdict(list)
         for e in events:
             by_topic[e.topic].append(e)
         for topic, evs in by_topic.items():
@@ -137,46 +137,45 @@ class Monitoring:
 
     # -- predictions ------------------------------------------------------------------------
 
-    async def _on_predictions(self, events: Sequence[Event[PredictionLogged]], conn: asyncpg.Connection) -> None:
-        groups: dict[Key, list[PredictionRecord]] = defaultdict(list)
-        for e in events:
-            for r in e.data.records:
-                groups[(e.data.model, r.version)].append(r)
+    async def _on_predictions(self, messages: Sequence[PredictionMessage], conn: asyncpg.Connection) -> None:
+        parts: dict[Key, list[PredictionColumns]] = defaultdict(list)
+        for m in messages:
+            for version, cols in m.columns.by_version().items():
+                parts[(m.model, version)].append(cols)
+        groups = {key: PredictionColumns.concat(p) for key, p in parts.items()}
         revs = await self._lock(conn, {m for m, _ in groups}, groups)
         touched: dict[Key, Outcome] = {}
-        for key, records in groups.items():
+        for key, cols in groups.items():
             entry = await self._entry(conn, key, revs[key])
-            batch = PredictionBatch.from_records(records)
+            batch = PredictionBatch(cols.request_ids, cols.timestamps, cols.features, cols.predictions,
+                                    sum(cols.errors))
             touched[key] = entry.monitor.observe(batch, entry.config)
-            self.metrics.records.labels(model=key[0]).inc(len(records))
+            self.metrics.records.labels(model=key[0]).inc(len(cols))
         if self.store_mode != "off":
             await self._store_predictions(conn, groups, touched)
         await self._write(conn, touched)
 
-    async def _store_predictions(self, conn: asyncpg.Connection, groups: dict[Key, list[PredictionRecord]],
+    async def _store_predictions(self, conn: asyncpg.Connection, groups: dict[Key, PredictionColumns],
                                  touched: dict[Key, Outcome]) -> None:
-        by_model: dict[str, list[PredictionRecord]] = defaultdict(list)
-        for (model, _), records in groups.items():
-            by_model[model].extend(records if self._sample_below is None
-                                   else [r for r in records if self._stored(r.request_id)])
-        rows: list[store.PredictionRow] = []
-        for model, records in by_model.items():
-            waiting = await store.take_pending_labels(conn, model, [r.request_id for r in records])
-            joined: dict[str, list[LabelledPrediction]] = defaultdict(list)
-            for r in records:
-                label, labelled_at = waiting.pop(r.request_id, (None, None))
-                if labelled_at is not None:
-                    joined[r.version].append(LabelledPrediction(
-                        r.request_id, r.prediction, label, r.timestamp.timestamp(), labelled_at.timestamp()))
-                rows.append((model, r.request_id, r.version, r.timestamp,
-                             r.features if self.store_mode == "full" else None, r.prediction, label, labelled_at))
-            for version, pairs in joined.items():
-                entry = self.cache[(model, version)]
-                horizon = entry.config.performance.label_horizon_s
-                fresh = [p for p in pairs if p.labelled_at - p.predicted_at <= horizon]
-                self.metrics.labels.labels(model=model, outcome="joined").inc(len(fresh))
-                touched[(model, version)].extend(entry.monitor.observe_labels(fresh, entry.config))
-        await store.store_predictions(conn, rows)
+        """Copy the (sampled) predictions into the store and join the labels that waited for them."""
+        rows: list[store.StagedPrediction] = []
+        full = self.store_mode == "full"
+        for (model, version), cols in groups.items():
+            keep = range(len(cols)) if self._sample_below is None else [
+                i for i, r in enumerate(cols.request_ids) if self._stored(r)]
+            rows.extend(store.staged_predictions(model, version, cols, keep, with_features=full))
+        if not rows:
+            return
+        joined: dict[Key, list[LabelledPrediction]] = defaultdict(list)
+        for j in await store.copy_predictions(conn, rows):
+            joined[(j.model, j.version)].append(LabelledPrediction(
+                j.request_id, j.prediction, j.label, j.predicted_at.timestamp(), j.labelled_at.timestamp()))
+        for key, pairs in joined.items():
+            entry = self.cache[key]
+            horizon = entry.config.performance.label_horizon_s
+            fresh = [p for p in pairs if p.labelled_at - p.predicted_at <= horizon]
+            self.metrics.labels.labels(model=key[0], outcome="joined").inc(len(fresh))
+            touched[key].extend(entry.monitor.observe_labels(fresh, entry.config))
 
     def _stored(self, request_id: str) -> bool:
         return self._sample_below is None or zlib.crc32(request_id.encode()) < self._sample_below

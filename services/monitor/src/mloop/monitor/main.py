@@ -15,11 +15,13 @@ import asyncio
 import logging
 from typing import Literal
 
+from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 from pydantic import Field
 
 from mloop.monitor import api, store
 from mloop.monitor.handlers import Monitoring, on_model_registered, on_traffic_split_changed
+from mloop.monitor.ingest import TOPIC, PredictionMessage, decode_prediction_message
 from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
 from mloop.runtime.settings import ServiceSettings
 
@@ -65,7 +67,8 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         )
         ctx.extras["monitoring"] = monitoring
         return [BatchConsumerSpec(["prediction-logged", "ground-truth-logged"], monitoring.on_batch,
-                                  group_suffix="-traffic", max_records=settings.batch_max_messages)]
+                                  group_suffix="-traffic", max_records=settings.batch_max_messages,
+                                  decoders={TOPIC: _decode_predictions})]
 
     async def maintenance(ctx: ServiceContext) -> None:
         while True:
@@ -87,6 +90,11 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         batch_consumers=batch_consumers,
         loops=[("maintenance", maintenance)],
     )
+
+
+def _decode_predictions(topic: str, record: ConsumerRecord[bytes, bytes]) -> PredictionMessage:
+    # Predictions skip the envelope's per-record models: straight to columns.
+    return decode_prediction_message(record.value, record.headers, partition=record.partition, offset=record.offset)
 
 
 def main() -> None:

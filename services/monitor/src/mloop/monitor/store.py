@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 
 from mloop.contracts.payloads import IncidentResolved, ModelRegistered, Payload
 from mloop.monitor.domain import MonitorConfig, WindowResult
+from mloop.monitor.ingest import PredictionColumns
 
 __all__ = [
     "JoinedLabel",
     "PredictionRow",
+    "StagedPrediction",
     "VersionRow",
 ]
 
@@ -37,6 +40,7 @@ class VersionRow:
 
 @dataclass(frozen=True)
 class JoinedLabel:
+    model: str
     request_id: str
     version: str
     prediction: Any
@@ -278,6 +282,68 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+StagedPrediction = tuple[str, str, str, datetime, str | None, str | None]
+"""(model, request_id, version, ts, features as JSON text, prediction as JSON text): one row to copy."""
+
+_STAGE = "prediction_stage"
+_STAGE_DDL = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (model text, request_id text, version text, ts timestamptz, "
+    "features text, prediction text) ON COMMIT DELETE ROWS"
+)
+_STAGE_COLUMNS = ("model", "request_id", "version", "ts", "features", "prediction")
+# Labels that waited for these predictions are taken in the same statement that
+# stores them (one set-based join), and returned for the performance windows.
+_FROM_STAGE = f"""
+WITH taken AS (
+    DELETE FROM pending_labels p USING {_STAGE} s
+    WHERE p.model = s.model AND p.request_id = s.request_id
+    RETURNING p.model, p.request_id, p.label, p.ts),
+stored AS (
+    INSERT INTO predictions (model, request_id, version, ts, features, prediction, label, labeled_at)
+    SELECT s.model, s.request_id, s.version, s.ts, s.features::json, s.prediction::json, t.label::json, t.ts
+    FROM {_STAGE} s LEFT JOIN taken t ON t.model = s.model AND t.request_id = s.request_id
+    ON CONFLICT (model, request_id) DO NOTHING)
+SELECT s.model, s.request_id, s.version, s.prediction::json AS prediction, s.ts, t.label, t.ts AS labelled_at
+FROM {_STAGE} s JOIN taken t ON t.model = s.model AND t.request_id = s.request_id
+"""
+
+_encode = msgspec.json.Encoder().encode
+
+
+def staged_predictions(model: str, version: str, cols: PredictionColumns, keep: Sequence[int] | range,
+                       *, with_features: bool) -> list[StagedPrediction]:
+    """Rows to copy for the records at ``keep``; features left out unless ``with_features``.
+
+    Values are encoded to JSON text once here; the database casts them to
+    ``json`` in one set-based statement. Non-finite numbers become null.
+    """
+    enc = _encode
+    ids, times, feats, preds = cols.request_ids, cols.times, cols.features, cols.predictions
+    out: list[StagedPrediction] = []
+    append = out.append
+    for i in keep:
+        p = preds[i]
+        append((model, ids[i], version, times[i], enc(feats[i]).decode() if with_features else None,
+                None if p is None else (repr(p) if type(p) is float and math.isfinite(p) else enc(p).decode())))
+    return out
+
+
+async def copy_predictions(conn: asyncpg.Connection, rows: Sequence[StagedPrediction]) -> list[JoinedLabel]:
+    """Store predictions with ``COPY`` (a request id seen before is kept as first stored).
+
+    Labels that arrived before their prediction are attached and removed from
+    the pending ones in the same statement; the pairs joined are returned.
+    Runs in the caller's transaction (the staging table empties at commit).
+    """
+    if not rows:
+        return []
+    await conn.execute(_STAGE_DDL)
+    await conn.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS)
+    found = await conn.fetch(_FROM_STAGE)
+    return [JoinedLabel(r["model"], r["request_id"], r["version"], r["prediction"], r["ts"], r["label"],
+                        r["labelled_at"]) for r in found]
+
+
 async def take_pending_labels(conn: asyncpg.Connection, model: str,
                               request_ids: Sequence[str]) -> dict[str, tuple[Any, datetime]]:
     """Remove and return labels that were waiting for these predictions."""
@@ -312,8 +378,8 @@ async def join_labels(
            RETURNING p.request_id, p.version, p.prediction, p.ts, u.label, u.ts AS labelled_at""",
         model, ids, [lab for _, lab, _ in labels], [ts for _, _, ts in labels], horizon_s,
     )
-    joined = [JoinedLabel(r["request_id"], r["version"], r["prediction"], r["ts"], r["label"], r["labelled_at"])
-              for r in rows]
+    joined = [JoinedLabel(model, r["request_id"], r["version"], r["prediction"], r["ts"], r["label"],
+                          r["labelled_at"]) for r in rows]
     done = {j.request_id for j in joined}
     rest = [x for x in labels if x[0] not in done]
     if not rest:

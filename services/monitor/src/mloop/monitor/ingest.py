@@ -1,0 +1,227 @@
+"""``prediction-logged`` messages decoded straight into columns.
+
+The monitor's hot path. A raw Kafka record (value bytes, headers, partition,
+offset) becomes a :class:`PredictionMessage` whose records are already
+columns: request ids, versions, event times (a float array), feature
+mappings, predictions, error flags. Nothing builds a model object per record.
+
+The whole message is validated by one typed msgspec decode (types, lengths,
+the model-name pattern, ``latency_ms >= 0``; the same rules as
+``PredictionRecord``), then per column (every timestamp resolvable to an
+instant). A message that breaks any rule raises an ``EnvelopeError`` whose
+reason names the record and the field; the consumer dead-letters it and
+carries on. Headers follow the envelope's rules: plain JSON from outside is
+accepted (its id derived from its request ids, as the envelope derives it),
+CloudEvents headers must name the topic's event type.
+
+The functions here take plain values, not a consumer framework's record:
+:func:`decode_prediction_message` is what any consumer calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from mloop.contracts.envelope import InvalidPayload, UndecodableMessage, UnknownEventType, derived_id
+from mloop.contracts.payloads import MAX_RECORDS_PER_MESSAGE
+from mloop.contracts.topics import spec_for
+
+__all__ = ["TOPIC", "PredictionColumns", "PredictionMessage", "decode_prediction_message"]
+
+TOPIC = "prediction-logged"
+
+_FEATURE_TYPES = frozenset({float, int, str, bool, type(None)})
+
+
+class _Record(msgspec.Struct):
+    # Field for field the rules of ``PredictionRecord`` (unknown fields ignored).
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    timestamp: datetime
+    # Values are checked per column after the decode: msgspec's errors would not name the feature.
+    features: dict[str, Any] = {}
+    prediction: float | str | list[float] | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+
+
+class _Message(msgspec.Struct):
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    records: Annotated[list[_Record], msgspec.Meta(min_length=1)]
+
+
+_DECODER = msgspec.json.Decoder(_Message)
+_SPEC = spec_for(TOPIC)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass
+class PredictionColumns:
+    """Records of one model as columns, in arrival order."""
+
+    request_ids: list[str]
+    versions: list[str]
+    times: list[datetime]
+    """Event times as served (the prediction store keeps them)."""
+    timestamps: FloatArray
+    """The same instants as epoch seconds (what windows count by)."""
+    features: list[dict[str, Any]]
+    predictions: list[Any]
+    errors: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def take(self, index: Sequence[int]) -> PredictionColumns:
+        """The rows at ``index`` (in that order)."""
+        return PredictionColumns(
+            [self.request_ids[i] for i in index], [self.versions[i] for i in index], [self.times[i] for i in index],
+            self.timestamps[np.asarray(index, dtype=np.int64)], [self.features[i] for i in index],
+            [self.predictions[i] for i in index], [self.errors[i] for i in index],
+        )
+
+    def by_version(self) -> dict[str, PredictionColumns]:
+        """The rows split by version; one message usually carries a single one, returned as is."""
+        first = self.versions[0]
+        if self.versions.count(first) == len(self.versions):
+            return {first: self}
+        index: dict[str, list[int]] = {}
+        for i, v in enumerate(self.versions):
+            index.setdefault(v, []).append(i)
+        return {v: self.take(ix) for v, ix in index.items()}
+
+    @classmethod
+    def concat(cls, parts: Sequence[PredictionColumns]) -> PredictionColumns:
+        if len(parts) == 1:
+            return parts[0]
+        out = cls([], [], [], np.concatenate([p.timestamps for p in parts]), [], [], [])
+        for p in parts:
+            out.request_ids += p.request_ids
+            out.versions += p.versions
+            out.times += p.times
+            out.features += p.features
+            out.predictions += p.predictions
+            out.errors += p.errors
+        return out
+
+
+@dataclass
+class PredictionMessage:
+    """One decoded ``prediction-logged`` message and where it was read from."""
+
+    id: str
+    model: str
+    columns: PredictionColumns
+    partition: int
+    offset: int
+    topic: str = TOPIC
+
+
+def decode_prediction_message(
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None,
+    *,
+    partition: int,
+    offset: int,
+) -> PredictionMessage:
+    """Decode and validate one ``prediction-logged`` record into columns.
+
+    Raises ``UndecodableMessage`` (not JSON, bad headers, tombstone),
+    ``UnknownEventType`` (a CloudEvent of another type) or ``InvalidPayload``
+    (a record breaks the contract; the reason names the record and field).
+    """
+    ce_type = ce_id = None
+    for k, v in headers or ():
+        if k == "ce_type" or k == "ce_id":
+            try:
+                text = v.decode() if isinstance(v, bytes | bytearray) else str(v)
+            except UnicodeDecodeError as exc:
+                raise UndecodableMessage(f"a header is not UTF-8: {exc}") from exc
+            if k == "ce_type":
+                ce_type = text
+            else:
+                ce_id = text
+    if ce_type is not None and not _SPEC.accepts_type(ce_type):
+        raise UnknownEventType(f"unknown event type {ce_type!r} on {TOPIC} (expected {_SPEC.event_type})")
+    if value is None:
+        raise UndecodableMessage("empty value (tombstone) where an event was expected")
+    try:
+        msg = _DECODER.decode(value)
+    except msgspec.ValidationError as exc:
+        raise InvalidPayload(_reason(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise UndecodableMessage(f"value is not valid JSON: {exc}") from exc
+    records = msg.records
+    if len(records) > MAX_RECORDS_PER_MESSAGE:
+        raise InvalidPayload(f"records: at most {MAX_RECORDS_PER_MESSAGE} records per message, got {len(records)}")
+    features = [r.features for r in records]
+    # One C-level pass over every value's type; only a failure looks record by record.
+    if not set(map(type, chain.from_iterable(map(dict.values, features)))) <= _FEATURE_TYPES:
+        raise InvalidPayload(_bad_feature(features))
+    request_ids = [r.request_id for r in records]
+    times = [r.timestamp for r in records]
+    try:
+        timestamps = np.fromiter((t.timestamp() for t in times), dtype=np.float64, count=len(times))
+    except (OverflowError, OSError, ValueError):
+        timestamps = np.empty(0)  # one naive or out-of-range time: resolved below, record by record
+    if timestamps.size != len(times) or any(t.tzinfo is None for t in times):
+        times = [_aware(t, i) for i, t in enumerate(times)]
+        timestamps = np.fromiter((t.timestamp() for t in times), dtype=np.float64, count=len(times))
+    return PredictionMessage(
+        id=ce_id if ce_id is not None else derived_id(TOPIC, request_ids, value),
+        model=msg.model,
+        columns=PredictionColumns(
+            request_ids,
+            [r.version for r in records],
+            times,
+            timestamps,
+            features,
+            [r.prediction for r in records],
+            [bool(r.error) for r in records],
+        ),
+        partition=partition,
+        offset=offset,
+    )
+
+
+def _aware(t: datetime, index: int) -> datetime:
+    # A time without an offset is taken as UTC (servers log in UTC).
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    try:
+        t.timestamp()
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidPayload(f"records.{index}.timestamp: not a usable instant ({exc})") from exc
+    return t
+
+
+def _bad_feature(features: Sequence[dict[str, Any]]) -> str:
+    for i, f in enumerate(features):
+        for k, v in f.items():
+            if type(v) not in _FEATURE_TYPES:
+                return (f"records.{i}.features.{k}: a feature value is a number, a string, a boolean or null, "
+                        f"not {type(v).__name__}")
+    return "records: a feature value is not a number, a string, a boolean or null"
+
+
+def _reason(exc: msgspec.ValidationError) -> str:
+    # msgspec says "... - at `$.records[3].request_id`"; the envelope's reasons read "records.3.request_id: ...".
+    text = str(exc)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        message, where = text, "$`"
+    path = where.rstrip("`").removeprefix("$").removeprefix(".")
+    path = path.replace("[", ".").replace("]", "")
+    missing = re.fullmatch(r"Object missing required field `(\w+)`", message)
+    if missing:
+        return f"{path + '.' if path else ''}{missing.group(1)}: Field required"
+    return f"{path or '(root)'}: {message}"
