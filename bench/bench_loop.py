@@ -9,43 +9,24 @@ five services as real processes on free ports) and reports:
   fit, registration) minus the rollout's configured observation windows
   (shadow duration plus each canary step's minimum duration) - the time the
   platform itself adds to closing the loop;
-* the detection delay from drift injection to the first signal;
-* ``PredictionLogger`` throughput: 100,000 predictions (20,000 quick) logged
-  and delivered to ``prediction-logged`` with acks=all.
+* the detection delay from drift injection to the first signal.
+
+The SDK logger's throughput is measured in ``bench_sdk.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from mloop.client import PredictionLogger
 from mloop.demo.report import build_report
 from mloop.demo.run import run_demo
 from mloop.demo.sandbox import private_platform
 from mloop.devstack import repo_root
-
-
-async def _logger_throughput(bootstrap: str, n: int) -> tuple[float, float, dict[str, Any]]:
-    """(records/s logged and delivered, mean µs per log() call, final counters)."""
-    features = {"age": 41.0, "annual_income": 52000.0, "region": "north", "purpose": "car", "term_months": 36.0}
-    logger = PredictionLogger(bootstrap, "bench-logger", batch_size=1000, topic_prefix="")
-    await logger.start()
-    began = time.perf_counter()
-    in_log = 0.0
-    for i in range(n):
-        t0 = time.perf_counter()
-        await logger.log(f"b-{i:07d}", version="1", features=features, prediction=0.31, latency_ms=2.0)
-        in_log += time.perf_counter() - t0
-    await logger.flush(300)
-    elapsed = time.perf_counter() - began
-    stats = await logger.close()
-    return n / elapsed, in_log / n * 1e6, stats.as_dict()
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -95,24 +76,6 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 "unit": "s",
                 "target": None,
                 "detail": "private stack on free ports",
-            },
-        ]
-        n = 20_000 if quick else 100_000
-        rate, per_call_us, stats = asyncio.run(_logger_throughput(platform.stack.bootstrap_servers, n))
-        rows += [
-            {
-                "name": "PredictionLogger throughput",
-                "value": round(rate),
-                "unit": "records/s",
-                "target": None,
-                "detail": f"{n} records logged and delivered (acks=all, idempotent), batches of 1000; {stats}",
-            },
-            {
-                "name": "PredictionLogger log() cost",
-                "value": round(per_call_us, 1),
-                "unit": "us/call",
-                "target": None,
-                "detail": "validation and buffering on the caller's path",
             },
         ]
     return rows

@@ -56,6 +56,18 @@ def test_rows_split_by_version_keep_their_order_and_concatenate_back() -> None:
     assert single.by_version() == {"1": single}
 
 
+def test_nan_and_infinities_written_as_bare_words_are_read_as_values_to_count() -> None:
+    value = json.dumps({"model": "fraud", "records": [_rec(1, features={"x": float("nan"), "y": float("-inf")}),
+                                                      _rec(2)]}).encode()
+    assert b"NaN" in value
+    msg = decode_prediction_message(value, None, partition=0, offset=0)
+    x, y = msg.columns.features[0]["x"], msg.columns.features[0]["y"]
+    assert x != x and y == float("-inf")
+    assert msg.id == decode("prediction-logged", None, value, None).id
+    with pytest.raises(InvalidPayload, match=r"records\.0\.request_id"):
+        decode_prediction_message(value.replace(b'"r-1"', b"17"), None, partition=0, offset=0)
+
+
 def test_a_time_without_offset_is_utc() -> None:
     msg = decode_prediction_message(_value([_rec(1, timestamp="2026-11-26T12:00:00")]), None, partition=0, offset=0)
     assert msg.columns.timestamps[0] == 1795694400.0

@@ -20,6 +20,7 @@ The functions here take plain values, not a consumer framework's record:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ def decode_prediction_message(
     except msgspec.ValidationError as exc:
         raise InvalidPayload(_reason(exc)) from exc
     except msgspec.DecodeError as exc:
-        raise UndecodableMessage(f"value is not valid JSON: {exc}") from exc
+        msg = _decode_lenient(value, exc)
     records = msg.records
     if len(records) > MAX_RECORDS_PER_MESSAGE:
         raise InvalidPayload(f"records: at most {MAX_RECORDS_PER_MESSAGE} records per message, got {len(records)}")
@@ -192,6 +193,23 @@ def decode_prediction_message(
         partition=partition,
         offset=offset,
     )
+
+
+def _decode_lenient(value: bytes, strict_error: msgspec.DecodeError) -> _Message:
+    """The rare message strict JSON refuses: NaN and infinities written as bare words.
+
+    Serving code in Python writes them (``json.dumps`` does by default) and the
+    contract counts them as invalid values, so they are read the standard
+    library's way and validated by the same rules; anything else is not JSON.
+    """
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UndecodableMessage(f"value is not valid JSON: {strict_error}") from exc
+    try:
+        return msgspec.convert(raw, _Message)
+    except msgspec.ValidationError as exc:
+        raise InvalidPayload(_reason(exc)) from exc
 
 
 def _aware(t: datetime, index: int) -> datetime:
