@@ -254,17 +254,17 @@ async def test_a_batch_that_fails_half_way_is_retried_without_counting_anything_
     settings = _settings(infra)
     rng = np.random.default_rng(5)
     viewer = auth_headers(settings, "vera", "viewer")
-    real = store.store_predictions
+    real = store.copy_predictions
     failures = {"left": 2}
 
-    async def flaky(conn: Any, rows: Any) -> None:
+    async def flaky(conn: Any, rows: Any) -> Any:
         # Fails after the windows were updated in memory, before anything is written.
         if failures["left"]:
             failures["left"] -= 1
             raise RuntimeError("the database hiccuped")
-        await real(conn, rows)
+        return await real(conn, rows)
 
-    monkeypatch.setattr(store, "store_predictions", flaky)
+    monkeypatch.setattr(store, "copy_predictions", flaky)
     async with running_app(create_app(settings)) as client, \
             Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
         await _register(client, traffic, settings, "retry", "1")

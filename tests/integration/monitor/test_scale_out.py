@@ -120,7 +120,7 @@ async def test_two_instances_count_every_record_once_and_agree_with_one_even_whe
                         except httpx.HTTPError:
                             return False
                     # Ready means each instance has partitions of the traffic topics assigned.
-                    await wait_until(both_up, timeout_s=90, what="both instances ready")
+                    await wait_until(both_up, timeout_s=240, what="both instances ready")
                     r = await http.put(f"http://127.0.0.1:{ports[0]}/models/spread/config", json=SMALL_WINDOWS,
                                        headers=headers)
                     assert r.status_code == 200, r.text

@@ -1,10 +1,10 @@
 """SQL of the monitor. Every function takes the connection of the caller's
-transaction; batched statements (``unnest`` arrays) keep the prediction path
-to a handful of round trips per batch, whatever its size."""
+transaction; batched statements (``unnest`` arrays, ``COPY`` for predictions)
+keep the prediction path to a handful of round trips per batch, whatever its
+size."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +20,6 @@ from mloop.monitor.ingest import PredictionColumns
 
 __all__ = [
     "JoinedLabel",
-    "PredictionRow",
     "StagedPrediction",
     "VersionRow",
 ]
@@ -47,10 +46,6 @@ class JoinedLabel:
     predicted_at: datetime
     label: Any
     labelled_at: datetime
-
-
-PredictionRow = tuple[str, str, str, datetime, Any, Any, Any, datetime | None]
-"""(model, request_id, version, ts, features, prediction, label, labeled_at)."""
 
 
 # --------------------------------------------------------------------------- versions and state
@@ -237,51 +232,6 @@ async def record_incident_events(conn: asyncpg.Connection, events: Sequence[tupl
 # --------------------------------------------------------------------------- prediction store
 
 
-async def store_predictions(conn: asyncpg.Connection, rows: Sequence[PredictionRow]) -> None:
-    """Insert predictions in one statement; a request id seen before is kept as first stored.
-
-    Features, predictions and labels travel as three JSON arrays (one
-    encoding each per batch, not one per record), zipped with the other
-    columns by ``ROWS FROM``. Each element is stored as the text it has in
-    the array (a JSON null becomes SQL NULL); ``json_typeof`` reads only its
-    first token, so no element is parsed again after the array.
-    """
-    if not rows:
-        return
-    model, request_id, version, ts, features, prediction, label, labeled_at = (list(c) for c in zip(*rows,
-                                                                                                    strict=True))
-    await conn.execute(
-        """INSERT INTO predictions (model, request_id, version, ts, features, prediction, label, labeled_at)
-           SELECT m, r, v, t, CASE json_typeof(f) WHEN 'null' THEN NULL ELSE f END,
-                  CASE json_typeof(p) WHEN 'null' THEN NULL ELSE p END,
-                  CASE json_typeof(l) WHEN 'null' THEN NULL ELSE l END, la
-           FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::timestamptz[]),
-                           json_array_elements($5::text::json), json_array_elements($6::text::json),
-                           json_array_elements($7::text::json), unnest($8::timestamptz[])) AS x(m, r, v, t, f, p, l, la)
-           ON CONFLICT (model, request_id) DO NOTHING""",
-        model, request_id, version, ts, _json_array(features), _json_array(prediction), _json_array(label),
-        labeled_at,
-    )
-
-
-def _json_array(values: list[Any]) -> str:
-    """One JSON text for a column of values; NaN and infinities become strings (JSON has neither)."""
-    try:
-        return json.dumps(values, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        return json.dumps(_json_safe(values), allow_nan=False, separators=(",", ":"))
-
-
-def _json_safe(value: Any) -> Any:
-    if type(value) is float and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return value
-
-
 StagedPrediction = tuple[str, str, str, datetime, str | None, str | None]
 """(model, request_id, version, ts, features as JSON text, prediction as JSON text): one row to copy."""
 
@@ -342,17 +292,6 @@ async def copy_predictions(conn: asyncpg.Connection, rows: Sequence[StagedPredic
     found = await conn.fetch(_FROM_STAGE)
     return [JoinedLabel(r["model"], r["request_id"], r["version"], r["prediction"], r["ts"], r["label"],
                         r["labelled_at"]) for r in found]
-
-
-async def take_pending_labels(conn: asyncpg.Connection, model: str,
-                              request_ids: Sequence[str]) -> dict[str, tuple[Any, datetime]]:
-    """Remove and return labels that were waiting for these predictions."""
-    rows = await conn.fetch(
-        "DELETE FROM pending_labels WHERE model = $1 AND request_id = ANY($2::text[]) "
-        "RETURNING request_id, label, ts",
-        model, list(request_ids),
-    )
-    return {r["request_id"]: (r["label"], r["ts"]) for r in rows}
 
 
 async def join_labels(
