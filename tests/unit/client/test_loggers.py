@@ -228,3 +228,21 @@ def test_the_sync_logger_blocks_at_most_max_block_ms_and_delivers_on_close() -> 
     stats = logger.close(timeout_s=10)
     assert stats.delivered == 100
     assert stats.dropped == 200
+
+
+async def test_timestamps_given_or_taken_are_sent_as_rfc_3339_instants_and_non_finite_values_as_null() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    broker = FakeBroker()
+    given = datetime(2026, 11, 26, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    async with _logger(broker) as logger:
+        before = time.time()
+        await logger.log("r-1", version="1", features={"x": float("nan")}, prediction=float("inf"))
+        after = time.time()
+        await logger.log("r-2", version="1", features={"x": 1.0}, prediction=0.5, timestamp=given)
+    event = decode("prediction-logged", None, broker.messages[0][2], broker.messages[0][3])
+    first, second = event.data.records
+    assert before - 1e-6 <= first.timestamp.timestamp() <= after
+    assert first.features == {"x": None} and first.prediction is None
+    assert second.timestamp == given.astimezone(UTC)
+    assert broker.records()[0]["timestamp"].endswith("Z")
