@@ -148,6 +148,9 @@ def summarise(seen: Seen) -> str:
         return f"v{d.version} (previous champion {d.previous_champion}), approved by {', '.join(d.approved_by)}"
     if t == "traffic-split-changed":
         return ", ".join(f"v{r.version} {r.weight:.0%}{' shadow' if r.shadow else ''}" for r in d.routes)
+    if t.endswith("-changed") and hasattr(d, "changed_by"):  # a governance setting
+        reason = getattr(d, "reason", None)
+        return f"by {d.changed_by}" + (f" - {reason}" if reason else "")
     if t.startswith("rollout-"):
         fails = [g.name for g in d.gates if g.outcome == "fail"]
         extra = f"; failed: {', '.join(fails)}" if fails else ""

@@ -36,6 +36,7 @@ __all__ = [
     "ModelPromoted",
     "ModelRegistered",
     "ModelValidated",
+    "MonitorConfigChanged",
     "Payload",
     "PerformanceDegraded",
     "PredictionLogged",
@@ -47,15 +48,18 @@ __all__ = [
     "RetrainCompleted",
     "RetrainFailed",
     "RetrainJobChanged",
+    "RetrainPolicyChanged",
     "RetrainRequested",
     "RolloutAdvanced",
     "RolloutCompleted",
     "RolloutEvent",
+    "RolloutPlanChanged",
     "RolloutPaused",
     "RolloutResumed",
     "RolloutRolledBack",
     "RolloutStarted",
     "Route",
+    "SettingChanged",
     "Severity",
     "TrafficSplitChanged",
     "ValidationCheck",
@@ -327,6 +331,44 @@ class ValidationPolicyChanged(Payload):
     effective: dict[str, Any] = Field(default_factory=dict, description="The policy now in force")
     removed: bool = False
     changed_by: str
+
+
+class SettingChanged(Payload):
+    """Base of the governance setting events: who changed what, from what, and why."""
+
+    model: str = Field(description="Model name, or '*' for a default that applies to every model",
+                       examples=["credit-risk"])
+    previous: dict[str, Any] | None = Field(
+        default=None, description="The setting before the change; null when none was stored", examples=[None])
+    removed: bool = Field(default=False, description="True when a model's own setting was removed")
+    changed_by: str = Field(examples=["user:otto"])
+    reason: str | None = Field(default=None, max_length=500, examples=["fewer false alarms on weekends"])
+    seq: int = Field(ge=1, description="Per-model (or default) sequence of changes of this setting kind")
+
+
+class MonitorConfigChanged(SettingChanged):
+    """A model's monitor configuration (windows, thresholds) changed: who loosened or tightened drift alarms."""
+
+    config: dict[str, Any] = Field(
+        description="The configuration now in force", examples=[{"window": {"size": 2000}, "alpha": 0.01}])
+
+
+class RolloutPlanChanged(SettingChanged):
+    """A model's default rollout plan (steps, gates, deadlines) changed."""
+
+    plan: dict[str, Any] = Field(
+        description="The plan now in force for the model's next rollouts",
+        examples=[{"strategy": "canary", "steps": [0.05, 0.25, 0.5], "failure_threshold": 3}])
+
+
+class RetrainPolicyChanged(SettingChanged):
+    """The default retrain policy or a model's override changed: when signals trigger retraining."""
+
+    scope: Literal["default", "model"] = Field(examples=["model"])
+    policy: dict[str, Any] = Field(
+        description="The stored policy (a model's override holds changed fields only)",
+        examples=[{"cooldown": "PT2H", "consecutive_signals": 2}])
+    effective: dict[str, Any] = Field(default_factory=dict, description="The policy now in force")
 
 
 class AliasChanged(Payload):

@@ -156,6 +156,27 @@ _SPECS: tuple[TopicSpec, ...] = (
         consumers=("audit",),
     ),
     TopicSpec(
+        "monitor-config-changed",
+        p.MonitorConfigChanged,
+        "A model's monitor configuration (windows, drift and quality thresholds) changed.",
+        producers=("monitor",),
+        consumers=("audit",),
+    ),
+    TopicSpec(
+        "rollout-plan-changed",
+        p.RolloutPlanChanged,
+        "A model's default rollout plan (steps, gates, deadlines) changed.",
+        producers=("rollout",),
+        consumers=("audit",),
+    ),
+    TopicSpec(
+        "retrain-policy-changed",
+        p.RetrainPolicyChanged,
+        "A retrain policy changed (default or per model).",
+        producers=("retrain-scheduler",),
+        consumers=("audit",),
+    ),
+    TopicSpec(
         "traffic-split-changed",
         p.TrafficSplitChanged,
         "The full routing table of a model; serving SDKs follow it.",
