@@ -37,11 +37,14 @@ async def test_the_sdk_registers_requests_reviews_and_reads_the_whole_record(inf
         assert first["version"] == "1" and first["validation"]["passed"] is True
         with pytest.raises(PermissionDeniedError, match="managed by the platform"):
             await ops.set_alias("credit-risk", "champion", "1")  # only a completed rollout moves it
+        # The first champion the governed way: an approved promotion whose rollout completed.
+        first_request = await ds.request_promotion("credit-risk", "1", reason="first model")
+        await rev.approve(first_request["id"], comment="first model")
         await publish(infra.bootstrap_servers, infra.topic_prefix, "rollout-completed", RolloutCompleted(
             model="credit-risk", rollout_id="ro-1", seq=1, version="1", baseline_version=None, strategy="canary",
             phase="completed", step_index=0, weight=1.0))
         for _ in range(200):
-            if await ds.champion("credit-risk") is not None:
+            if await ds.champion("credit-risk") == "1":
                 break
             await asyncio.sleep(0.1)
         assert await ds.champion("credit-risk") == "1"

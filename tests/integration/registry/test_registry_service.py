@@ -48,6 +48,15 @@ class Registry:
         finally:
             await conn.close()
 
+    async def outbox_events(self) -> list[tuple[str, str | None]]:
+        """Every event the registry enqueued, as (topic, version of the payload), in order."""
+        conn = await asyncpg.connect(self.infra.database_url)
+        try:
+            rows = await conn.fetch("SELECT topic, value FROM registry.outbox ORDER BY id")
+        finally:
+            await conn.close()
+        return [(r["topic"], json.loads(bytes(r["value"])).get("version")) for r in rows]
+
     async def applied(self, event_id: str, timeout_s: float = 20.0) -> None:
         """Wait until the registry's inbox recorded ``event_id`` (applied or skipped as stale)."""
         conn = await asyncpg.connect(self.infra.database_url)
@@ -75,13 +84,15 @@ class Registry:
         return out
 
     async def champion(self, model: str, version: str) -> None:
-        """Make ``version`` champion the only way there is: a completed rollout (never by setting the alias)."""
-        await self.applied(await publish(
-            self.infra.bootstrap_servers, self.infra.topic_prefix, "rollout-completed", RolloutCompleted(
-                model=model, rollout_id=f"ro-{model}-{version}", seq=1, version=version, baseline_version=None,
-                strategy="canary", phase="completed", step_index=0, weight=1.0)))
-        r = await self.viewer.get(f"/models/{model}/aliases/champion")
-        assert r.status_code == 200 and r.json()["version"] == version, r.text
+        """Make ``version`` champion the governed way: an approved promotion whose rollout completed."""
+        rid = await self.promoted(model, version)
+        previous = (await self.viewer.get(f"/promotion-requests/{rid}")).json()["previous_champion"]
+        await self.applied(await publish(self.infra.bootstrap_servers, self.infra.topic_prefix, "rollout-completed",
+                                         RolloutCompleted(model=model, rollout_id=f"ro-{model}-{version}", seq=1,
+                                                          version=version, baseline_version=previous,
+                                                          strategy="canary", phase="completed", step_index=0,
+                                                          weight=1.0)))
+        assert (await self.viewer.get(f"/models/{model}/aliases/champion")).json()["version"] == version
 
     async def promoted(self, model: str, version: str) -> str:
         """File and approve a promotion request; returns its id."""
@@ -212,11 +223,11 @@ async def test_an_approved_request_publishes_exactly_one_model_promoted(reg: Reg
     assert again.status_code == 409
     other = await reg.caller("raj", "reviewer").post(f"/promotion-requests/{rid}/approve", {})
     assert other.status_code == 409
-    [promoted] = await reg.seen.wait_for("model-promoted")
-    assert (await reg.outbox_topics()).count("model-promoted") == 1
+    [promoted] = await reg.seen.wait_for("model-promoted", where=lambda e: e.data.version == "2")
+    assert (await reg.outbox_events()).count(("model-promoted", "2")) == 1
     await reg.register(model)  # a later event, relayed in order after anything enqueued before it
     await reg.seen.wait_for("model-validated", where=lambda e: e.data.version == "3")
-    assert len(reg.seen.of("model-promoted")) == 1
+    assert len([e for e in reg.seen.of("model-promoted") if e.data.version == "2"]) == 1
     assert promoted.data.model == model and promoted.data.version == "2"
     assert promoted.data.previous_champion == "1"
     assert promoted.data.requested_by == "user:dana" and promoted.data.approved_by == ["user:rita"]

@@ -110,6 +110,11 @@ def of_model(model: str) -> Callable[[Any], bool]:
     return lambda e: bool(e.data.model == model)
 
 
+def promotion_id(model: str, version: str) -> str:
+    """The id of the promotion request the test's registry approved for ``model`` ``version``."""
+    return f"pr-{model}-{version}"
+
+
 class Kafka(EventPublisher):
     """Publishes events the way the registry and serving systems do."""
 
@@ -126,7 +131,7 @@ class Kafka(EventPublisher):
                 previous_champion=previous,
                 requested_by="dana",
                 approved_by=["rey"],
-                promotion_request_id=f"pr-{version}",
+                promotion_request_id=promotion_id(model, version),
             ),
             source="registry",
             actor="user:rey",
@@ -345,6 +350,14 @@ async def test_a_router_started_late_gets_the_current_table(running: Running) ->
             assert router.route(m, "user-1").version == "3"
 
 
+async def _open_of(client: httpx.AsyncClient, headers: dict[str, str], model: str,
+                   candidate: str) -> dict[str, Any] | None:
+    """The model's open rollout of ``candidate``, if there is one now."""
+    r = await client.get("/rollouts", params={"model": model}, headers=headers)
+    items = [i for i in r.json()["items"] if i["candidate"] == candidate and i["phase"] not in ("aborted",)]
+    return items[0] if items else None
+
+
 async def test_bad_input_gets_problem_documents(running: Running) -> None:
     client, op = running.client, running.operator
     viewer = auth_headers(running.settings, "vic", "viewer")
@@ -361,7 +374,21 @@ async def test_bad_input_gets_problem_documents(running: Running) -> None:
     assert any("failure_threshold" in e["field"] for e in r.json()["errors"])
     assert (await client.put("/models/m/plan", json=FAST_PLAN, headers=viewer)).status_code == 403
 
-    r = await client.post("/rollouts", json={"model": "m", "candidate": "2", "baseline": "1"}, headers=op)
+    # Rollouts of "m" only through approved promotions: v2's starts by itself, v3's supersedes it, and the
+    # operator aborts v3's; v2's approval is then unused and may be started again by hand.
+    async with Kafka(running.infra) as kafka:
+        await kafka.promote("m", "2", previous="1")
+        first = await open_rollout(client, op, "m")
+        await kafka.promote("m", "3", previous="1")
+
+        async def superseded() -> bool:
+            return bool((await client.get(f"/rollouts/{first['id']}", headers=op)).json()["phase"] == "aborted")
+
+        await eventually(superseded)
+    third = await eventually(lambda: _open_of(client, op, "m", "3"))
+    assert (await client.post(f"/rollouts/{third['id']}/abort", headers=op)).status_code == 200
+    r = await client.post("/rollouts", json={"model": "m", "candidate": "2", "baseline": "1",
+                                             "promotion_id": promotion_id("m", "2")}, headers=op)
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
     assert (await client.get("/models/m/plan", headers=op)).json()["source"] == "built-in"  # known now
@@ -371,8 +398,10 @@ async def test_bad_input_gets_problem_documents(running: Running) -> None:
     assert problem["phase"] == "progressing" and "progressing" in problem["detail"]
     assert (await client.post(f"/rollouts/{rid}/pause", headers=viewer)).status_code == 403
     assert (await client.post(f"/rollouts/{rid}/explode", headers=op)).status_code == 422
-    r = await client.post("/rollouts", json={"model": "m", "candidate": "3", "baseline": "1"}, headers=op)
+    r = await client.post("/rollouts", json={"model": "m", "candidate": "3", "baseline": "1",
+                                             "promotion_id": promotion_id("m", "3")}, headers=op)
     assert r.status_code == 409  # one open rollout per model
+    assert "open rollout" in r.json()["detail"]
     assert (await client.post(f"/rollouts/{rid}/abort", headers=op)).json()["phase"] == "aborted"
     r = await client.post(f"/rollouts/{rid}/abort", headers=op)
     assert r.status_code == 409 and r.json()["phase"] == "aborted"

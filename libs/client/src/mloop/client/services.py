@@ -176,12 +176,15 @@ class RolloutClient(ServiceClient):
         model: str,
         candidate: str,
         *,
+        promotion_id: str,
         baseline: str | None = None,
         plan: Mapping[str, Any] | None = None,
         start: bool = True,
         reason: str | None = None,
     ) -> JSON:
-        body: JSON = {"model": model, "candidate": candidate, "baseline": baseline, "start": start}
+        """Start a rollout again for an approved promotion whose rollout was aborted or superseded."""
+        body: JSON = {"model": model, "candidate": candidate, "promotion_id": promotion_id, "baseline": baseline,
+                      "start": start}
         if plan is not None:
             body["plan"] = dict(plan)
         if reason:

@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 from mloop.audit import store
 from mloop.audit.checkpointing import Checkpointer, read_checkpoint_dir
 from mloop.audit.exporting import export_bundle
-from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, serving_split
+from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
 from mloop.audit.live_verify import verify_ledger
 from mloop.ledger.checkpoint import public_key_to_base64, public_key_to_pem, public_key_to_vkey
 from mloop.ledger.merkle import verify_inclusion
@@ -313,6 +313,29 @@ async def version_lifecycle(model: str, version: str, pool: Pool, _: Viewer) -> 
     steps = lifecycle_steps(version, records)
     return LifecycleOut(model=model, version=version, status=lifecycle_status(steps),
                         steps=[StepOut(**asdict(s)) for s in steps])
+
+
+class ModelStepOut(StepOut):
+    version: str | None = Field(description="The version the step is about; null for a model-wide step "
+                                            "(a governance setting change, a routing table)")
+
+
+@router.get("/models/{model}/lifecycle", summary="A model's story: every version's steps and every change of "
+            "its governance settings (validation policy, monitor configuration, rollout plan, retrain policy)")
+async def model_lifecycle(
+    model: str, pool: Pool, _: Viewer, since: Since = None, until: Until = None,
+    page_token: str | None = None, page_size: PageSize = 100,
+) -> Page[ModelStepOut]:
+    """Oldest first; a page holds the steps among ``page_size`` records (records that mark no step are skipped).
+    Changes of the defaults that apply to every model are under model ``*``."""
+    _range(since, until)
+    async with pool.acquire() as conn:
+        rows = await store.find_records(conn, store.RecordFilter(model=model, since=since, until=until),
+                                        after=_after(page_token), limit=page_size + 1)
+    records = [{"event": json.loads(bytes(r["canonical"])), "chain": r["chain"], "seq": r["seq"]}
+               for r in rows[:page_size]]
+    return Page[ModelStepOut](items=[ModelStepOut(**asdict(s)) for s in model_steps(records)],
+                              next_page_token=_next_token(rows, page_size))
 
 
 class ServingOut(BaseModel):

@@ -13,7 +13,22 @@ from typing import Any
 
 from mloop.contracts.topics import TOPICS
 
-__all__ = ["LifecycleStep", "ServingSplit", "approval_of", "lifecycle_steps", "lifecycle_status", "serving_split"]
+__all__ = [
+    "SETTING_TOPICS",
+    "LifecycleStep",
+    "ModelStep",
+    "ServingSplit",
+    "approval_of",
+    "lifecycle_status",
+    "lifecycle_steps",
+    "model_steps",
+    "serving_split",
+]
+
+#: Governance settings of a model; each change is one step of the model's lifecycle.
+SETTING_TOPICS = frozenset({
+    "validation-policy-changed", "monitor-config-changed", "rollout-plan-changed", "retrain-policy-changed",
+})
 
 _TOPIC_BY_TYPE = {spec.event_type: name for name, spec in TOPICS.items()}
 
@@ -36,8 +51,18 @@ class LifecycleStep:
     seq: int
 
 
+def _setting_detail(data: Mapping[str, Any]) -> str:
+    what = "removed" if data.get("removed") else "changed"
+    detail = f"{what} by {data.get('changed_by')}"
+    if data.get("reason"):
+        detail += f": {data.get('reason')}"
+    return detail
+
+
 def _stage(topic: str, data: Mapping[str, Any], version: str) -> tuple[str, str] | None:
     """The stage a record marks for ``version`` and a one-line detail, or None when irrelevant."""
+    if topic in SETTING_TOPICS:
+        return topic, _setting_detail(data)
     if topic == "model-registered":
         return "registered", f"by {data.get('registered_by')}, artifact {data.get('artifact_uri')}"
     if topic == "model-validated":
@@ -96,6 +121,55 @@ def lifecycle_steps(version: str, records: Sequence[Mapping[str, Any]]) -> list[
         stage, detail = found
         steps.append(LifecycleStep(
             stage, detail, str(event.get("id")), str(event.get("type")), str(event.get("time")),
+            event.get("actor"), str(rec["chain"]), int(rec["seq"]),
+        ))
+    return steps
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStep:
+    """One step in a model's life: a version's step (``version`` set) or a governance setting change."""
+
+    version: str | None
+    stage: str
+    detail: str
+    event_id: str
+    event_type: str
+    time: str
+    actor: str | None
+    chain: str
+    seq: int
+
+
+def model_steps(records: Sequence[Mapping[str, Any]]) -> list[ModelStep]:
+    """The steps of a model from its records (each: ``event`` CloudEvent, ``chain``, ``seq``), in their order.
+
+    Every version's registration, validation, review, promotion, rollout
+    events, alias moves and traffic splits, and every change of its
+    governance settings (validation policy, monitor configuration, rollout
+    plan, retrain policy).
+    """
+    steps: list[ModelStep] = []
+    for rec in records:
+        event = rec["event"]
+        topic = topic_of(str(event.get("type"))) or ""
+        data = _data(event)
+        if topic in SETTING_TOPICS:
+            found: tuple[str, str] | None = (topic, _setting_detail(data))
+            version = None
+        elif topic == "traffic-split-changed":
+            routes = [r for r in data.get("routes") or [] if isinstance(r, dict)]
+            found = ("traffic", ", ".join(
+                f"v{r.get('version')} {'shadow' if r.get('shadow') else 'serving'} weight {r.get('weight')}"
+                for r in routes) + f" (split seq {data.get('seq')})")
+            version = None
+        else:
+            version = str(data.get("version") or "") or None
+            found = _stage(topic, data, version) if version is not None else None
+        if found is None:
+            continue
+        steps.append(ModelStep(
+            version, found[0], found[1], str(event.get("id")), str(event.get("type")), str(event.get("time")),
             event.get("actor"), str(rec["chain"]), int(rec["seq"]),
         ))
     return steps

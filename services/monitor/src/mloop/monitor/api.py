@@ -10,11 +10,11 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from mloop.monitor import store
+from mloop.monitor import configuration, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
 from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import Pool, Viewer
+from mloop.runtime.deps import Ctx, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound
 
@@ -242,11 +242,45 @@ async def get_config(model: ModelPath, pool: Pool, _: Viewer) -> ConfigOut:
 
 
 @router.put("/models/{model}/config", summary="Set windows and thresholds of a model (operator)")
-async def put_config(model: ModelPath, pool: Pool, who: Operator,
-                     config: Annotated[MonitorConfig, Body()]) -> ConfigOut:
+async def put_config(
+    model: ModelPath, pool: Pool, who: Operator, ctx: Ctx, config: Annotated[MonitorConfig, Body()],
+    reason: Annotated[str | None, Query(max_length=500, description="Why (kept in the history)",
+                                        examples=["fewer false alarms on weekends"])] = None,
+) -> ConfigOut:
+    """Every change is kept (``/models/{model}/config/history``) and published as ``monitor-config-changed``."""
     async with pool.acquire() as conn, conn.transaction():
-        await store.put_config(conn, model, config, who.actor)
+        await configuration.change_config(conn, model, config, actor=who.actor, reason=reason,
+                                          source=ctx.settings.service_name)
     return ConfigOut(model=model, configured=True, config=config)
+
+
+class ConfigChangeOut(BaseModel):
+    seq: int = Field(description="Per-model sequence of configuration changes", examples=[1])
+    at: datetime
+    actor: str = Field(examples=["user:olga"])
+    reason: str | None
+    previous: dict[str, Any] | None = Field(description="The configuration before; null when defaults applied")
+    config: dict[str, Any] = Field(description="The configuration set")
+
+
+@router.get("/models/{model}/config/history", summary="Every change of a model's configuration, oldest first")
+async def config_history(
+    model: ModelPath, pool: Pool, _: Viewer,
+    page_token: Annotated[str | None, Query(max_length=512)] = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[ConfigChangeOut]:
+    cursor = decode_cursor(page_token) or {"i": 0}
+    after = cursor.get("i")
+    if not isinstance(after, int) or isinstance(after, bool):
+        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
+    rows = await configuration.config_history(pool, model, after=after, limit=page_size + 1)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return Page[ConfigChangeOut](
+        items=[ConfigChangeOut(seq=r.seq, at=r.at, actor=r.actor, reason=r.reason, previous=r.previous,
+                               config=r.config) for r in rows],
+        next_page_token=encode_cursor({"i": rows[-1].id}) if more else None,
+    )
 
 
 # --------------------------------------------------------------------------- reports

@@ -11,7 +11,8 @@ versions: tags, archive       data-scientist, operator
 versions: delete              operator
 promotion: request            data-scientist, service
 promotion: approve / reject   reviewer (never the requester)
-aliases, policies             operator
+aliases, policies             operator (``champion`` and ``previous-champion``: nobody;
+                              they move only with rollouts)
 ============================  ==========================================
 """
 

@@ -493,7 +493,8 @@ class Registry:
 
         With a model's auto-approval policy the request is approved at once by
         ``policy:<name>`` and ``promotion-reviewed`` and ``model-promoted``
-        follow in the same transaction. Raises :class:`NotPromotable`.
+        follow in the same transaction — unless the requester is the one who
+        set that policy: then it waits for a reviewer like any other. Raises :class:`NotPromotable`.
         """
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
@@ -512,6 +513,9 @@ class Registry:
                 promotion_request_id=request["id"], requested_by=who.actor, reason=reason,
             ), who.actor))
             approver = domain.auto_approver(policy)
+            if approver is not None and await self._auto_approval_author(conn, model) == who.actor:
+                # Four eyes hold for policies too: whoever enabled auto-approval cannot use it alone.
+                approver = None
             if approver is not None:
                 await self._approve(conn, request, approver, approver,
                                     f"approved automatically by auto-approval policy {policy.auto_approval}",
@@ -520,6 +524,13 @@ class Registry:
         if approver is not None and self.metrics is not None:
             self.metrics.reviewed("approved", promoted=True, by_policy=True)
         return out
+
+    async def _auto_approval_author(self, conn: asyncpg.Connection, model: str) -> str | None:
+        """Who last set the policy that holds the model's auto-approval (its override, else the default)."""
+        override = await store.get_policy(conn, _model_scope(model)) or {}
+        scope = _model_scope(model) if "auto_approval" in override else DEFAULT_SCOPE
+        history = await store.policy_history(conn, scope)
+        return str(history[-1]["actor"]) if history else None
 
     async def review_request(
         self, pool: asyncpg.Pool, who: Principal, request_id: str, decision: Decision, comment: str | None

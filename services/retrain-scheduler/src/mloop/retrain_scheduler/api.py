@@ -91,6 +91,11 @@ def _check_secret(request: Request, policy: RetrainPolicy) -> None:
 
 # --------------------------------------------------------------------------- policies
 
+Reason = Annotated[str | None, Query(max_length=500, description="Why the policy changes (kept in its history)",
+                                     examples=["retrain at most every two hours"])]
+PageToken = Annotated[str | None, Query(max_length=512)]
+PageSize = Annotated[int, Query(ge=1, le=500)]
+
 
 class PolicyOverride(BaseModel):
     model: str
@@ -141,7 +146,9 @@ async def put_default_policy(
     pool: Pool,
     sched: Sched,
     body: Annotated[dict[str, Any], Body()],
+    reason: Reason = None,
 ) -> RetrainPolicy:
+    """Every change is kept (``/default-policy/history``) and published as ``retrain-policy-changed``."""
     try:
         policy = RetrainPolicy.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -153,7 +160,7 @@ async def put_default_policy(
                 effective_policy(policy, r["body"])
             except pydantic.ValidationError as exc:
                 raise _invalid_policy(exc, prefix=f"override of {r['model']}") from exc
-        await store.put_policy(conn, store.DEFAULT_POLICY_KEY, policy.snapshot(), principal.actor, sched.clock())
+        await sched.change_policy(conn, None, policy.snapshot(), actor=principal.actor, reason=reason)
     return policy
 
 
@@ -177,7 +184,9 @@ async def put_model_policy(
     pool: Pool,
     sched: Sched,
     body: Annotated[dict[str, Any], Body(examples=[{"cooldown": "PT2H", "consecutive_signals": 2}])],
+    reason: Reason = None,
 ) -> PolicyOverride:
+    """Every change is kept (``/models/{model}/policy/history``) and published as ``retrain-policy-changed``."""
     async with pool.acquire() as conn, conn.transaction():
         default = await store.load_default_policy(conn)
         try:
@@ -186,7 +195,7 @@ async def put_model_policy(
             raise _invalid_policy(exc) from exc
         _check_secret(request, effective)
         now = sched.clock()
-        await store.put_policy(conn, model, body, principal.actor, now)
+        await sched.change_policy(conn, model, body, actor=principal.actor, reason=reason)
     return PolicyOverride(model=model, override=body, effective=effective, updated_by=principal.actor, updated_at=now)
 
 
@@ -196,11 +205,53 @@ async def put_model_policy(
     status_code=204,
     summary="Remove a model's override; the default applies again",
 )
-async def delete_model_policy(model: ModelPath, _: Operator, pool: Pool) -> Response:
-    async with pool.acquire() as conn:
-        if not await store.delete_override(conn, model):
+async def delete_model_policy(
+    model: ModelPath, principal: Operator, pool: Pool, sched: Sched, reason: Reason = None
+) -> Response:
+    async with pool.acquire() as conn, conn.transaction():
+        if await sched.change_policy(conn, model, None, actor=principal.actor, reason=reason) is None:
             raise NotFound(f"model {model!r} has no policy override")
     return Response(status_code=204)
+
+
+class PolicyChangeOut(BaseModel):
+    seq: int = Field(description="Sequence of changes of this policy", examples=[1])
+    at: datetime
+    actor: str = Field(examples=["user:olga"])
+    reason: str | None
+    previous: dict[str, Any] | None = Field(description="The stored policy before; null when none was")
+    policy: dict[str, Any] | None = Field(description="The stored policy after; null when it was removed")
+
+
+async def _history(pool: asyncpg.Pool, key: str, page_token: str | None, page_size: int) -> Page[PolicyChangeOut]:
+    cursor = decode_cursor(page_token) or {"i": 0}
+    after = cursor.get("i")
+    if not isinstance(after, int) or isinstance(after, bool):
+        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
+    async with pool.acquire() as conn:
+        rows = await store.policy_history(conn, key, after=after, limit=page_size + 1)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return Page[PolicyChangeOut](
+        items=[PolicyChangeOut(seq=r["seq"], at=r["at"], actor=r["actor"], reason=r["reason"],
+                               previous=r["previous"], policy=r["body"]) for r in rows],
+        next_page_token=encode_cursor({"i": rows[-1]["id"]}) if more else None,
+    )
+
+
+@router.get("/default-policy/history", tags=["policies"], summary="Every change of the default policy, oldest first")
+async def default_policy_history(
+    _: Viewer, pool: Pool, page_token: PageToken = None, page_size: PageSize = 50
+) -> Page[PolicyChangeOut]:
+    return await _history(pool, store.DEFAULT_POLICY_KEY, page_token, page_size)
+
+
+@router.get("/models/{model}/policy/history", tags=["policies"],
+            summary="Every change of a model's override, oldest first")
+async def model_policy_history(
+    model: ModelPath, _: Viewer, pool: Pool, page_token: PageToken = None, page_size: PageSize = 50
+) -> Page[PolicyChangeOut]:
+    return await _history(pool, model, page_token, page_size)
 
 
 # --------------------------------------------------------------------------- jobs

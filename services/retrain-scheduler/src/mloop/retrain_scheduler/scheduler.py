@@ -10,7 +10,7 @@ decisions come from :mod:`mloop.retrain_scheduler.domain`, SQL from
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from mloop.contracts.payloads import (
     RetrainCompleted,
     RetrainFailed,
     RetrainJobChanged,
+    RetrainPolicyChanged,
     RetrainRequested,
     RolloutEvent,
 )
@@ -83,6 +84,40 @@ class Scheduler:
         """The effective policy of ``model``: the default with its override merged in."""
         default = await store.load_default_policy(conn)
         return effective_policy(default, await store.load_override(conn, model))
+
+    async def change_policy(
+        self,
+        conn: asyncpg.Connection,
+        model: str | None,
+        body: Mapping[str, Any] | None,
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> asyncpg.Record | None:
+        """Set the default policy (``model`` None) or a model's override, or remove the override (``body`` None).
+
+        The caller has validated ``body``. Keeps the change in the history and
+        publishes ``retrain-policy-changed`` in the caller's transaction.
+        Returns the history row, or None when there was no override to remove.
+        """
+        key = store.DEFAULT_POLICY_KEY if model is None else model
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"retrain-policy:{key}")
+        previous = await store.load_override(conn, key)  # the stored body, the default's included
+        if body is None:
+            if not await store.delete_override(conn, key):
+                return None
+        else:
+            await store.put_policy(conn, key, body, actor, self.clock())
+        change = await store.add_policy_change(conn, key, body, previous, actor, reason)
+        effective = await store.load_default_policy(conn)
+        if model is not None:
+            effective = effective_policy(effective, body)
+        await enqueue(conn, new_event("retrain-policy-changed", RetrainPolicyChanged(
+            model=key, scope="default" if model is None else "model", policy=dict(body or {}),
+            effective=effective.snapshot(), previous=previous, removed=body is None, changed_by=actor,
+            reason=reason, seq=change["seq"],
+        ), source=self.source, actor=actor))
+        return change
 
     # ------------------------------------------------------------------ signals
 

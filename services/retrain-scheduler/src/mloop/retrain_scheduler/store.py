@@ -26,6 +26,7 @@ from mloop.retrain_scheduler.domain import (
 
 __all__ = [
     "DEFAULT_POLICY_KEY",
+    "add_policy_change",
     "JobFilter",
     "Transition",
     "attach_signals",
@@ -48,6 +49,7 @@ __all__ = [
     "load_override",
     "lock_model",
     "model_state",
+    "policy_history",
     "put_policy",
     "rollout_outcome",
     "transitions",
@@ -116,6 +118,33 @@ async def put_policy(
 async def delete_override(conn: asyncpg.Connection, model: str) -> bool:
     status: str = await conn.execute("DELETE FROM policies WHERE model = $1", model)
     return status.endswith(" 1")
+
+
+async def add_policy_change(
+    conn: asyncpg.Connection, model: str, body: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
+    actor: str, reason: str | None,
+) -> asyncpg.Record:
+    """Append one change to the history of the default (``DEFAULT_POLICY_KEY``) or a model's override."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO policy_history (model, seq, body, previous, actor, reason) "
+        "VALUES ($1, COALESCE((SELECT max(seq) FROM policy_history WHERE model = $1), 0) + 1, $2, $3, $4, $5) "
+        "RETURNING *",
+        model,
+        None if body is None else dict(body),
+        None if previous is None else dict(previous),
+        actor,
+        reason,
+    )
+    return row
+
+
+async def policy_history(conn: asyncpg.Connection, model: str, *, after: int, limit: int) -> list[asyncpg.Record]:
+    """Changes of the default (``DEFAULT_POLICY_KEY``) or a model's override with an id above ``after``."""
+    return list(
+        await conn.fetch(
+            "SELECT * FROM policy_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit
+        )
+    )
 
 
 # --------------------------------------------------------------------------- signals

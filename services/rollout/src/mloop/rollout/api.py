@@ -21,10 +21,10 @@ from mloop.contracts.payloads import GateResult, ModelName, Route, VersionId
 from mloop.rollout import store
 from mloop.rollout.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
 from mloop.rollout.plan import RolloutPlan, Strategy
-from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutService
+from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
 from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import Conflict, NotFound
+from mloop.runtime.problems import BadRequest, Conflict, Forbidden, NotFound
 
 __all__ = ["router"]
 
@@ -50,6 +50,9 @@ def _as_problems() -> Iterator[None]:
         raise Conflict(str(exc), phase=exc.phase, action=exc.action) from exc
     except OpenRolloutExists as exc:
         raise Conflict(str(exc), model=exc.model) from exc
+    except RolloutRefused as exc:
+        problem = Conflict if exc.status == 409 else Forbidden
+        raise problem(str(exc), promotion_id=exc.promotion_id) from exc
 
 
 # --------------------------------------------------------------------------- representations
@@ -123,7 +126,14 @@ class RolloutDetail(RolloutOut):
 class CreateRollout(BaseModel):
     model: ModelName
     candidate: VersionId
-    baseline: str | None = Field(default=None, description="The version to compare with; none = first champion")
+    promotion_id: str = Field(
+        min_length=1, max_length=128,
+        description="The approved promotion request (as consumed from model-promoted) this rollout carries out; "
+        "it must name this model and candidate and have no running or completed rollout",
+        examples=["0193a5c4-7e1f-7a2b-9c3d-4e5f6a7b8c9d"])
+    baseline: str | None = Field(
+        default=None, description="The version to compare with; defaults to (and must be) the promotion's "
+        "previous champion")
     plan: RolloutPlan | None = Field(default=None, description="Defaults to the model's plan")
     start: bool = True
     reason: str = Field(default="", max_length=500)
@@ -171,18 +181,27 @@ async def list_rollouts(
     return Page[RolloutOut](items=[RolloutOut.of(r) for r in rows], next_page_token=token)
 
 
-@router.post("/rollouts", tags=["rollouts"], status_code=201, summary="Create (and by default start) a rollout")
+@router.post(
+    "/rollouts",
+    tags=["rollouts"],
+    status_code=201,
+    summary="Start a rollout again for an approved promotion (model-promoted starts the first one by itself)",
+    responses={403: {"description": "No approved promotion for this model and candidate"},
+               409: {"description": "The promotion is already used, or the model has an open rollout"}},
+)
 async def create_rollout(body: CreateRollout, who: Operator, pool: Pool, service: Service) -> RolloutOut:
+    """Only for a promotion approved by a second person; nothing is published when refused."""
     with _as_problems():
         async with pool.acquire() as conn, conn.transaction():
-            r = await service.create(
+            r = await service.create_for_promotion(
                 conn,
+                promotion_id=body.promotion_id,
                 model=body.model,
                 candidate=body.candidate,
                 baseline=body.baseline,
                 plan=body.plan,
                 actor=who.actor,
-                reason=body.reason or f"started by {who.actor}",
+                reason=body.reason,
                 begin=body.start,
             )
     return RolloutOut.of(r)
@@ -261,12 +280,53 @@ async def get_plan(model: ModelPath, _: Viewer, pool: Pool) -> PlanOut:
     )
 
 
+Reason = Annotated[str | None, Query(max_length=500, description="Why the setting changes (kept in its history)",
+                                     examples=["longer canary steps after the incident of 12 May"])]
+
+
 @router.put("/models/{model}/plan", tags=["plans"], summary="Set the model's default rollout plan")
-async def put_plan(model: ModelPath, plan: RolloutPlan, who: Operator, pool: Pool) -> PlanOut:
+async def put_plan(
+    model: ModelPath, plan: RolloutPlan, who: Operator, pool: Pool, service: Service, reason: Reason = None
+) -> PlanOut:
+    """Every change is kept (``/models/{model}/plan/history``) and published as ``rollout-plan-changed``."""
     async with pool.acquire() as conn, conn.transaction():
-        stored = await store.put_plan(conn, model, plan, who.actor)
+        stored, _ = await service.put_plan(conn, model, plan, actor=who.actor, reason=reason)
     return PlanOut(
         model=model, source="model", plan=stored.plan, updated_by=stored.updated_by, updated_at=stored.updated_at
+    )
+
+
+class PlanChangeOut(BaseModel):
+    seq: int = Field(description="Per-model sequence of plan changes", examples=[1])
+    at: datetime
+    actor: str = Field(examples=["user:olga"])
+    reason: str | None
+    previous: dict[str, Any] | None = Field(description="The plan before; null when the built-in plan applied")
+    plan: dict[str, Any] = Field(description="The plan set")
+
+
+@router.get("/models/{model}/plan/history", tags=["plans"], summary="Every change of the model's plan, oldest first")
+async def plan_history(
+    model: ModelPath,
+    _: Viewer,
+    pool: Pool,
+    page_token: Annotated[str | None, Query(max_length=512)] = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[PlanChangeOut]:
+    cursor = decode_cursor(page_token) or {"i": 0}
+    after = cursor.get("i")
+    if not isinstance(after, int) or isinstance(after, bool):
+        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
+    async with pool.acquire() as conn:
+        rows = await store.plan_history(conn, model, after=after, limit=page_size + 1)
+        if not rows and after == 0:
+            await _require_known(conn, model)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return Page[PlanChangeOut](
+        items=[PlanChangeOut(seq=r.seq, at=r.at, actor=r.actor, reason=r.reason, previous=r.previous, plan=r.plan)
+               for r in rows],
+        next_page_token=encode_cursor({"i": rows[-1].id}) if more else None,
     )
 
 

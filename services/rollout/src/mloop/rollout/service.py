@@ -26,6 +26,7 @@ from mloop.contracts.payloads import (
     RolloutCompleted,
     RolloutEvent,
     RolloutPaused,
+    RolloutPlanChanged,
     RolloutResumed,
     RolloutRolledBack,
     RolloutStarted,
@@ -36,9 +37,10 @@ from mloop.rollout.evidence import VersionStats, is_correct
 from mloop.rollout.machine import Action, Rollout, RolloutError, Transition, abort, act, analyse, new_rollout, start
 from mloop.rollout.metrics import RolloutMetrics
 from mloop.rollout.plan import RolloutPlan
+from mloop.runtime.errors import PermanentError
 from mloop.runtime.outbox import enqueue
 
-__all__ = ["SERVICE_ACTOR", "RolloutNotFound", "RolloutService", "utcnow"]
+__all__ = ["SERVICE_ACTOR", "OpenRolloutExists", "RolloutNotFound", "RolloutRefused", "RolloutService", "utcnow"]
 
 log = logging.getLogger(__name__)
 SERVICE_ACTOR = "service:rollout"
@@ -59,6 +61,15 @@ def utcnow() -> datetime:
 
 class RolloutNotFound(RolloutError):
     """No rollout with that id (HTTP 404)."""
+
+
+class RolloutRefused(RolloutError):
+    """A rollout the one path to production does not allow: 403 (no approval for it) or 409 (approval used)."""
+
+    def __init__(self, message: str, *, status: int = 403, promotion_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.promotion_id = promotion_id
 
 
 @dataclass
@@ -107,13 +118,25 @@ class RolloutService:
     # ------------------------------------------------------------------ starting
 
     async def on_model_promoted(self, conn: asyncpg.Connection, event: Event[ModelPromoted]) -> Rollout | None:
-        """Start a rollout of the promoted version against the previous champion.
+        """Remember the approved promotion and start a rollout of its version against the previous champion.
 
         A rollout of another version still open for the model is aborted
-        (superseded); the same promotion seen again changes nothing.
+        (superseded); the same promotion seen again changes nothing. A
+        promotion id seen before for another model or version is a
+        :class:`PermanentError` (dead-lettered).
         """
         p = event.data
         actor = event.actor or f"user:{p.requested_by}"
+        promotion = await store.record_promotion(conn, store.Promotion(
+            promotion_request_id=p.promotion_request_id, model=p.model, version=p.version,
+            previous_champion=p.previous_champion, requested_by=p.requested_by, approved_by=list(p.approved_by),
+        ), event.id)
+        if (promotion.model, promotion.version) != (p.model, p.version):
+            raise PermanentError(f"promotion {p.promotion_request_id} was seen for {promotion.model} version "
+                                 f"{promotion.version}; refusing it for {p.model} version {p.version}")
+        if await store.promotion_used(conn, promotion.promotion_request_id) is not None:
+            log.info("promotion %s already has its rollout; ignoring it seen again", p.promotion_request_id)
+            return None
         open_ = await store.open_rollout(conn, p.model, for_update=True)
         if open_ is not None:
             if open_.candidate == p.version:
@@ -125,7 +148,7 @@ class RolloutService:
                 actor=actor,
             )
         reason = f"promoted by {p.requested_by}, approved by {', '.join(p.approved_by)}"
-        return await self.create(
+        r = await self.create(
             conn,
             model=p.model,
             candidate=p.version,
@@ -135,6 +158,73 @@ class RolloutService:
             reason=reason,
             begin=True,
         )
+        await store.link_promotion(conn, r.id, promotion.promotion_request_id)
+        return r
+
+    async def create_for_promotion(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        promotion_id: str,
+        model: str,
+        candidate: str,
+        baseline: str | None,
+        plan: RolloutPlan | None,
+        actor: str,
+        reason: str = "",
+        begin: bool = True,
+    ) -> Rollout:
+        """A rollout started by hand: only for an approved promotion this service consumed as ``model-promoted``.
+
+        The promotion must name ``model`` and ``candidate``; the baseline is
+        the promotion's previous champion (a different one is refused, it would
+        route traffic to a version nobody approved); no rollout of the
+        promotion may be running or completed. Raises :class:`RolloutRefused`
+        (403: no such approval; 409: already used) or
+        :class:`OpenRolloutExists`. Nothing is written when it raises.
+        """
+        promotion = await store.get_promotion(conn, promotion_id)
+        if promotion is None:
+            raise RolloutRefused(
+                f"no approved promotion {promotion_id!r} has reached the rollout service; a rollout starts only "
+                "for a version approved by a second person (model-promoted)", promotion_id=promotion_id)
+        if (promotion.model, promotion.version) != (model, candidate):
+            raise RolloutRefused(
+                f"promotion {promotion_id} approved {promotion.model} version {promotion.version}, "
+                f"not {model} version {candidate}", promotion_id=promotion_id)
+        if baseline is not None and baseline != promotion.previous_champion:
+            raise RolloutRefused(
+                f"the baseline of promotion {promotion_id} is the champion it was approved against "
+                f"({promotion.previous_champion}), not {baseline}", promotion_id=promotion_id)
+        used = await store.promotion_used(conn, promotion_id)
+        if used is not None:
+            raise RolloutRefused(
+                f"promotion {promotion_id} is already used by rollout {used[0]} ({used[1]}); an approval "
+                "starts one rollout, and a failed one is retried with its retry action", status=409,
+                promotion_id=promotion_id)
+        r = await self.create(
+            conn, model=model, candidate=candidate, baseline=promotion.previous_champion, plan=plan, actor=actor,
+            reason=reason or f"restarted by {actor} for promotion {promotion_id}", begin=begin,
+        )
+        await store.link_promotion(conn, r.id, promotion_id)
+        return r
+
+    # ------------------------------------------------------------------ plans
+
+    async def put_plan(
+        self, conn: asyncpg.Connection, model: str, plan: RolloutPlan, *, actor: str, reason: str | None = None
+    ) -> tuple[store.StoredPlan, store.PlanChange]:
+        """Set the model's plan, keep the change in its history and publish ``rollout-plan-changed``."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rollout-plan:{model}")
+        before = await store.get_plan(conn, model)
+        previous = before.plan.model_dump(mode="json") if before is not None else None
+        stored = await store.put_plan(conn, model, plan, actor)
+        change = await store.add_plan_change(conn, model, plan.model_dump(mode="json"), previous, actor, reason)
+        event = RolloutPlanChanged(model=model, plan=change.plan, previous=previous, changed_by=actor, reason=reason,
+                                   seq=change.seq)
+        await enqueue(conn, new_event("rollout-plan-changed", event, source=self.source, actor=actor))
+        self._count_event("rollout-plan-changed")
+        return stored, change
 
     async def create(
         self,

@@ -21,8 +21,16 @@ from mloop.rollout.plan import RolloutPlan
 __all__ = [
     "OPEN_PHASES",
     "OpenRollout",
+    "PlanChange",
+    "Promotion",
     "StoredPlan",
     "TrafficRow",
+    "add_plan_change",
+    "get_promotion",
+    "link_promotion",
+    "plan_history",
+    "promotion_used",
+    "record_promotion",
     "add_evidence",
     "add_history",
     "drop_awaiting_labels",
@@ -213,6 +221,7 @@ async def get_plan(conn: asyncpg.Connection, model: str) -> StoredPlan | None:
 
 
 async def put_plan(conn: asyncpg.Connection, model: str, plan: RolloutPlan, actor: str) -> StoredPlan:
+    """Store the model's plan; the service layer keeps its history and publishes the change."""
     row = await conn.fetchrow(
         """INSERT INTO plans (model, plan, updated_by) VALUES ($1, $2, $3)
            ON CONFLICT (model) DO UPDATE SET plan = EXCLUDED.plan, updated_by = EXCLUDED.updated_by,
@@ -226,10 +235,98 @@ async def put_plan(conn: asyncpg.Connection, model: str, plan: RolloutPlan, acto
     return StoredPlan(plan, actor, row["updated_at"])
 
 
+@dataclass(frozen=True)
+class PlanChange:
+    id: int
+    model: str
+    seq: int
+    plan: dict[str, Any]
+    previous: dict[str, Any] | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+async def add_plan_change(
+    conn: asyncpg.Connection, model: str, plan: dict[str, Any], previous: dict[str, Any] | None, actor: str,
+    reason: str | None,
+) -> PlanChange:
+    """Append one change to the model's plan history (the caller holds the plan row's lock)."""
+    row = await conn.fetchrow(
+        """INSERT INTO plan_history (model, seq, plan, previous, actor, reason)
+           VALUES ($1, COALESCE((SELECT max(seq) FROM plan_history WHERE model = $1), 0) + 1, $2, $3, $4, $5)
+           RETURNING *""",
+        model, plan, previous, actor, reason,
+    )
+    assert row is not None
+    return PlanChange(**dict(row))
+
+
+async def plan_history(conn: asyncpg.Connection, model: str, *, after: int, limit: int) -> list[PlanChange]:
+    """The model's plan changes with an id above ``after``, oldest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM plan_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit
+    )
+    return [PlanChange(**dict(r)) for r in rows]
+
+
+# --------------------------------------------------------------------------- promotions
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promotion_request_id: str
+    model: str
+    version: str
+    previous_champion: str | None
+    requested_by: str
+    approved_by: list[str]
+
+
+async def record_promotion(conn: asyncpg.Connection, p: Promotion, event_id: str) -> Promotion:
+    """Remember a consumed ``model-promoted``; returns what is stored under its id (the first one seen)."""
+    await conn.execute(
+        """INSERT INTO promotions (promotion_request_id, model, version, previous_champion, requested_by,
+                                   approved_by, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (promotion_request_id) DO NOTHING""",
+        p.promotion_request_id, p.model, p.version, p.previous_champion, p.requested_by, list(p.approved_by),
+        event_id,
+    )
+    stored = await get_promotion(conn, p.promotion_request_id)
+    assert stored is not None
+    return stored
+
+
+async def get_promotion(conn: asyncpg.Connection, promotion_id: str) -> Promotion | None:
+    row = await conn.fetchrow(
+        """SELECT promotion_request_id, model, version, previous_champion, requested_by, approved_by
+             FROM promotions WHERE promotion_request_id = $1 FOR UPDATE""",
+        promotion_id,
+    )
+    if row is None:
+        return None
+    return Promotion(**{**dict(row), "approved_by": list(row["approved_by"])})
+
+
+async def link_promotion(conn: asyncpg.Connection, rollout_id: str, promotion_id: str) -> None:
+    await conn.execute("UPDATE rollouts SET promotion_id = $2 WHERE id = $1", rollout_id, promotion_id)
+
+
+async def promotion_used(conn: asyncpg.Connection, promotion_id: str) -> tuple[str, str] | None:
+    """A rollout of the promotion that is running or completed (id, phase), or None."""
+    row = await conn.fetchrow(
+        """SELECT id, phase FROM rollouts WHERE promotion_id = $1 AND phase = ANY($2::text[])
+            ORDER BY created_at DESC LIMIT 1""",
+        promotion_id, [*OPEN_PHASES, "completed"],
+    )
+    return (row["id"], row["phase"]) if row else None
+
+
 async def model_known(conn: asyncpg.Connection, model: str) -> bool:
-    """Whether the service has a plan, a rollout or a traffic split for ``model``."""
+    """Whether the service has a plan, a promotion, a rollout or a traffic split for ``model``."""
     known: bool = await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM plans WHERE model = $1)
+               OR EXISTS (SELECT 1 FROM promotions WHERE model = $1)
                OR EXISTS (SELECT 1 FROM rollouts WHERE model = $1)
                OR EXISTS (SELECT 1 FROM traffic_splits WHERE model = $1)""",
         model,
