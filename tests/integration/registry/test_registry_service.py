@@ -618,3 +618,94 @@ async def test_every_endpoint_documents_request_examples(reg: Registry) -> None:
             if not documented:
                 missing.append(f"{method.upper()} {path}")
     assert missing == []
+
+
+# --------------------------------------------------------------------------- one path to production
+
+
+async def test_nobody_moves_champion_or_previous_champion_by_hand_and_nothing_is_published(reg: Registry) -> None:
+    model = await reg.model()
+    for _ in range(3):
+        await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.champion(model, "2")  # version 1 is previous-champion now
+    await reg.seen.wait_for("model-alias-changed", 3)
+    before = await reg.outbox_events()
+    history = (await reg.viewer.get(f"/models/{model}/alias-history")).json()
+    callers = [
+        reg.ops,
+        reg.caller("ada", "admin"),
+        reg.caller("sam", "data-scientist", "reviewer", "operator", "admin"),  # every role on one token
+        reg.caller("ci", "service", "operator"),
+    ]
+    for who in callers:
+        for alias in ("champion", "previous-champion"):
+            for r in (
+                await who.put(f"/models/{model}/aliases/{alias}", {"version": "3", "reason": "urgent"}),
+                await who.put(f"/models/{model}/aliases/{alias}", {"version": "2"}),  # even where it already is
+                await who.delete(f"/models/{model}/aliases/{alias}"),
+                await who.post("/api/2.0/mlflow/registered-models/alias",
+                               {"name": model, "alias": alias, "version": "3"}),
+                await who.delete("/api/2.0/mlflow/registered-models/alias", json={"name": model, "alias": alias}),
+            ):
+                assert r.status_code in (400, 403), r.text
+                body = r.json()
+                if "/api/2.0/" in str(r.request.url):
+                    assert alias in body["message"]
+                else:
+                    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+                    assert body["type"].endswith("/governance") and alias in body["detail"]
+    # A data scientist or a pipeline is refused by role before any rule.
+    for who in (reg.ds, reg.pipeline):
+        r = await who.put(f"/models/{model}/aliases/champion", {"version": "3"})
+        assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert await reg.outbox_events() == before
+    assert (await reg.viewer.get(f"/models/{model}/alias-history")).json() == history
+    assert (await reg.viewer.get(f"/models/{model}")).json()["aliases"] == {"champion": "2", "previous-champion": "1"}
+
+
+async def test_other_aliases_never_point_at_a_failed_or_archived_version(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model, registration(dataset__sha256=None))  # 1: validation failed
+    await reg.register(model)  # 2
+    await reg.register(model)  # 3, archived below
+    assert (await reg.ds.post(f"/models/{model}/versions/3/archive")).status_code == 200
+    await reg.seen.wait_for("model-validated", 3)
+    before = await reg.outbox_events()
+    for who in (reg.ops, reg.caller("ada", "admin")):
+        r = await who.put(f"/models/{model}/aliases/staging", {"version": "1"})
+        assert r.status_code == 409 and "did not pass validation" in r.json()["detail"]
+        assert r.headers["content-type"] == "application/problem+json"
+        r = await who.put(f"/models/{model}/aliases/staging", {"version": "3"})
+        assert r.status_code == 409 and "archived" in r.json()["detail"]
+    assert await reg.outbox_events() == before
+    # A version that passed may carry any other alias.
+    r = await reg.ops.put(f"/models/{model}/aliases/staging", {"version": "2"})
+    assert r.status_code == 200 and r.json()["version"] == "2"
+
+
+async def test_one_person_with_every_role_cannot_promote_alone(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.register(model)
+    boss = reg.caller("sam", "data-scientist", "reviewer", "operator", "admin")
+    r = await boss.post(f"/models/{model}/versions/1/promotion-requests", {"reason": "mine"})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    for who in (boss, reg.caller("sam", "reviewer"), reg.caller("sam", "service", "reviewer")):
+        r = await who.post(f"/promotion-requests/{rid}/approve", {"comment": "lgtm"})
+        assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+        assert "four eyes" in r.json()["detail"]
+    # Enabling auto-approval for the model does not let the same person promote alone either.
+    r = await boss.put(f"/models/{model}/validation-policy", {"auto_approval": "sam-says-so"})
+    assert r.status_code == 200, r.text
+    r = await boss.post(f"/models/{model}/versions/2/promotion-requests", {"reason": "mine too"})
+    assert r.status_code == 201 and r.json()["status"] == "pending" and r.json()["approved_by"] == []
+    topics = [t for t, _ in await reg.outbox_events()]
+    assert "model-promoted" not in topics and "promotion-reviewed" not in topics
+    assert (await reg.viewer.get(f"/promotion-requests/{rid}")).json()["status"] == "pending"
+    # ...while somebody else's request is approved by the policy that a second person (sam) set.
+    await reg.register(model)
+    r = await reg.ds.post(f"/models/{model}/versions/3/promotion-requests", {})
+    assert r.status_code == 201 and r.json()["status"] == "approved"
+    assert r.json()["approved_by"] == ["policy:sam-says-so"]
