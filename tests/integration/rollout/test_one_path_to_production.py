@@ -4,6 +4,7 @@ route traffic to a version without a second person's approval."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -153,7 +154,9 @@ async def _routes_are(database_url: str, weights: dict[str, float]) -> bool:
         routes = await conn.fetchval("SELECT routes FROM rollout.traffic_splits WHERE model = $1", MODEL)
     finally:
         await conn.close()
-    return routes is not None and {r["version"]: r["weight"] for r in routes if not r.get("shadow")} == weights
+    if routes is None:
+        return False
+    return {r["version"]: r["weight"] for r in json.loads(routes) if not r.get("shadow")} == weights
 
 
 async def _applied(database_url: str, event_id: str) -> bool:

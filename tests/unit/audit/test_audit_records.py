@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, serving_split
+from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
 from mloop.audit.records import append_entry, chain_of, cloudevent_of, columns_of
 from mloop.contracts import payloads as p
 from mloop.contracts.envelope import decode, encode, new_event
@@ -94,3 +94,27 @@ def test_approvals_name_reviewers_and_promotion_approvers() -> None:
     assert (review["kind"], review["decision"], review["approvers"]) == ("review", "rejected", ["user:rita"])
     promo = approval_of({"type": "dev.mloop.model-promoted.v1", "data": {"approved_by": ["user:a", "user:b"]}})
     assert (promo["kind"], promo["approvers"]) == ("promotion", ["user:a", "user:b"])
+
+
+def test_a_models_story_holds_every_governance_setting_change_and_a_rollout_plan_is_no_rollout_step() -> None:
+    records = [
+        _rec("model-registered", {"version": "4", "registered_by": "u", "artifact_uri": "s3://x"}, 0),
+        _rec("rollout-plan-changed", {"changed_by": "user:olga", "reason": "longer canary", "plan": {}}, 1),
+        _rec("monitor-config-changed", {"changed_by": "user:olga", "config": {}}, 2),
+        _rec("retrain-policy-changed", {"changed_by": "user:olga", "removed": True, "policy": {}}, 3),
+        _rec("validation-policy-changed", {"changed_by": "user:otto", "policy": {}}, 4),
+        _rec("rollout-started", {"version": "4", "phase": "canary", "step_index": 0, "weight": 0.05}, 5),
+        _rec("traffic-split-changed", {"seq": 1, "routes": [{"version": "3", "weight": 0.95},
+                                                            {"version": "4", "weight": 0.05}]}, 6),
+    ]
+    steps = model_steps(records)
+    assert [(s.version, s.stage) for s in steps] == [
+        ("4", "registered"), (None, "rollout-plan-changed"), (None, "monitor-config-changed"),
+        (None, "retrain-policy-changed"), (None, "validation-policy-changed"), ("4", "rollout-started"),
+        (None, "traffic")]
+    assert steps[1].detail == "changed by user:olga: longer canary"
+    assert steps[3].detail == "removed by user:olga"
+    assert "v4 serving weight 0.05" in steps[6].detail
+    # In a version's own story a plan change is a setting change, never a rollout step.
+    assert [s.stage for s in lifecycle_steps("4", records[:2])] == ["registered", "rollout-plan-changed"]
+    assert lifecycle_status(lifecycle_steps("4", records[:2])) == "registered"
