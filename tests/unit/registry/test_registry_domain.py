@@ -12,7 +12,6 @@ from mloop.registry.domain import (
     CHAMPION,
     LINEAGE_FIELDS,
     PREVIOUS_CHAMPION,
-    SYSTEM_ALIASES,
     AliasMove,
     Champion,
     MetricRule,
@@ -20,7 +19,6 @@ from mloop.registry.domain import (
     PromotionState,
     SegmentBound,
     VersionState,
-    alias_ineligibility,
     auto_approver,
     champion_moves,
     check_alias_by_hand,
@@ -461,14 +459,3 @@ def test_an_aliased_version_cannot_be_archived() -> None:
     with pytest.raises(VersionInUse, match="pending promotion"):
         check_archivable(version(status="pending-promotion"))
     check_archivable(version(served_traffic=True))
-
-
-def test_only_rollouts_move_champion_and_hand_set_aliases_need_a_valid_live_version() -> None:
-    assert {CHAMPION, PREVIOUS_CHAMPION} == SYSTEM_ALIASES
-    assert "challenger" not in SYSTEM_ALIASES
-    assert alias_ineligibility(status="validated", validation_passed=True) is None
-    assert alias_ineligibility(status="production", validation_passed=True) is None
-    assert alias_ineligibility(status="validation-failed", validation_passed=False) == (
-        "the version did not pass validation")
-    assert alias_ineligibility(status="rolled-back", validation_passed=False) == "the version did not pass validation"
-    assert alias_ineligibility(status="archived", validation_passed=True) == "the version is archived"
