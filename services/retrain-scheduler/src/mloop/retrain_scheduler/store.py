@@ -235,7 +235,7 @@ async def list_signals(
     return list(
         await conn.fetch(
             "SELECT event_id, model, kind, severity, at, received_at, decision, reason, pending, "
-            "job_id FROM signals WHERE ($1::text IS NULL OR model = $1) "
+            "job_id, version, subjects FROM signals WHERE ($1::text IS NULL OR model = $1) "
             "AND ($2::timestamptz IS NULL OR (received_at, event_id) < ($2, $3)) "
             "ORDER BY received_at DESC, event_id DESC LIMIT $4",
             model,
