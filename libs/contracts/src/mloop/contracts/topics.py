@@ -86,7 +86,7 @@ _SPECS: tuple[TopicSpec, ...] = (
         partitions=12,
         retention_ms=7 * _DAY_MS,
         producers=("serving systems",),
-        consumers=("monitor", "rollout"),
+        consumers=("monitor", "rollout", "retrain-scheduler"),
         audited=False,
         external=True,
         extra_config={"max.message.bytes": str(16 * 1024 * 1024)},
@@ -98,7 +98,7 @@ _SPECS: tuple[TopicSpec, ...] = (
         partitions=12,
         retention_ms=7 * _DAY_MS,
         producers=("serving systems", "labelers"),
-        consumers=("monitor", "rollout"),
+        consumers=("monitor", "rollout", "retrain-scheduler"),
         audited=False,
         external=True,
         extra_config={"max.message.bytes": str(16 * 1024 * 1024)},
@@ -173,7 +173,7 @@ _SPECS: tuple[TopicSpec, ...] = (
             consumers=consumers,
         )
         for what, payload, consumers in (
-            ("started", p.RolloutStarted, _audit_only),
+            ("started", p.RolloutStarted, ("retrain-scheduler", "audit")),
             ("advanced", p.RolloutAdvanced, _audit_only),
             ("paused", p.RolloutPaused, _audit_only),
             ("resumed", p.RolloutResumed, _audit_only),
