@@ -77,6 +77,8 @@ class TopicSpec:
 
 _governance_rollout: tuple[ServiceName, ...] = ("registry", "retrain-scheduler", "audit")
 _audit_only: tuple[ServiceName, ...] = ("audit",)
+# The scheduler learns which version is a shadow or canary candidate from rollout-started.
+_rollout_started: tuple[ServiceName, ...] = ("retrain-scheduler", "audit")
 
 _SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -173,7 +175,7 @@ _SPECS: tuple[TopicSpec, ...] = (
             consumers=consumers,
         )
         for what, payload, consumers in (
-            ("started", p.RolloutStarted, ("retrain-scheduler", "audit")),
+            ("started", p.RolloutStarted, _rollout_started),
             ("advanced", p.RolloutAdvanced, _audit_only),
             ("paused", p.RolloutPaused, _audit_only),
             ("resumed", p.RolloutResumed, _audit_only),
