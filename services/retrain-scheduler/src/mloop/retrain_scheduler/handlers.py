@@ -7,7 +7,7 @@ change and its events in that same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,9 @@ from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.consumer import Handler
 from mloop.runtime.errors import PermanentError
 
-__all__ = ["build_handlers"]
+__all__ = ["TRAFFIC_TOPICS", "build_handlers", "traffic_handler"]
+
+TRAFFIC_TOPICS = ["prediction-logged", "ground-truth-logged"]
 
 
 def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
@@ -29,6 +31,9 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
 
     async def on_model_registered(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_model_registered(conn, event)
+
+    async def on_rollout_started(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_rollout_started(conn, event)
 
     async def on_rollout_completed(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_rollout_finished(conn, event, "completed")
@@ -49,8 +54,19 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
         "performance-degraded": on_signal,
         "data-quality-violated": on_signal,
         "model-registered": on_model_registered,
+        "rollout-started": on_rollout_started,
         "rollout-completed": on_rollout_completed,
         "rollout-rolled-back": on_rollout_rolled_back,
         "retrain-completed": on_retrain_finished,
         "retrain-failed": on_retrain_finished,
     }
+
+
+def traffic_handler(scheduler: Scheduler) -> Callable[[Sequence[Event[Any]], asyncpg.Connection], Awaitable[None]]:
+    """Predictions and labels (batch consumer, offsets stored with the counts they feed):
+    counted for the jobs that wait for post-signal data, and nothing else."""
+
+    async def on_traffic(events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
+        await scheduler.on_traffic(conn, events)
+
+    return on_traffic
