@@ -34,7 +34,7 @@ jars: venv ## fetch the Kafka jars from Maven Central into .cache/kafka (once)
 browser: ## Chromium from the distribution's packages, for the console's browser tests (once)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
-up: install ## start Kafka, Postgres and the five services in the background
+up: install ## start Kafka, Postgres, the five services and the console in the background
 	$(PY) -m mloop.devstack up
 
 down: venv ## stop everything, keep the data

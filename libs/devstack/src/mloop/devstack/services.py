@@ -109,7 +109,8 @@ def start_services(
     """Launch each service as ``<python> -m <module>`` detached, logging to ``logs/<name>.log``.
 
     The child environment is the current one plus ``env`` plus ``MLOOP_HTTP_PORT`` and
-    every service's URL variable (an untrusted one, the console, without :data:`SECRET_KEYS`). Services that already run are left alone. With
+    every service's URL variable (an untrusted one, the console, without :data:`SECRET_KEYS`).
+    Services that already run are left alone. With
     ``wait`` (the default) this blocks until every ``/readyz`` answers 200, raising
     :class:`ServiceError` with the log tail of the first service that died or did not
     become ready within ``timeout`` seconds; the services this call launched are then
