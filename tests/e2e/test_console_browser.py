@@ -15,6 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,11 +128,14 @@ def _api(world: World, who: str = "dana") -> MloopClient:
 
 
 def _call(world: World, fn: Callable[[MloopClient], Any], who: str = "dana") -> Any:
+    """One API call as ``who``, on a thread of its own (Playwright's sync API owns this thread's event loop)."""
+
     async def go() -> Any:
         async with _api(world, who) as api:
             return await fn(api)
 
-    return asyncio.run(go())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def _sign_in(world: World, who: str, *, width: int = 1280, height: int = 900) -> tuple[BrowserContext, Page]:
@@ -333,6 +337,10 @@ def test_a_viewer_sees_no_action_buttons_and_forged_posts_are_refused(world: Wor
 
 def test_the_main_pages_render_for_a_signed_in_person(world: World) -> None:
     context, page = _sign_in(world, "omar")
+    row = page.get_by_role("row").filter(has_text=MODEL)
+    expect(row).to_contain_text("shadow: v2")  # the live split while v2 shadows
+    expect(row.get_by_role("link", name="v2").first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "models-live.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 330})
     for path, heading, shot in (
         (f"/models/{MODEL}", MODEL, "model"),
         (f"/models/{MODEL}/versions/2", f"{MODEL} v2", "version"),
