@@ -100,10 +100,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         started = time.perf_counter()
         model = asyncio.run(_populate(platform, models, tokens))
         populate_s = time.perf_counter() - started
+        print(f"{models} models in {populate_s:.0f}s", file=sys.stderr, flush=True)
         started = time.perf_counter()
         asyncio.run(load_rows(platform.database_url, rows, chain_prefix="archive-"))
         load_s = time.perf_counter() - started
-        with _sign_in(platform.console_url, tokens["omar"]) as client:
+        client = _sign_in(platform.console_url, tokens["omar"])
+        try:
             pages = {
                 "models (first page)": "/models",
                 "models (search)": "/models?q=model-09",
@@ -133,6 +135,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                               f"requests (server-side, service calls included); setup: models via API "
                               f"{populate_s:.0f}s, ledger rows via COPY {load_s:.0f}s",
                 })
+        finally:
+            client.close()
     return results
 
 
