@@ -12,7 +12,7 @@ SCENARIO ?= happy
 SIZE ?= default
 PYTEST_ARGS ?=
 
-.PHONY: help install venv jars up down status clean test test-unit test-integration test-e2e demo bench lint typecheck contracts topics-table
+.PHONY: help install venv jars browser up down status clean test test-unit test-integration test-e2e demo bench lint typecheck contracts topics-table
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | sort
@@ -20,7 +20,7 @@ help: ## list the targets
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
-.venv/.synced: pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml demo/pyproject.toml) | $(UV)
+.venv/.synced: pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml apps/*/pyproject.toml demo/pyproject.toml) | $(UV)
 	$(UV) sync --all-packages --frozen
 	@touch $@
 
@@ -31,7 +31,10 @@ install: venv jars ## everything a fresh machine needs: venv, Kafka jars, Postgr
 jars: venv ## fetch the Kafka jars from Maven Central into .cache/kafka (once)
 	$(PY) -c "from mloop.devstack import ensure_kafka_jars; ensure_kafka_jars()"
 
-up: install ## start Kafka, Postgres and the five services in the background
+browser: ## Chromium from the distribution's packages, for the console's browser tests (once)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+up: install ## start Kafka, Postgres, the five services and the console in the background
 	$(PY) -m mloop.devstack up
 
 down: venv ## stop everything, keep the data
@@ -43,7 +46,7 @@ status: venv ## what runs, then KEY=VALUE lines: eval "$$(make -s status)"
 clean: venv ## stop everything and delete the local data
 	$(PY) -m mloop.devstack clean
 
-test: install ## the whole suite: unit, integration (real Kafka + Postgres) and e2e
+test: install browser ## the whole suite: unit, integration (real Kafka + Postgres) and e2e
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -52,7 +55,7 @@ test-unit: venv
 test-integration: install
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: install
+test-e2e: install browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 demo: up ## the main job: the whole loop on a real small model (SCENARIO=happy|rollback, SETTLE=seconds)
@@ -62,10 +65,10 @@ bench: install ## every benchmark; JSON in bench-results/, a table on stdout
 	$(PY) bench/run.py
 
 lint: venv ## ruff
-	.venv/bin/ruff check libs services demo tests bench
+	.venv/bin/ruff check libs services apps demo tests bench
 
 typecheck: venv ## mypy --strict
-	.venv/bin/mypy libs/*/src services/*/src demo/src
+	.venv/bin/mypy libs/*/src services/*/src apps/*/src demo/src
 
 contracts: venv ## JSON Schemas and one AsyncAPI document per service → docs/contracts
 	$(PY) -m mloop.contracts.schema docs/contracts

@@ -161,12 +161,15 @@ def _cloudevent(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-async def load_rows(database_url: str, rows: int, chains: int = 8) -> tuple[float, float]:
-    """Generate ``rows`` ledger rows with the ledger's code and COPY them in; (generate_s, copy_s)."""
+async def load_rows(database_url: str, rows: int, chains: int = 8, chain_prefix: str = "") -> tuple[float, float]:
+    """Generate ``rows`` ledger rows with the ledger's code and COPY them in; (generate_s, copy_s).
+
+    ``chain_prefix`` names the chains apart from those a running audit service writes.
+    """
     import json
 
     rng = random.Random(7)
-    heads = [LedgerHead(f"{_TYPES[c]}/0") for c in range(chains)]
+    heads = [LedgerHead(f"{chain_prefix}{_TYPES[c]}/0") for c in range(chains)]
     records: list[tuple[Any, ...]] = []
     nodes: list[tuple[Any, ...]] = []
     started = time.perf_counter()

@@ -34,6 +34,21 @@ async def test_lists_follow_every_page() -> None:
         assert [v["version"] for v in await registry.list_versions("m")] == ["1", "2"]
 
 
+async def test_one_page_comes_with_the_token_of_the_next() -> None:
+    seen: list[dict[str, str]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        if request.url.params.get("page_token") == "p2":
+            return httpx.Response(200, json={"items": [{"name": "b"}], "next_page_token": None})
+        return httpx.Response(200, json={"items": [{"name": "a"}], "next_page_token": "p2"})
+
+    async with _client(httpx.MockTransport(handle)) as registry:
+        assert await registry.page("/models", page_size=1, q="x") == ([{"name": "a"}], "p2")
+        assert await registry.page("/models", page_token="p2", page_size=1) == ([{"name": "b"}], None)
+    assert seen == [{"page_size": "1", "q": "x"}, {"page_token": "p2", "page_size": "1"}]
+
+
 async def test_writes_carry_the_token_and_an_idempotency_key() -> None:
     seen: list[httpx.Request] = []
 

@@ -16,6 +16,7 @@ from mloop.devstack import ENV_KEYS, SERVICES, StackConfig, StackPaths, find_fre
 from mloop.devstack._paths import process_alive, read_pid, tail
 from mloop.devstack.kafka import new_cluster_id, render_server_properties
 from mloop.devstack.postgres import admin_url, create_database, database_url
+from mloop.devstack.services import SECRET_KEYS
 from mloop.devstack.stack import ensure_jwt_secret, format_status, read_jwt_secret, stack_env
 
 
@@ -77,8 +78,12 @@ def test_services_ports_and_env_keys() -> None:
         "mloop.monitor",
         "mloop.retrain_scheduler",
         "mloop.audit",
+        "mloop.console",
     ]
-    assert [s.port for s in SERVICES] == [8101, 8102, 8103, 8104, 8105]
+    assert [s.port for s in SERVICES] == [8101, 8102, 8103, 8104, 8105, 8100]
+    # The console acts only with its users' tokens: it is never handed the stack's secrets.
+    assert [s.name for s in SERVICES if not s.trusted] == ["console"]
+    assert set(SECRET_KEYS) == {"MLOOP_JWT_SECRET", "DATABASE_URL"}
     assert SERVICES[3].env_key == "MLOOP_RETRAIN_SCHEDULER_URL"
     assert ENV_KEYS == (
         "KAFKA_BOOTSTRAP_SERVERS",
@@ -88,6 +93,7 @@ def test_services_ports_and_env_keys() -> None:
         "MLOOP_MONITOR_URL",
         "MLOOP_RETRAIN_SCHEDULER_URL",
         "MLOOP_AUDIT_URL",
+        "MLOOP_CONSOLE_URL",
         "MLOOP_JWT_SECRET",
     )
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from mloop.client import Endpoints
 from mloop.demo.run import DemoFailed, Stack, run_demo
 
-__all__ = ["main", "stack_from_env"]
+__all__ = ["console_url", "main", "stack_from_env"]
 
 
 def stack_from_env() -> Stack:
@@ -41,6 +41,16 @@ def stack_from_env() -> Stack:
         jwt_secret=secret,
         topic_prefix=env.get("MLOOP_TOPIC_PREFIX", ""),
     )
+
+
+def console_url() -> str:
+    """The web console's URL: ``MLOOP_CONSOLE_URL``, else the local stack's."""
+    url = os.environ.get("MLOOP_CONSOLE_URL")
+    if url:
+        return url
+    from mloop.devstack import SERVICES
+
+    return next(s.url for s in SERVICES if s.name == "console")
 
 
 def _repo_root() -> Path:
@@ -75,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         stack = stack_from_env()
+        console.print(
+            f"Watch the loop live in the console: [bold]{console_url()}[/bold] "
+            "(sign in with a token from `.venv/bin/mloop token --sub you --role viewer`)"
+        )
         result = asyncio.run(
             run_demo(
                 stack,

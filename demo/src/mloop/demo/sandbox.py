@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mloop.client import Endpoints
@@ -33,11 +33,17 @@ class Platform:
     services: tuple[ServiceSpec, ...]
     paths: StackPaths
     startup_seconds: float
+    database_url: str = ""
+
+    @property
+    def console_url(self) -> str:
+        """The web console of this platform."""
+        return next(s.url for s in self.services if s.name == "console")
 
 
 @contextmanager
 def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
-    """Start everything; stop and delete everything on exit."""
+    """Start everything (the five services and the console); stop and delete everything on exit."""
     import time
 
     began = time.monotonic()
@@ -46,7 +52,7 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
         asyncio.run(create_topics(infra.bootstrap_servers))
         database = infra.new_database("mloop_demo")
         ports = find_free_ports(len(SERVICES))
-        services = tuple(ServiceSpec(s.name, s.module, p) for s, p in zip(SERVICES, ports, strict=True))
+        services = tuple(replace(s, port=p) for s, p in zip(SERVICES, ports, strict=True))
         root = Path(tempfile.mkdtemp(prefix="mloop-svc-"))
         paths = StackPaths(root)
         env = {
@@ -66,7 +72,8 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
                 retrain=services[3].url,
                 audit=services[4].url,
             )
-            yield Platform(Stack(infra.bootstrap_servers, endpoints, secret), services, paths, time.monotonic() - began)
+            yield Platform(Stack(infra.bootstrap_servers, endpoints, secret), services, paths, time.monotonic() - began,
+                           database)
             failed = False
         finally:
             stop_services(paths, services)

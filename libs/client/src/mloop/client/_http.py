@@ -163,6 +163,16 @@ class ServiceClient:
             if not token:
                 return
 
+    async def page(
+        self, path: str, *, page_token: str | None = None, page_size: int | None = None, **params: Any
+    ) -> tuple[list[JSON], str | None]:
+        """One page of a cursor-paginated list: its items and the token of the next page (None at the end)."""
+        body = await self.get(path, **params, page_token=page_token, page_size=page_size)
+        if not isinstance(body, dict):
+            return list(body), None
+        token = body.get("next_page_token")
+        return list(body.get("items", [])), str(token) if token else None
+
     async def list_all(self, path: str, *, limit: int | None = None, **params: Any) -> list[JSON]:
         return [item async for item in self.pages(path, limit=limit, **params)]
 

@@ -348,6 +348,11 @@ class RetrainClient(ServiceClient):
         result: JSON = await self.get(f"/models/{_p(model)}/cycle-time")
         return result
 
+    async def cycle_stats_all(self) -> list[JSON]:
+        """Cycle-time statistics (p50/p90, step shares, SLA breaches) of every model with recorded cycles."""
+        result: list[JSON] = await self.get("/cycle-time")
+        return result
+
 
 class AuditClient(ServiceClient):
     """Ledger queries, lifecycles, proofs, checkpoints, live verification and evidence export."""

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m mloop.devstack",
-        description="The local mloop stack: Kafka, Postgres and the five services.",
+        description="The local mloop stack: Kafka, Postgres, the five services and the console.",
     )
     parser.add_argument("command", choices=["up", "down", "status", "clean"])
     parser.add_argument(

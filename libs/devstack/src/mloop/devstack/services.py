@@ -40,6 +40,9 @@ class ServiceSpec:
     name: str
     module: str
     port: int
+    #: False for a process that must not see the stack's secrets (the console: it acts only with its
+    #: users' tokens, so it never gets the JWT signing secret nor the database).
+    trusted: bool = True
 
     @property
     def url(self) -> str:
@@ -57,7 +60,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("monitor", "mloop.monitor", 8103),
     ServiceSpec("retrain_scheduler", "mloop.retrain_scheduler", 8104),
     ServiceSpec("audit", "mloop.audit", 8105),
+    ServiceSpec("console", "mloop.console", 8100, trusted=False),
 )
+
+#: Variables an untrusted process never inherits.
+SECRET_KEYS: tuple[str, ...] = ("MLOOP_JWT_SECRET", "DATABASE_URL")
 
 
 #: Services started by this process, so their exit status can be collected.
@@ -102,7 +109,8 @@ def start_services(
     """Launch each service as ``<python> -m <module>`` detached, logging to ``logs/<name>.log``.
 
     The child environment is the current one plus ``env`` plus ``MLOOP_HTTP_PORT`` and
-    every service's URL variable. Services that already run are left alone. With
+    every service's URL variable (an untrusted one, the console, without :data:`SECRET_KEYS`).
+    Services that already run are left alone. With
     ``wait`` (the default) this blocks until every ``/readyz`` answers 200, raising
     :class:`ServiceError` with the log tail of the first service that died or did not
     become ready within ``timeout`` seconds; the services this call launched are then
@@ -127,6 +135,9 @@ def start_services(
             "MLOOP_HTTP_PORT": str(spec.port),
             "MLOOP_SERVICE_NAME": spec.name,
         }
+        if not spec.trusted:
+            for key in SECRET_KEYS:
+                child_env.pop(key, None)
         log = paths.service_log(spec.name)
         with log.open("ab") as out:
             out.write(f"\n===== starting {spec.name} at {time.strftime('%F %T')} =====\n".encode())

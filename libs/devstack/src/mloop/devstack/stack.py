@@ -133,7 +133,7 @@ def up(
     timeout: float = 120.0,
     log: Log = _stderr,
 ) -> dict[str, Any]:
-    """Start Postgres and Kafka (and, with ``services``, the five services); keep existing data.
+    """Start Postgres and Kafka (and, with ``services``, the five services and the console); keep existing data.
 
     Idempotent: whatever already runs is left running. Creates the topics of the topic
     registry. Returns :func:`status`.

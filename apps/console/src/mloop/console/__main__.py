@@ -1,0 +1,3 @@
+from mloop.console.main import main
+
+main()
