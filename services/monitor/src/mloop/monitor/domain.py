@@ -65,7 +65,7 @@ from mloop.monitor.windows import (
     window_profile,
 )
 from mloop.stats.changepoint import PageHinkley
-from mloop.stats.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift
+from mloop.stats.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift, drift_severity
 from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
 __all__ = [
@@ -147,19 +147,26 @@ class WindowSettings(BaseModel):
 class DriftSettings(BaseModel):
     """Drift tests (see ``mloop.stats.drift.DriftConfig``)."""
 
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise false-alarm rate of one window")
     correction: Literal["bh", "bonferroni", "none"] = "bh"
-    methods: dict[str, Literal["chi2", "psi", "js", "wasserstein", "ks", "cvm"]] = Field(default_factory=dict)
-    min_psi: float = Field(0.02, ge=0)
+    methods: dict[str, Literal["omnibus", "chi2", "psi", "js", "wasserstein", "ks", "cvm"]] = Field(
+        default_factory=dict)
+    min_shift: float = Field(0.05, ge=0, description="Effect floor: location shift in reference standard deviations")
+    min_log_scale: float = Field(0.05, ge=0, description="Effect floor: |log| of the standard-deviation ratio")
+    min_mass: float = Field(0.025, ge=0, description="Effect floor: share of probability mass moved")
+    min_missing: float = Field(0.01, ge=0, description="Effect floor: change of the missing share")
+    min_psi: float = Field(0.02, ge=0, description="Effect floor of the psi and js methods")
     min_wasserstein: float = Field(0.1, ge=0)
-    small_window_rows: int = Field(500, ge=1)
+    small_window_rows: int = Field(0, ge=0, description="Below this many values numeric features use KS on "
+                                   "samples (0: never)")
     sample_size: int = Field(1000, ge=0, le=20_000, description="Values kept per numeric feature per window "
                              "for the sample tests (KS, Cramér-von Mises, Wasserstein)")
 
     def config(self) -> DriftConfig:
         return DriftConfig(
-            alpha=self.alpha, correction=self.correction, methods=dict(self.methods), min_psi=self.min_psi,
-            min_wasserstein=self.min_wasserstein, small_window_rows=self.small_window_rows,
+            alpha=self.alpha, correction=self.correction, methods=dict(self.methods), min_shift=self.min_shift,
+            min_log_scale=self.min_log_scale, min_mass=self.min_mass, min_missing=self.min_missing,
+            min_psi=self.min_psi, min_wasserstein=self.min_wasserstein, small_window_rows=self.small_window_rows,
             prediction_name=PREDICTION,
         )
 
@@ -171,7 +178,7 @@ class DriftSettings(BaseModel):
         least ``small_window_rows`` long with no sample method configured.
         """
         sample_methods = {"ks", "cvm", "wasserstein"}
-        if window.by == "count" and window.size >= self.small_window_rows and not (
+        if (window.by == "count" and window.size >= self.small_window_rows or self.small_window_rows == 0) and not (
                 set(self.methods.values()) & sample_methods):
             return 0
         return self.sample_size
@@ -505,19 +512,22 @@ class VersionMonitor:
         out = Outcome()
         span = Window(start=_dt(window.start), end=_dt(window.end), size=window.rows)
         current = window_profile(self.reference, window, config.drift.sample_size)
-        report = detect_drift(self.reference, current, config.drift.config())
+        drift_config = config.drift.config()
+        report = detect_drift(self.reference, current, drift_config)
         distributions = _distributions(window)
         for signal in ("data", "prediction"):
             if signal == "prediction" and report.prediction is None:
                 continue
             alarm = report.data_drifted if signal == "data" else report.prediction_drifted
             cols: list[FeatureDrift] = list(report.features)
+            missing: list[FeatureDrift] = list(report.missing) if signal == "data" else []
             if signal == "prediction":
                 assert report.prediction is not None
                 cols = [report.prediction]
-            severity = _drift_severity(cols) if alarm else None
+            severity = drift_severity([*cols, *missing], len(cols), drift_config) if alarm else None
             evidence = {
                 "features": [c.to_dict() for c in cols],
+                "missing": [c.to_dict() for c in missing],
                 "correction": report.correction,
                 "alpha": report.alpha,
                 "reference_rows": report.reference_rows,
@@ -526,7 +536,7 @@ class VersionMonitor:
             }
             result = WindowResult(signal, self.window_no, span, alarm, severity, evidence)
             out.results.append(result)
-            out.emissions.extend(self._track(result, config, lambda iid, r=result, c=cols, rep=report:
+            out.emissions.extend(self._track(result, config, lambda iid, r=result, c=[*cols, *missing], rep=report:
                                              self._drift_event(r, c, rep, iid)))
         violations = self._quality(window, config)
         q_severity = _quality_severity(violations, window.rows) if violations else None
@@ -553,6 +563,7 @@ class VersionMonitor:
                 FeatureDriftResult(
                     name=c.name, method=c.method, statistic=_finite(c.statistic), p_value=c.p_value,
                     threshold=_finite(c.threshold), drifted=c.drifted, effect_size=_finite(c.effect_size),
+                    kind=c.kind,
                 )
                 for c in cols
             ],
@@ -808,18 +819,6 @@ def _distributions(window: Pane) -> dict[str, list[int]]:
         c = window.prediction
         out[PREDICTION] = c.counts.tolist() + ([c.other] if isinstance(c, CategoricalCounts) else [])
     return out
-
-
-def _drift_severity(cols: Sequence[FeatureDrift]) -> Severity:
-    drifted = [c for c in cols if c.drifted]
-    worst: Severity = "low"
-    for c in drifted:
-        s = c.severity or "low"
-        if _SEVERITY_RANK[s] > _SEVERITY_RANK[worst]:
-            worst = s
-    share = len(drifted) / max(len(cols), 1)
-    by_share: Severity = "high" if share >= 0.5 else "medium" if share >= 0.2 else "low"
-    return worst if _SEVERITY_RANK[worst] >= _SEVERITY_RANK[by_share] else by_share
 
 
 def _quality_severity(violations: Sequence[QualityViolation], rows: int) -> Severity:
