@@ -45,6 +45,7 @@ HUGE_WINDOW_ROWS = 100_000
 ALPHA = 0.01
 NUMERIC = numeric_names(20)
 CATEGORICAL = categorical_names(3)
+ALL = NUMERIC + CATEGORICAL
 SEED_FAMILIES = (20261126, 31337)
 NO_FLOOR = DriftConfig(min_shift=0.0, min_log_scale=0.0, min_mass=0.0, min_missing=0.0)
 
@@ -142,7 +143,7 @@ def run(quick: bool = False, streams: int | None = None) -> list[dict[str, Any]]
         "variance_125": lambda i: (NUMERIC[i % 20], {"variance_ratio": {NUMERIC[i % 20]: 1.25}}),
         "mass_10": lambda i: (CATEGORICAL[i % 3], {"mass_shift": {CATEGORICAL[i % 3]: 0.1}}),
         "new_category_5": lambda i: (CATEGORICAL[i % 3], {"new_category": {CATEGORICAL[i % 3]: 0.05}}),
-        "missing_5": lambda i: ((NUMERIC + CATEGORICAL)[i % 23], {"missing_increase": {(NUMERIC + CATEGORICAL)[i % 23]: 0.05}}),
+        "missing_5": lambda i: (ALL[i % 23], {"missing_increase": {ALL[i % 23]: 0.05}}),
         "three_025": lambda i: (NUMERIC[i % 10], {"mean_shift": {NUMERIC[i % 10]: 0.25, NUMERIC[i % 10 + 10]: 0.25,
                                                                  NUMERIC[(i + 3) % 10]: 0.25}}),
     }

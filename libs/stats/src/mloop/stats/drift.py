@@ -1010,7 +1010,7 @@ def _test_column(
         effects.append(
             ("wasserstein", max(raw_w - w_noise, 0.0), config.min_wasserstein, config.severity_wasserstein)
         )
-    kind, effect, floor, bounds = max(effects, key=lambda e: e[1] / e[2] if e[2] > 0 else math.inf)
+    kind, effect, floor, _ = max(effects, key=lambda e: e[1] / e[2] if e[2] > 0 else math.inf)
     detail["effect_kind"] = kind
     severity = max(
         (_level(value, sev) for _, value, _, sev in effects), key=_SEVERITY_ORDER.__getitem__

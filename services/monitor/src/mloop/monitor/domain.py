@@ -179,8 +179,9 @@ class DriftSettings(BaseModel):
         least ``small_window_rows`` long with no sample method configured.
         """
         sample_methods = {"ks", "cvm", "wasserstein"}
-        if (window.by == "count" and window.size >= self.small_window_rows or self.small_window_rows == 0) and not (
-                set(self.methods.values()) & sample_methods):
+        no_ks_fallback = self.small_window_rows == 0 or (
+            window.by == "count" and window.size >= self.small_window_rows)
+        if no_ks_fallback and not set(self.methods.values()) & sample_methods:
             return 0
         return self.sample_size
 

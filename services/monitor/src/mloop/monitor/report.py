@@ -79,11 +79,11 @@ def build_report(
             if f.get("drifted"):
                 d = f.get("detail") or {}
                 ref_rate, cur_rate = d.get("reference_missing_rate"), d.get("current_missing_rate")
-                entry = {**_result(f), "signal": signal}
+                hole: dict[str, Any] = {**_result(f), "signal": signal}
                 if isinstance(ref_rate, int | float) and isinstance(cur_rate, int | float):
-                    entry.update(bins=["present", "missing"], reference=[1 - ref_rate, ref_rate],
-                                 current=[1 - cur_rate, cur_rate])
-                drifted.append(entry)
+                    hole.update(bins=["present", "missing"], reference=[1 - ref_rate, ref_rate],
+                                current=[1 - cur_rate, cur_rate])
+                drifted.append(hole)
         for f in ev.get("features", []):
             if not f.get("drifted"):
                 continue
