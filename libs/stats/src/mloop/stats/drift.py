@@ -10,24 +10,37 @@ Single tests (usable on their own):
 * :func:`ks_test`, :func:`cvm_test` — Kolmogorov-Smirnov and Cramér-von Mises
   two-sample tests on samples (scipy).
 
+:func:`rank_tests` (Wilcoxon location and Klotz normal-scores scale tests on
+binned counts), :func:`cauchy_combination`, :func:`mass_moved` and
+:func:`missing_rate_test` (Fisher's exact test of the missing share) are the
+parts of the default verdict.
+
 :func:`detect_drift` compares a window of traffic with a reference profile:
 
-1. For each feature (and the prediction) it picks a method: numeric features
-   get the chi-squared test on the reference's quantile bins when the window
-   has at least ``small_window_rows`` valid values and KS on samples below;
-   categorical features get chi-squared on top-K + other. ``DriftConfig.methods``
-   overrides per feature.
-2. The p-values of all tested columns form one family, corrected with
-   Benjamini-Hochberg (default) or Bonferroni at ``alpha``. Under the global
-   null both keep the chance of *any* false alarm in a window at ``alpha``.
-3. A significant feature only counts as drifted if its effect size clears a
-   floor: PSI ≥ ``min_psi`` for binned methods, Wasserstein distance (in
-   reference standard deviations) ≥ ``min_wasserstein`` for sample methods.
-   Both effect sizes are estimates of the population value: the distance
-   that sampling noise alone would produce (:func:`psi_noise`,
-   :func:`wasserstein_noise`) is subtracted. A huge window makes any shift
-   significant; the floor keeps negligible shifts from alarming, and on
-   ordinary windows it removes most of the alarms that are pure chance.
+1. Numeric features (and a numeric prediction) get the ``omnibus`` test:
+   location, scale and chi-squared shape tests, all on the counts in the
+   reference's quantile bins, Cauchy-combined into one p-value. It has
+   close to the power of a t-test on a pure shift (the grouping into 20
+   quantile bins keeps nearly all the information), of a scale test on a
+   change of spread, and of chi-squared on anything else, and needs no raw
+   values. Categorical features get chi-squared on top-K + other.
+   ``DriftConfig.methods`` overrides per feature (``ks``/``cvm`` run on
+   samples).
+2. Every feature with a missing value on either side also gets a test of
+   its missing share (``kind="missing"`` in the results).
+3. All p-values of a window form one family, corrected with
+   Benjamini-Hochberg (default, ``scipy.stats.false_discovery_control``) or
+   Bonferroni at ``alpha`` (0.01): with no drift about one window in
+   1/alpha alarms.
+4. A significant test only counts if its effect clears a floor, in units a
+   user can read: location shift in reference standard deviations, log
+   ratio of standard deviations, share of probability mass moved
+   (noise-corrected), change of the missing share. The effect estimates'
+   noise shrinks as the window grows, so on ordinary windows a significant
+   effect is already above the floors (they cost no power), while on huge
+   windows they keep significant but negligible changes quiet.
+5. Severity: each drifted test's effect against the ``severity_*`` bounds,
+   the worst of them, raised by breadth (:func:`drift_severity`).
 
 Why a two-sample test: the reference is itself a finite sample, so its
 bin proportions are estimates. A goodness-of-fit test against them as if
