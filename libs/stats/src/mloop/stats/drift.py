@@ -597,8 +597,8 @@ class FeatureDrift:
 
     ``kind`` is ``"distribution"`` (the values' distribution) or
     ``"missing"`` (the share of missing values, method ``"fisher"``).
-    ``statistic`` is the method's statistic (Cauchy-combined statistic,
-    chi-squared, KS D, PSI, ...; for missing: the window's missing share).
+    ``statistic`` is the method's statistic (``-log10`` of the combined
+    p-value for ``omnibus``, chi-squared, KS D, PSI, ...; for missing: the window's missing share).
     For methods with a p-value, ``threshold`` is the corrected p-value
     cut-off and ``p_value`` the raw p-value; for distance methods
     ``p_value`` is ``None`` and ``threshold`` applies to ``statistic``.
@@ -986,9 +986,8 @@ def _test_column(
                 effects.append(("log_scale", abs(log_scale), config.min_log_scale, config.severity_log_scale))
         else:
             p_value = chi.p_value
-        statistic = math.tan((0.5 - min(max(p_value, 1e-300), 1.0)) * math.pi) if p_value > 1e-15 else (
-            1.0 / (max(p_value, 1e-300) * math.pi)
-        )
+        # -log10 of the combined p-value: 0 for identical counts, 2 at p = 0.01.
+        statistic = -math.log10(max(p_value, 1e-300))
         effects.append(("mass", excess_mass, config.min_mass, config.severity_mass))
     elif method == "chi2":
         res = chi2_homogeneity(ref_bins, cur_bins, min_expected=config.min_expected)
