@@ -2,7 +2,10 @@
 
 Throughput is in cells (rows x 23 features) per second, for the whole
 ``detect_drift`` call on raw columns: conversion, binning with the
-reference's cuts, moments, 24 tests (features + score) and the correction.
+reference's cuts, moments, the tests (omnibus per numeric feature and the
+score, chi-squared per categorical feature, missing shares) and the
+correction. Shown next to scipy's ``ks_2samp`` run per numeric feature on
+the same window in the same run.
 Every figure is the best of several repeats (the least disturbed by other
 load on the machine); the median is in the detail.
 
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from mloop.stats import ReferenceProfile, detect_drift
 from mloop.stats.synthetic import synthetic_table
@@ -84,6 +88,25 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         )
 
     window = synthetic_table(rng, 2_000)
+    numeric = [name for name, col in ref_table.columns.items() if col.dtype.kind == "f"]
+
+    def ks_per_feature() -> None:
+        # The textbook alternative on the same data: scipy's exact-or-asymptotic KS per numeric column.
+        for name in numeric:
+            a, b = ref_table.columns[name], window.columns[name]
+            sps.ks_2samp(a[np.isfinite(a)], b[np.isfinite(b)])
+
+    best, median = timed(ks_per_feature, repeats)
+    rows.append(
+        {
+            "name": "scipy ks_2samp per numeric feature, 2,000 x 23",
+            "value": 2_000 * FEATURES / best,
+            "unit": "cells/s",
+            "target": None,
+            "detail": f"{best * 1e3:.1f} ms for the {len(numeric)} numeric columns alone (median "
+            f"{median * 1e3:.1f} ms), raw values against the 5,000-row reference; for comparison",
+        }
+    )
     lists = as_json_lists(window.columns)
     pred = window.prediction.tolist()
     best, median = timed(lambda: detect_drift(reference, lists, prediction=pred), repeats)

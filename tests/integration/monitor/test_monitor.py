@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from mloop.contracts.payloads import Route, TrafficSplitChanged
 from mloop.monitor.main import MonitorSettings, create_app
 from mloop.runtime.testing import EventCollector, auth_headers, running_app
 
-from .streams import SMALL_WINDOWS, Traffic, query, records, reference_profile, registration, wait_until
+from .streams import SMALL_WINDOWS, T0, Traffic, query, records, reference_profile, registration, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -311,3 +312,46 @@ async def test_an_unregistered_model_can_be_monitored_against_its_first_predicti
         assert status["predictions_seen"] == 1000 and status["windows_evaluated"] == 1
         stored = (await client.get("/predictions/s-0000003", headers=viewer)).json()[0]
         assert stored["features"] is None and stored["label"] == 1 and stored["prediction"] == recs[3]["prediction"]
+
+
+async def test_a_rise_in_missing_values_sent_as_null_or_left_out_is_drift_of_its_own_kind(infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(21)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic, \
+            EventCollector(infra.bootstrap_servers, infra.topic_prefix, SIGNALS) as seen:
+        await _register(client, traffic, settings, "churn", "1")
+        clean = records(rng, 1000, version="1", start=0)
+        broken = records(rng, 500, version="1", start=1000)
+        # 8 % of rows lose income: half of them as JSON null, half with the key left out.
+        # Far below the quality check's 10-point tolerance, so only the drift test can see it.
+        holes = np.flatnonzero(rng.random(len(broken)) < 0.08)
+        for k, i in enumerate(holes):
+            if k % 2:
+                broken[i]["features"]["income"] = None
+            else:
+                del broken[i]["features"]["income"]
+        await traffic.predictions("churn", clean + broken, per_message=100)
+
+        await seen.wait_for("drift-detected", 1, timeout_s=40)
+        await seen.poll(1.0)
+        drift = [e.data for e in seen.of("drift-detected") if e.data.kind == "data"]
+        assert len(drift) == 1
+        d = drift[0]
+        assert d.window.size == 500 and d.window.start == T0 + timedelta(seconds=1000)  # rows 1000-1499
+        missing = [f for f in d.features if f.kind == "missing"]
+        assert [(f.name, f.drifted) for f in missing] == [("income", True)]
+        assert missing[0].method == "fisher" and missing[0].effect_size == pytest.approx(len(holes) / 500)
+        assert not any(f.drifted for f in d.features if f.kind == "distribution")
+        assert d.severity == "medium"
+        # The left-out keys are also a schema problem; the missing share alone is not a quality violation.
+        kinds = {(v.kind, v.feature) for e in seen.of("data-quality-violated") for v in e.data.violations}
+        assert kinds <= {("schema-mismatch", "income")}
+
+        report = (await client.get("/models/churn/drift-report", headers=viewer)).json()
+        latest = report["latest"]["data"]
+        assert [(f["name"], f["kind"], f["drifted"]) for f in latest["missing"]] == [("income", "missing", True)]
+        assert report["history"]["income (missing)"][-1]["drifted"] is True
+        page = (await client.get("/models/churn/drift-report.html", headers=viewer)).text
+        assert "Missing share (null or absent)" in page and "income missing share" in page

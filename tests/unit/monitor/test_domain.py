@@ -252,8 +252,23 @@ def test_served_values_are_told_apart_as_missing_invalid_or_wrong_type() -> None
     assert col.values[5] == 3.5 and math.isnan(col.values[6]) and col.values[7] == 1.0
 
 
-def test_small_windows_keep_samples_and_are_tested_with_ks_while_large_ones_keep_only_counts() -> None:
+def test_small_windows_are_tested_on_counts_by_default_and_keep_no_samples() -> None:
     small = _config(size=200)
+    m = _monitor()
+    out = _feed(m, _batch(np.random.default_rng(13), 400, shift=1.0), small, 64)
+    data = [r for r in out.results if r.signal == "data"]
+    x = next(f for f in data[0].evidence["features"] if f["name"] == "x")
+    assert x["method"] == "omnibus" and x["drifted"] and x["detail"]["effect_kind"] == "shift"
+    assert 0.5 < x["effect_size"] < 1.5  # a shift of one reference standard deviation, estimated from counts
+    m.observe(_batch(np.random.default_rng(14), 50), small)
+    assert m.open_pane is not None
+    counts = m.open_pane.features["x"]
+    assert isinstance(counts, NumericCounts) and counts.moments.n > 0 and counts.sample_values.size == 0
+
+
+def test_small_windows_keep_samples_and_use_ks_when_a_small_window_size_is_configured() -> None:
+    small = MonitorConfig.model_validate({"window": {"size": 200}, "reference_size": 500,
+                                          "drift": {"small_window_rows": 500}})
     m = _monitor()
     out = _feed(m, _batch(np.random.default_rng(13), 400, shift=1.0), small, 64)
     data = [r for r in out.results if r.signal == "data"]

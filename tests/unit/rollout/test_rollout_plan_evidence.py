@@ -126,3 +126,35 @@ def test_gates_report_values_baselines_and_reasons() -> None:
     assert verdict.inconclusive == []  # not required
     assert verdict.outcome == "fail"
     assert verdict.p_values["error-rate"] < 0.05
+
+
+def test_a_plans_alpha_is_split_over_its_sequential_gates() -> None:
+    plan = RolloutPlan()
+    alphas = plan.gate_alphas()
+    sequential = [g for g in plan.gate_list if g.sequential != "off"]
+    assert set(alphas) == {g.name for g in sequential} and len(sequential) == 2
+    assert sum(alphas.values()) == pytest.approx(plan.alpha)
+    assert all(a == pytest.approx(0.025) for a in alphas.values())
+    # A plan whose gates already spend less than its level keeps their own levels.
+    loose = RolloutPlan(alpha=0.2)
+    assert loose.gate_alphas() == {g.name: g.alpha for g in sequential}
+    # Unequal gate levels keep their proportions.
+    custom = RolloutPlan(gates=[Gate(metric="error-rate", sequential="guard", alpha=0.06),
+                                Gate(metric="accuracy", sequential="guard", alpha=0.02)])
+    split = custom.gate_alphas()
+    assert split[custom.gate_list[0].name] == pytest.approx(0.0375)
+    assert split[custom.gate_list[1].name] == pytest.approx(0.0125)
+
+
+def test_a_gate_tests_at_the_level_the_plan_gives_it() -> None:
+    gate = Gate(metric="error-rate", sequential="guard")
+    base = VersionStats(requests=20_000, errors=400)
+    # Worse, with an always-valid p-value between the split level and the gate's own.
+    cand = VersionStats(requests=2_000, errors=62)
+    own = evaluate([gate], Evidence(baseline=base, candidate=cand))
+    p = own.p_values[gate.name]
+    assert 0.0 < p < 1.0
+    strict = evaluate([gate], Evidence(baseline=base, candidate=cand), alphas={gate.name: p / 2})
+    lenient = evaluate([gate], Evidence(baseline=base, candidate=cand), alphas={gate.name: min(2 * p, 0.99)})
+    assert strict.decisive == [] and lenient.decisive == [gate.name]
+    assert f"alpha {p / 2:g}" in strict.checks[0].result.detail

@@ -219,8 +219,12 @@ def test_a_window_equal_to_the_reference_data_never_drifts(seed: int, n: int) ->
 def test_methods_default_by_kind_and_window_size(reference: ReferenceProfile) -> None:
     large = detect_drift(reference, columns(2000, 1))
     small = detect_drift(reference, columns(200, 1))
-    assert {f.name: f.method for f in large.features} == {"x0": "chi2", "x1": "chi2", "x2": "chi2", "color": "chi2"}
-    assert {f.name: f.method for f in small.features} == {"x0": "ks", "x1": "ks", "x2": "ks", "color": "chi2"}
+    omnibus = {"x0": "omnibus", "x1": "omnibus", "x2": "omnibus", "color": "chi2"}
+    assert {f.name: f.method for f in large.features} == omnibus
+    assert {f.name: f.method for f in small.features} == omnibus
+    # KS on samples below a configured window size.
+    fallback = detect_drift(reference, columns(200, 1), DriftConfig(small_window_rows=500))
+    assert {f.name: f.method for f in fallback.features} == {"x0": "ks", "x1": "ks", "x2": "ks", "color": "chi2"}
 
 
 def test_methods_can_be_overridden_per_feature_and_per_kind(reference: ReferenceProfile) -> None:
@@ -251,9 +255,11 @@ def test_effect_floor_keeps_a_tiny_shift_on_a_huge_window_from_alarming() -> Non
     report = detect_drift(reference, window)
     x0 = next(f for f in report.features if f.name == "x0")
     assert x0.detail["significant"] is True  # statistically real ...
-    assert x0.effect_size < 0.02 and not x0.drifted  # ... but too small to matter
+    assert x0.detail["effect_kind"] == "shift"
+    assert 0.02 < x0.effect_size < 0.05 and not x0.drifted  # ... but below the 0.05 sd floor
     assert not report.drifted
-    assert "x0" in detect_drift(reference, window, DriftConfig(min_psi=0.0)).drifted_features
+    no_floor = DriftConfig(min_shift=0.0, min_log_scale=0.0, min_mass=0.0)
+    assert "x0" in detect_drift(reference, window, no_floor).drifted_features
 
 
 def test_profile_and_raw_column_windows_give_the_same_binned_verdict(reference: ReferenceProfile) -> None:
@@ -301,24 +307,28 @@ def test_a_categorical_mass_shift_is_detected(reference: ReferenceProfile) -> No
 
 
 def test_bonferroni_uses_alpha_over_the_number_of_tests(reference: ReferenceProfile) -> None:
-    report = detect_drift(reference, columns(2000, 1), DriftConfig(correction="bonferroni"))
-    tested = len(report.features) + (report.prediction is not None)
-    assert all(f.threshold == pytest.approx(0.05 / tested) for f in report.features)
+    config = DriftConfig(correction="bonferroni")
+    report = detect_drift(reference, columns(2000, 1), config)
+    tested = len(report.features) + len(report.missing) + (report.prediction is not None)
+    assert report.missing == () and tested == 4  # no prediction in the window: skipped
+    assert all(f.threshold == pytest.approx(config.alpha / tested) for f in report.features)
 
 
 def test_severity_grows_with_effect_size_and_share_of_drifted_features(reference: ReferenceProfile) -> None:
-    by_effect = DriftConfig(severity_share=(0.9, 1.0))
-    small = detect_drift(reference, columns(2000, 1, shift=0.25), by_effect)
+    by_effect = DriftConfig(severity_share=(0.9, 1.0), severity_features=10)
+    small = detect_drift(reference, columns(2000, 1, shift=0.15), by_effect)
+    middle = detect_drift(reference, columns(2000, 1, shift=0.3), by_effect)
     big = detect_drift(reference, columns(2000, 1, shift=1.5), by_effect)
-    assert small.drifted_features == big.drifted_features == ("x0",)
-    assert small.severity == "low"  # PSI about 0.06
-    assert big.severity == "high"  # PSI well above 0.25
-    everything = columns(2000, 1, shift=0.25)
-    everything["x1"] = everything["x1"] + 0.25
-    everything["x2"] = everything["x2"] - 0.25
+    assert small.drifted_features == middle.drifted_features == big.drifted_features == ("x0",)
+    assert small.severity == "low"  # a shift of 0.15 sd
+    assert middle.severity == "medium"  # 0.3 sd: past 0.2
+    assert big.severity == "high"  # 1.5 sd: past 0.5
+    everything = columns(2000, 1, shift=0.15)
+    everything["x1"] = everything["x1"] + 0.15
+    everything["x2"] = everything["x2"] - 0.15
     assert detect_drift(reference, everything, by_effect).severity == "low"
     assert detect_drift(reference, everything).severity == "high"  # three of five columns: 60 %
-    assert detect_drift(reference, columns(2000, 1, shift=0.25)).severity == "medium"  # one of five: 20 %
+    assert detect_drift(reference, columns(2000, 1, shift=0.15)).severity == "medium"  # one of five: 20 %
 
 
 def test_report_dict_is_json_safe_and_carries_the_event_fields(reference: ReferenceProfile) -> None:

@@ -484,13 +484,19 @@ class ReferenceInfo(BaseModel):
 
 
 class FeatureDriftResult(BaseModel):
+    """One test of one column: of its distribution, or of its share of missing values."""
+
     name: str
-    method: str = Field(examples=["chi2"])
+    method: str = Field(examples=["omnibus"])
     statistic: float
     p_value: float | None = None
     threshold: float
     drifted: bool
     effect_size: float | None = None
+    kind: Literal["distribution", "missing"] = Field(
+        default="distribution",
+        description="What was tested: the values' distribution, or the share of missing values (null or absent)",
+    )
 
 
 class DriftDetected(Payload):

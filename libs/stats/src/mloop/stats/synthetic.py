@@ -92,21 +92,37 @@ def synthetic_table(
     n_categorical: int = 3,
     mean_shift: Mapping[str, float] | None = None,
     mass_shift: Mapping[str, float] | None = None,
+    variance_ratio: Mapping[str, float] | None = None,
+    new_category: Mapping[str, float] | None = None,
+    missing_increase: Mapping[str, float] | None = None,
 ) -> SyntheticTable:
     """Draw ``n_rows`` rows.
 
     ``mean_shift`` maps numeric feature names to a shift in standard
     deviations; ``mass_shift`` maps categorical names to the probability
     mass (e.g. 0.1) moved from the commonest level, spread evenly over the
-    others. Numeric feature ``i`` follows family ``i % 10``; features 10-19
+    others; ``variance_ratio`` maps numeric names to a factor on the
+    variance (values spread about the family's mean); ``new_category`` maps
+    categorical names to the share of rows given a level the reference never
+    saw; ``missing_increase`` maps any feature to an extra share of rows
+    sent as missing (``None`` / NaN). Numeric feature ``i`` follows family ``i % 10``; features 10-19
     are correlated with features 0-9. Raises InvalidConfigError for unknown
     names or impossible shifts.
     """
     mean_shift = dict(mean_shift or {})
     mass_shift = dict(mass_shift or {})
+    variance_ratio = dict(variance_ratio or {})
+    new_category = dict(new_category or {})
+    missing_increase = dict(missing_increase or {})
     num_names = numeric_names(n_numeric)
     cat_names = categorical_names(n_categorical)
-    unknown = (set(mean_shift) - set(num_names)) | (set(mass_shift) - set(cat_names))
+    unknown = (
+        (set(mean_shift) - set(num_names))
+        | (set(variance_ratio) - set(num_names))
+        | (set(mass_shift) - set(cat_names))
+        | (set(new_category) - set(cat_names))
+        | (set(missing_increase) - set(num_names) - set(cat_names))
+    )
     if unknown:
         raise InvalidConfigError(f"unknown synthetic features: {sorted(unknown)}")
     columns: dict[str, npt.NDArray[np.generic]] = {}
@@ -132,9 +148,16 @@ def synthetic_table(
             z = (base[i - len(_NUMERIC)] - sib.mean) / sib.std
             values = (values + 0.5 * spec.std * z) / math.sqrt(1.25)
         base.append(values)
+        ratio = variance_ratio.get(name, 1.0)
+        if not ratio > 0:
+            raise InvalidConfigError(f"variance ratio of {name} must be > 0")
+        if ratio != 1.0:
+            values = spec.mean + (values - spec.mean) * math.sqrt(ratio)
         values = values + shift
         if spec.missing_rate:
             values = np.where(rng.random(n_rows) < spec.missing_rate, np.nan, values)
+        if missing_increase.get(name, 0.0):
+            values = np.where(rng.random(n_rows) < missing_increase[name], np.nan, values)
         columns[name] = values
     for j, name in enumerate(cat_names):
         probs, missing_rate = _CATEGORICAL[j % len(_CATEGORICAL)]
@@ -146,7 +169,14 @@ def synthetic_table(
         probs[1:] += moved / (probs.size - 1)
         labels = np.array([f"{name}_v{k}" for k in range(probs.size)])
         drawn = labels[rng.choice(probs.size, size=n_rows, p=probs / probs.sum())]
-        if missing_rate:
+        fresh = new_category.get(name, 0.0)
+        if not 0 <= fresh <= 1:
+            raise InvalidConfigError(f"new-category share of {name} must be in [0, 1]")
+        if fresh:
+            drawn = np.where(rng.random(n_rows) < fresh, f"{name}_new", drawn)
+        extra_missing = missing_increase.get(name, 0.0)
+        if missing_rate or extra_missing:
+            missing_rate = 1 - (1 - missing_rate) * (1 - extra_missing)
             values_obj = drawn.astype(object)
             values_obj[rng.random(n_rows) < missing_rate] = None
             columns[name] = values_obj

@@ -23,6 +23,7 @@ __all__ = [
     "direction",
     "loss_of",
     "loss_scale",
+    "regression_standard_error",
     "score_of",
 ]
 
@@ -111,6 +112,26 @@ def loss_scale(task: Task, losses: Sequence[float], metrics: Mapping[str, float]
     if not (math.isfinite(p) and 0.0 <= p <= 1.0):
         p = math.fsum(losses) / len(losses) if losses else 0.0
     return max(math.sqrt(p * (1.0 - p)) / MIN_ERROR_SD, 1.0)
+
+
+def regression_standard_error(metric: str, value: float, errors: Sequence[float]) -> float:
+    """The standard error of a regression metric computed on one window of ``errors`` (prediction - label).
+
+    ``mae``: sd(|e|) / sqrt(n); ``mse``: sd(e²) / sqrt(n); ``rmse``: that over
+    ``2 * rmse`` (delta method). Estimated from the window itself, so a
+    heavy-tailed window that owes its high value to a few huge errors also
+    has a large standard error. 0 for any other metric or fewer than two errors.
+    """
+    n = len(errors)
+    if n < 2 or metric not in ("mae", "mse", "rmse"):
+        return 0.0
+    e = np.asarray(errors, dtype=np.float64)
+    if metric == "mae":
+        return float(np.std(np.abs(e), ddof=1)) / math.sqrt(n)
+    se_mse = float(np.std(e * e, ddof=1)) / math.sqrt(n)
+    if metric == "mse":
+        return se_mse
+    return se_mse / (2.0 * value) if value > 0 else 0.0
 
 
 def _class(label: float | str) -> str:

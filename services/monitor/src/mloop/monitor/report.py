@@ -2,8 +2,11 @@
 
 The page needs nothing from the network: no scripts, no stylesheets, no
 fonts. For each drifted column it shows the reference's distribution next
-to the window's (proportions per reference bin or category), and for every
-column its statistic over the recent windows against the threshold.
+to the window's (proportions per reference bin or category; for a drifted
+missing share, the shares of missing and present values), and for every
+column its effect size over the recent windows against the effect floor.
+Missing-share tests are their own kind: listed apart, and keyed
+``"<feature> (missing)"`` in the history.
 """
 
 from __future__ import annotations
@@ -70,7 +73,17 @@ def build_report(
         latest_out[signal] = {
             "window_no": w["window_no"], "window": _window(w), "drifted": w["alarm"], "severity": w["severity"],
             "features": [_result(f) for f in ev.get("features", [])],
+            "missing": [_result(f) for f in ev.get("missing", [])],
         }
+        for f in ev.get("missing", []):
+            if f.get("drifted"):
+                d = f.get("detail") or {}
+                ref_rate, cur_rate = d.get("reference_missing_rate"), d.get("current_missing_rate")
+                hole: dict[str, Any] = {**_result(f), "signal": signal}
+                if isinstance(ref_rate, int | float) and isinstance(cur_rate, int | float):
+                    hole.update(bins=["present", "missing"], reference=[1 - ref_rate, ref_rate],
+                                current=[1 - cur_rate, cur_rate])
+                drifted.append(hole)
         for f in ev.get("features", []):
             if not f.get("drifted"):
                 continue
@@ -85,8 +98,10 @@ def build_report(
             drifted.append(entry)
     history: dict[str, list[dict[str, Any]]] = {}
     for w in reversed(windows):
-        for f in w["evidence"].get("features", []):
-            history.setdefault(f["name"], []).append({
+        ev = w["evidence"]
+        for f in [*ev.get("features", []), *ev.get("missing", [])]:
+            key = f"{f['name']} (missing)" if f.get("kind") == "missing" else f["name"]
+            history.setdefault(key, []).append({
                 "window_no": w["window_no"], "window_end": _iso(w["window_end"]),
                 "statistic": f.get("statistic"), "effect_size": f.get("effect_size"),
                 "threshold": f.get("threshold"), "p_value": f.get("p_value"),
@@ -106,7 +121,10 @@ def build_report(
 
 
 def _result(f: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: f.get(k) for k in ("name", "method", "statistic", "p_value", "threshold", "effect_size", "drifted")}
+    out = {k: f.get(k) for k in ("name", "method", "statistic", "p_value", "threshold", "effect_size", "drifted")}
+    out["kind"] = f.get("kind", "distribution")
+    out["effect_kind"] = (f.get("detail") or {}).get("effect_kind")
+    return out
 
 
 def _window(w: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,20 +244,27 @@ def render_html(report: Mapping[str, Any]) -> str:
         verdict = f"<span class=\"drifted\">drift ({_esc(w['severity'])})</span>" if w["drifted"] else "no drift"
         out.append(f"<h2>Latest {_esc(signal)} window #{_esc(w['window_no'])}: {verdict}</h2>"
                    f"<p>{_esc(win['start'])} to {_esc(win['end'])}, {_esc(win['size'])} rows.</p>")
-        out.append("<table><tr><th>column</th><th>method</th><th>statistic</th><th>p-value</th>"
-                   "<th>threshold</th><th>effect size</th><th>drifted</th></tr>")
-        for f in w["features"]:
-            cls = " class=\"drifted\"" if f.get("drifted") else ""
-            out.append(f"<tr{cls}><td>{_esc(f['name'])}</td><td>{_esc(f['method'])}</td>"
-                       f"<td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td><td>{_fmt(f['threshold'])}</td>"
-                       f"<td>{_fmt(f['effect_size'])}</td><td>{'yes' if f.get('drifted') else 'no'}</td></tr>")
-        out.append("</table>")
+        for heading, rows in (("Distribution", w["features"]), ("Missing share (null or absent)",
+                                                                 w.get("missing", []))):
+            if not rows:
+                continue
+            out.append(f"<h3>{_esc(heading)}</h3><table><tr><th>column</th><th>method</th><th>statistic</th>"
+                       "<th>p-value</th><th>threshold</th><th>effect size</th><th>effect unit</th>"
+                       "<th>drifted</th></tr>")
+            for f in rows:
+                cls = " class=\"drifted\"" if f.get("drifted") else ""
+                out.append(f"<tr{cls}><td>{_esc(f['name'])}</td><td>{_esc(f['method'])}</td>"
+                           f"<td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
+                           f"<td>{_fmt(f['threshold'])}</td><td>{_fmt(f['effect_size'])}</td>"
+                           f"<td>{_fmt(f.get('effect_kind'))}</td><td>{'yes' if f.get('drifted') else 'no'}</td></tr>")
+            out.append("</table>")
     if report.get("drifted_features"):
         out.append("<h2>Reference against current distribution</h2><div class=\"figs\">")
         for f in report["drifted_features"]:
             if "bins" not in f:
                 continue
-            caption = (f"{f['name']} — {f['method']} statistic {_fmt(f['statistic'])}, "
+            what = " missing share" if f.get("kind") == "missing" else ""
+            caption = (f"{f['name']}{what} — {f['method']} statistic {_fmt(f['statistic'])}, "
                        f"p {_fmt(f['p_value'])}, effect {_fmt(f['effect_size'])}")
             out.append(f"<figure><figcaption>{_esc(caption)}</figcaption>"
                        f"{bars_svg(f['bins'], f['reference'], f['current'], caption)}</figure>")

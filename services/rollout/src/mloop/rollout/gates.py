@@ -84,10 +84,21 @@ class Verdict:
         return out
 
 
-def evaluate(gates: list[Gate], evidence: Evidence, previous_p: Mapping[str, float] | None = None) -> Verdict:
-    """Check every gate; ``previous_p`` holds each sequential gate's running p-value."""
+def evaluate(
+    gates: list[Gate],
+    evidence: Evidence,
+    previous_p: Mapping[str, float] | None = None,
+    alphas: Mapping[str, float] | None = None,
+) -> Verdict:
+    """Check every gate; ``previous_p`` holds each sequential gate's running p-value.
+
+    ``alphas`` maps a sequential gate's name to the level it tests at (a
+    plan's :meth:`~mloop.rollout.plan.RolloutPlan.gate_alphas`); a gate not
+    in it tests at its own ``alpha``.
+    """
     prev = previous_p or {}
-    checks = tuple(evaluate_gate(g, evidence, prev.get(g.name, 1.0)) for g in gates)
+    levels = alphas or {}
+    checks = tuple(evaluate_gate(g, evidence, prev.get(g.name, 1.0), levels.get(g.name)) for g in gates)
     return Verdict(checks=checks, required=frozenset(g.name for g in gates if g.required))
 
 
@@ -114,8 +125,9 @@ def _counts(gate: Gate, ev: Evidence) -> tuple[int, int, int, int]:
     return quantile_exceedance(ha, hb, _QUANTILE[gate.metric])
 
 
-def evaluate_gate(gate: Gate, ev: Evidence, previous_p: float = 1.0) -> GateCheck:
-    """One gate against the evidence (pure)."""
+def evaluate_gate(gate: Gate, ev: Evidence, previous_p: float = 1.0, alpha: float | None = None) -> GateCheck:
+    """One gate against the evidence (pure); a sequential gate tests at ``alpha`` (default: its own)."""
+    level = gate.alpha if alpha is None else alpha
     if gate.metric == "prediction-distance":
         return _distance(gate, ev)
     value, n = _metric(gate, ev.candidate)
@@ -153,7 +165,7 @@ def evaluate_gate(gate: Gate, ev: Evidence, previous_p: float = 1.0) -> GateChec
     p_value: float | None = None
     if gate.sequential != "off":
         test = MSPRT(
-            alpha=gate.alpha,
+            alpha=level,
             tau=gate.tau,
             sided="worse" if gate.sequential == "guard" else "two-sided",
             direction="lower-is-worse" if gate.metric == "accuracy" else "higher-is-worse",
@@ -163,7 +175,7 @@ def evaluate_gate(gate: Gate, ev: Evidence, previous_p: float = 1.0) -> GateChec
         p_value = seq.always_valid_p
         notes.append(
             f"mSPRT {seq.decision}: always-valid p={seq.always_valid_p:.3g} "
-            f"(alpha {gate.alpha:g}), effect h={seq.effect:+.3f}, "
+            f"(alpha {level:g}), effect h={seq.effect:+.3f}, "
             f"n={seq.n_b} vs {seq.n_a}"
         )
         if seq.decision == "candidate-worse":

@@ -559,7 +559,7 @@ def analyse(r: Rollout, evidence: Evidence, *, now: datetime, actor: str = "roll
     """
     if r.phase not in ACTIVE:
         return Transition(r)
-    verdict: Verdict = evaluate(r.plan.gate_list, evidence, r.p_values)
+    verdict: Verdict = evaluate(r.plan.gate_list, evidence, r.p_values, r.plan.gate_alphas())
     gates = verdict.results
     before_phase, before_step, before_weight = r.phase, r.step_index, r.weight
     r = r.model_copy(

@@ -16,6 +16,12 @@ and Argo Rollouts where they are good:
 * Required gates still inconclusive ``inconclusive_timeout_s`` after a step
   started pause the rollout for a human (as Argo pauses on inconclusive).
 * A step that has not advanced within ``progress_deadline_s`` rolls back.
+* ``alpha`` is the plan's family-wise level: the chance that its sequential
+  gates together roll back a candidate no worse than its baseline. Each
+  sequential gate tests at its share of it (:meth:`RolloutPlan.gate_alphas`,
+  Bonferroni over the gates' own ``alpha`` values), because each gate's
+  always-valid test holds its own level over every look but several gates
+  each spending their own level would add up.
 """
 
 from __future__ import annotations
@@ -163,6 +169,13 @@ class RolloutPlan(_Strict):
     shadow_duration_s: float = Field(default=0.0, ge=0.0)
     shadow_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     promotion_hold_s: float = Field(default=0.0, ge=0.0)
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Family-wise chance that the sequential gates roll back a candidate no worse than its "
+        "baseline; split over the sequential gates in proportion to their own alpha",
+    )
     gates: list[Gate] | None = None
 
     @field_validator("steps", mode="before")
@@ -214,6 +227,19 @@ class RolloutPlan(_Strict):
     @property
     def gate_list(self) -> list[Gate]:
         return list(self.gates or [])
+
+    def gate_alphas(self) -> dict[str, float]:
+        """Sequential gate name -> the level its test runs at.
+
+        A gate's own ``alpha`` scaled by ``plan.alpha / sum(sequential gates' alpha)``
+        when that sum exceeds the plan's level (never raised above the gate's
+        own). By the union bound the gates together then reject a healthy
+        candidate with probability at most ``alpha``, at every look.
+        """
+        sequential = [g for g in self.gate_list if g.sequential != "off"]
+        total = sum(g.alpha for g in sequential)
+        share = min(1.0, self.alpha / total) if total > 0 else 1.0
+        return {g.name: g.alpha * share for g in sequential}
 
     def step_duration(self, index: int) -> float:
         s = self.traffic_steps[index]
