@@ -66,7 +66,15 @@ from mloop.monitor.windows import (
     window_profile,
 )
 from mloop.stats.changepoint import PageHinkley
-from mloop.stats.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift, drift_severity
+from mloop.stats.drift import (
+    Correction,
+    DriftConfig,
+    DriftReport,
+    FeatureDrift,
+    Method,
+    detect_drift,
+    drift_severity,
+)
 from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
 __all__ = [
@@ -149,9 +157,9 @@ class DriftSettings(BaseModel):
     """Drift tests (see ``mloop.stats.drift.DriftConfig``)."""
 
     alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise false-alarm rate of one window")
-    correction: Literal["bh", "bonferroni", "none"] = "bh"
-    methods: dict[str, Literal["omnibus", "chi2", "psi", "js", "wasserstein", "ks", "cvm"]] = Field(
-        default_factory=dict)
+    correction: Correction = "bh"
+    methods: dict[str, Method] = Field(
+        default_factory=dict, description="Per feature, a drift method of mloop.stats.drift (default: omnibus)")
     min_shift: float = Field(0.05, ge=0, description="Effect floor: location shift in reference standard deviations")
     min_log_scale: float = Field(0.05, ge=0, description="Effect floor: |log| of the standard-deviation ratio")
     min_mass: float = Field(0.025, ge=0, description="Effect floor: share of probability mass moved")
