@@ -36,7 +36,7 @@ REGISTRATION: dict[str, Any] = {
 
 def registration(*, metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
                  **lineage_patch: Any) -> dict[str, Any]:
-    """The DESIGN §12 body; ``dataset__sha256=None`` patches one lineage field."""
+    """The registration body pipelines send; ``dataset__sha256=None`` patches one lineage field."""
     body = copy.deepcopy(REGISTRATION)
     if metrics is not None:
         body["metrics"] = metrics

@@ -47,7 +47,7 @@ Columns = dict[str, npt.NDArray[Any]]
 
 
 def feature_schema() -> list[dict[str, Any]]:
-    """The feature schema registered with every version (DESIGN §12)."""
+    """The feature schema registered with every version."""
     return [{"name": n, "type": "number"} for n in NUMERIC] + [{"name": c, "type": "category"} for c in CATEGORICAL]
 
 

@@ -144,7 +144,7 @@ def lineage(ctx: typer.Context, model: str, version: str, json_: JsonOpt = False
 def register(
     ctx: typer.Context,
     model: str,
-    body: Annotated[Path, typer.Argument(help="JSON file with the registration body (DESIGN §12)")],
+    body: Annotated[Path, typer.Argument(help="JSON file with the registration body (lineage, metrics, profile)")],
     json_: JsonOpt = False,
 ) -> None:
     """Register a version from a JSON body; prints the version and its validation."""

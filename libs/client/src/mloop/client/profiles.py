@@ -1,7 +1,7 @@
 """Training-data profiles for trainers to attach to a version's registration.
 
 The monitor compares live traffic against the profile registered with a
-version (DESIGN §8, §12). Build it from the training table with the same
+version: its reference. Build it from the training table with the same
 library the monitor uses, so bins and categories line up::
 
     profile = build_training_profile({"age": ages, "region": regions},

@@ -73,7 +73,7 @@ class RegistryClient(ServiceClient):
         tags: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> JSON:
-        """Register a version (DESIGN §12); the answer carries ``version`` and ``validation``."""
+        """Register a version (``POST /models/{name}/versions``); the answer carries ``version`` and ``validation``."""
         body: JSON = {
             "artifact_uri": artifact_uri,
             "lineage": dict(lineage),

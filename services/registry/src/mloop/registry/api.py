@@ -4,7 +4,7 @@
 ``POST/GET /models``, ``GET/PATCH /models/{name}``  ``api_models``
 ``/models/{name}/aliases/{alias}``, alias history
 ``/validation-policies/default``, ``/models/{name}/validation-policy``
-``POST /models/{name}/versions`` (DESIGN §12)       ``api_versions``
+``POST /models/{name}/versions`` (registration)     ``api_versions``
 ``GET /versions``, ``/models/{name}/versions/{v}[/history]``
 ``.../promotion-requests``, approve, reject          ``api_promotions``
 ``/api/2.0/mlflow/...`` (MLflow Model Registry)      ``mlflow_api``

@@ -1,4 +1,4 @@
-"""HTTP: versions — register (DESIGN §12), search, everything about one, tags, archive, delete."""
+"""HTTP: versions — register (the pipelines' contract), search, everything about one, tags, archive, delete."""
 
 from __future__ import annotations
 

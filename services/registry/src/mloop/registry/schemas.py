@@ -1,7 +1,7 @@
 """The registry's HTTP bodies: what callers send and what they get back.
 
-Registration (:class:`VersionRegistration`) is the stable contract of
-DESIGN §12 that training pipelines build against.
+Registration (:class:`VersionRegistration`) is the stable contract
+that training pipelines build against.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class ModelOut(BaseModel):
 
 
 class VersionRegistration(RequestBody):
-    """A new version and everything it came from (DESIGN §12)."""
+    """A new version and everything it came from."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [REGISTRATION_EXAMPLE]})
 
