@@ -16,8 +16,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from mloop.audit import cli
+from mloop.cli.main import app as mloop_cli
 from mloop.ledger.checkpoint import generate_private_key, private_key_to_pem, public_key_to_pem
 from mloop.runtime.auth import issue_token
 
@@ -135,10 +137,13 @@ async def test_a_service_killed_mid_stream_records_every_event_exactly_once_afte
         code = await asyncio.to_thread(cli.verify, ["--database-url", infra.database_url, "--public-key", pinned,
                                                     *outside])
         assert code == 0
-        # The same through the API: the full bundle is downloaded and checked here, with the pinned key.
-        code = await asyncio.to_thread(cli.verify, ["--api", service.url, "--token", token, "--public-key", pinned,
-                                                    *outside])
-        assert code == 0
+        # The same through the API (mloop audit verify): the full bundle is downloaded and checked here,
+        # with the pinned key.
+        result = await asyncio.to_thread(
+            CliRunner().invoke, mloop_cli, ["--token", token, "audit", "verify", "--public-key", pinned, *outside],
+            env={"MLOOP_AUDIT_URL": service.url},
+        )
+        assert result.exit_code == 0, result.output
     finally:
         service.stop()
         await conn.close()
