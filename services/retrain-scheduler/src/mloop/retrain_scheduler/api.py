@@ -35,7 +35,7 @@ from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
+from mloop.runtime.problems import Conflict, NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
@@ -311,22 +311,8 @@ class StatusReport(BaseModel):
 
 def _after(page_token: str | None) -> tuple[datetime, str] | None:
     """The (time, id) position a page token stands for."""
-    cursor = decode_cursor(page_token)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor["t"])), str(cursor["id"])
-    except (KeyError, ValueError) as exc:
-        raise BadRequest(
-            "page_token is not a token this API issued",
-            errors=[
-                {
-                    "field": "query.page_token",
-                    "message": "malformed page token",
-                    "type": "value_error",
-                }
-            ],
-        ) from exc
+    cursor = decode_cursor(page_token, t=datetime, id=str)
+    return (cursor["t"], cursor["id"]) if cursor else None
 
 
 async def _detail(conn: asyncpg.Connection, job_id: str) -> JobDetail:

@@ -171,8 +171,8 @@ async def list_rollouts(
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RolloutOut]:
-    cursor = decode_cursor(page_token)
-    before = (datetime.fromisoformat(cursor["c"]), str(cursor["i"])) if cursor else None
+    cursor = decode_cursor(page_token, c=datetime, i=str)
+    before = (cursor["c"], cursor["i"]) if cursor else None
     async with pool.acquire() as conn:
         rows = await store.list_rollouts(conn, model=model, phase=phase, before=before, limit=page_size + 1)
     more = len(rows) > page_size
