@@ -131,7 +131,7 @@ class CreateRollout(BaseModel):
         description="The approved promotion request (as consumed from model-promoted) this rollout carries out; "
         "it must name this model and candidate and have no running or completed rollout",
         examples=["0193a5c4-7e1f-7a2b-9c3d-4e5f6a7b8c9d"])
-    baseline: str | None = Field(
+    baseline: VersionId | None = Field(
         default=None, description="The version to compare with; defaults to (and must be) the promotion's "
         "previous champion")
     plan: RolloutPlan | None = Field(default=None, description="Defaults to the model's plan")
