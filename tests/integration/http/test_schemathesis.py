@@ -29,9 +29,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from mloop.runtime.testing import auth_headers
+from mloop.runtime.testing import auth_headers, serving
 
-from .live import SERVICE_IDS, SERVICES, build, served
+from .live import SERVICE_IDS, SERVICES, build
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ async def test_the_live_openapi_document_holds_for_crafted_requests_with_admin_a
     app, settings_ = build(main_mod, settings_mod, settings_cls, infra)
     tokens = {"admin": auth_headers(settings_, "fuzz-admin", "admin"),
               "viewer": auth_headers(settings_, "fuzz-viewer", "viewer")}
-    async with served(app, settings_) as base_url:
+    async with serving(app, settings_) as base_url:
         began = time.perf_counter()
         calls, failures = await asyncio.to_thread(_fuzz, base_url, tokens)
         took = time.perf_counter() - began

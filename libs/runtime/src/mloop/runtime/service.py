@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +34,7 @@ from mloop.runtime.middleware import RequestGuard
 from mloop.runtime.openapi import install_openapi
 from mloop.runtime.outbox import AfterPublish, OutboxRelay
 from mloop.runtime.problems import install_problem_handlers, internal_error_response, unavailable_response
+from mloop.runtime.query import reject_unknown_query
 from mloop.runtime.server import server_config
 from mloop.runtime.settings import ServiceSettings
 from mloop.runtime.telemetry import setup_logging, setup_tracing
@@ -166,8 +167,13 @@ def create_service_app(
     on_startup: Callable[[ServiceContext], Awaitable[None]] | None = None,
     relay_after_publish: AfterPublish | None = None,
     version: str = "0.1.0",
+    lenient_query_prefixes: Sequence[str] = (),
 ) -> FastAPI:
-    """Build the service's app. Nothing connects until the app's lifespan starts."""
+    """Build the service's app. Nothing connects until the app's lifespan starts.
+
+    A query parameter a route does not declare is a 422, except under
+    ``lenient_query_prefixes`` (compatibility APIs whose clients send extras).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -234,8 +240,10 @@ def create_service_app(
             await pool.close()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)])
     app.state.settings = settings
+    app.state.lenient_query_prefixes = tuple(lenient_query_prefixes)
     app.state.metrics = ServiceMetrics(settings.service_name)
     install_problem_handlers(app)
     app.add_middleware(RequestGuard)
