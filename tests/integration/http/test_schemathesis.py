@@ -17,6 +17,7 @@ minutes for all five services; the failures are collected, not stopped at the fi
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -35,8 +36,8 @@ from .live import SERVICE_IDS, SERVICES, build
 
 pytestmark = pytest.mark.integration
 
-#: Examples per operation, generation mode and token.
-MAX_EXAMPLES = 8
+#: Examples per operation, generation mode and token (more for a deeper run: MLOOP_FUZZ_EXAMPLES=50).
+MAX_EXAMPLES = int(os.environ.get("MLOOP_FUZZ_EXAMPLES", "5"))
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 
@@ -58,7 +59,9 @@ def _fuzz(base_url: str, tokens: dict[str, dict[str, str]]) -> tuple[int, list[s
             except (Exception, BaseExceptionGroup) as exc:  # a FailureGroup is a BaseExceptionGroup
                 names = sorted({type(e).__name__ for e in getattr(exc, "exceptions", [exc])})
                 key = f"{operation.label} [{mode.value}, {who}] {', '.join(names)}"
-                failures.setdefault(key, f"{key}\n{str(exc)[:1500]}")
+                if key not in failures:
+                    failures[key] = f"{key}\n{str(exc)[:1500]}"
+                    print(failures[key], flush=True)
 
         return run
 
@@ -75,6 +78,7 @@ def _fuzz(base_url: str, tokens: dict[str, dict[str, str]]) -> tuple[int, list[s
     return calls, list(failures.values())
 
 
+@pytest.mark.timeout(900)  # the registry has about 40 operations; a loaded machine is slow
 @pytest.mark.parametrize(("main_mod", "settings_mod", "settings_cls"), SERVICES, ids=SERVICE_IDS)
 async def test_the_live_openapi_document_holds_for_crafted_requests_with_admin_and_viewer_tokens(
     infra: Any, main_mod: str, settings_mod: str, settings_cls: str
