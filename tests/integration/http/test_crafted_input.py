@@ -26,8 +26,12 @@ def _token(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
-WRONG_SHAPES = ["eyJ4IjogMX0", "eyJpZCI6NDJ9", _token({"id": "x", "n": 7, "c": "yesterday", "t": 1}),
-                _token({"id": 10**30, "n": "a", "chain": 1, "size": "big", "ts": "2026-01-01", "rid": None})]
+#: Wrong for every route: missing fields, not an object, not base64 JSON, every field of the wrong type.
+WRONG_SHAPES = ["eyJ4IjogMX0", _token([1, 2]), "%%%not-base64", _token(dict.fromkeys(
+    ["id", "n", "c", "i", "t", "chain", "size", "ts", "rid"], None))]
+#: ``{"id": 42}``, the example the documents once gave: wrong where the cursor is not an integer id.
+ID_42 = "eyJpZCI6NDJ9"
+WRONG_OR_42 = [*WRONG_SHAPES, ID_42]
 
 
 def _plan(**fields: Any) -> dict[str, Any]:
@@ -37,17 +41,17 @@ def _plan(**fields: Any) -> dict[str, Any]:
 #: service -> (method, path, json body, role, expected status, field the problem names)
 CRAFTED: dict[str, list[tuple[str, str, Any, str, int, str]]] = {
     "registry": [
-        *[("GET", f"/models?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
-        *[("GET", f"/promotion-requests?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
+        *[("GET", f"/models?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
+        *[("GET", f"/promotion-requests?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
         *[("GET", f"/versions?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
         # MLflow's own error shape there: {error_code, message}
         *[("GET", f"/api/2.0/mlflow/registered-models/search?page_token={t}", None, "viewer", 400, "page_token")
-          for t in WRONG_SHAPES],
+          for t in WRONG_OR_42],
         *[("GET", f"/api/2.0/mlflow/model-versions/search?page_token={t}", None, "viewer", 400, "page_token")
           for t in WRONG_SHAPES],
     ],
     "rollout": [
-        *[("GET", f"/rollouts?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
+        *[("GET", f"/rollouts?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
         ("PUT", "/models/m/plan", _plan(step_weight=5e-324), "operator", 422, "step_weight"),
         ("PUT", "/models/m/plan", _plan(step_weight=1e-5), "operator", 422, "step_weight"),
         ("PUT", "/models/m/plan", _plan(steps=[i / 1000 for i in range(1, 1000)]), "operator", 422, "steps"),
@@ -66,11 +70,11 @@ CRAFTED: dict[str, list[tuple[str, str, Any, str, int, str]]] = {
     "retrain_scheduler": [
         ("GET", "/jobs?status=bogus", None, "viewer", 422, "status"),
         ("GET", "/jobs?state=bogus", None, "viewer", 422, "state"),
-        *[("GET", f"/jobs?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
+        *[("GET", f"/jobs?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
     ],
     "audit": [
-        *[("GET", f"/checkpoints?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
-        *[("GET", f"/records?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
+        *[("GET", f"/checkpoints?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
+        *[("GET", f"/records?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
     ],
 }
 

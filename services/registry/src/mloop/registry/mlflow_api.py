@@ -83,7 +83,21 @@ __all__ = [
 ]
 
 PREFIX = "/api/2.0/mlflow"
-router = APIRouter(prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)])
+#: MLflow clients read ``{error_code, message}``; the OpenAPI document says so for the codes answered that way.
+_MLFLOW_ERROR: dict[str, Any] = {"application/json": {"schema": {
+    "type": "object", "required": ["error_code", "message"],
+    "properties": {"error_code": {"type": "string", "examples": ["RESOURCE_DOES_NOT_EXIST"]},
+                   "message": {"type": "string"}},
+}}}
+router = APIRouter(
+    prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)],
+    responses={
+        400: {"description": "Invalid parameter or state (MLflow error)", "content": _MLFLOW_ERROR},
+        401: {"description": "Missing or invalid bearer token (MLflow error)", "content": _MLFLOW_ERROR},
+        403: {"description": "The token lacks the role a write needs (MLflow error)", "content": _MLFLOW_ERROR},
+        404: {"description": "No such model, version or alias (MLflow error)", "content": _MLFLOW_ERROR},
+    },
+)
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
