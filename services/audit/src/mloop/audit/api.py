@@ -203,7 +203,8 @@ class ConsistencyProofOut(BaseModel):
     path: list[str]
 
 
-@router.get("/proofs/consistency", summary="Proof that a chain of old_size rows is a prefix of new_size rows")
+@router.get("/proofs/consistency", summary="Proof that a chain of old_size rows is a prefix of new_size rows",
+            responses={404: {"description": "No such chain"}})
 async def consistency(
     pool: Pool,
     _: Viewer,

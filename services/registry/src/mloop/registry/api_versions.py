@@ -82,7 +82,8 @@ async def _search(
     return Page[VersionOut](items=items, next_page_token=token)
 
 
-@router.get("/versions", summary="Search versions across models")
+@router.get("/versions", summary="Search versions across models",
+            responses={404: {"description": "The model filter names no model"}})
 async def search_versions(
     pool: Pool, reg: Reg, _: Viewer,
     model: Annotated[str | None, Query(max_length=128, description="Exact model name", examples=["credit-risk"])]
