@@ -35,7 +35,7 @@ from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import Conflict, NotFound, UnprocessableEntity
+from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
