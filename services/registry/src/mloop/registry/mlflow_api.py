@@ -522,7 +522,7 @@ def _page(max_results: int | None, default: int, most: int, page_token: str | No
     """``(limit, offset)`` of a search; :class:`MlflowError` for an invalid size or token."""
     if max_results is not None and not 1 <= max_results <= most:
         raise MlflowError(f"max_results must be between 1 and {most}")
-    cursor = decode_cursor(page_token) or {}
+    cursor = decode_cursor(page_token, offset=int) or {}
     offset = cursor.get("offset", 0)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise MlflowError("page_token is not a token this API issued")
