@@ -169,7 +169,8 @@ class DriftSettings(BaseModel):
     min_missing: float = Field(0.01, ge=0, description="Effect floor: change of the missing share")
     min_psi: float = Field(0.02, ge=0, description="Effect floor of the psi and js methods")
     min_wasserstein: float = Field(0.1, ge=0)
-    small_window_rows: int = Field(0, ge=0, le=1_000_000, description="Below this many values numeric features use KS on "
+    small_window_rows: int = Field(0, ge=0, le=1_000_000,
+                                   description="Below this many values numeric features use KS on "
                                    "samples (0: never)")
     sample_size: int = Field(1000, ge=0, le=20_000, description="Values kept per numeric feature per window "
                              "for the sample tests (KS, Cramér-von Mises, Wasserstein)")
@@ -223,7 +224,8 @@ class PerformanceSettings(BaseModel):
     page_hinkley_delta: float = Field(0.025, ge=0, description="Tolerated increase of the loss (0/1 error, or "
                                       "absolute error rescaled to the spread of a 0/1 error)")
     page_hinkley_threshold: float = Field(20.0, gt=0, description="Alarm level of the cumulative increase")
-    page_hinkley_min_samples: int = Field(200, ge=1, le=1_000_000_000, description="Labels before the detector may alarm")
+    page_hinkley_min_samples: int = Field(200, ge=1, le=1_000_000_000,
+                                          description="Labels before the detector may alarm")
     # Regression errors can be heavy-tailed: one huge error would move a detector on the raw
     # absolute error as much as a real degradation. Capping them at a few in-control medians keeps
     # nearly all the information about a change of scale (a 20 % rise of the mean absolute error moves
