@@ -38,6 +38,11 @@ GARBAGE_BODIES: list[tuple[bytes, str]] = [
     (b"{\"name\": {\"nested\": [1, 2, {\"x\": null}]}, \"version\": [], \"weight\": \"heavy\"}", "application/json"),
     (b"name=x&version=y", "application/x-www-form-urlencoded"),
 ]
+GARBAGE_QUERIES: list[dict[str, str]] = [
+    {"page_token": "%%%garbage", "page_size": "-5", "since": "yesterday", "max_results": "NaN"},
+    {"page_token": "eyJ4IjogMX0", "page_size": "99999999999999999999", "start": "yesterday", "end": "0"},
+    {"page_token": "eyJpZCI6NDJ9", "state": "bogus", "status": "bogus", "order": "sideways", "kind": "x"},
+]
 # The MLflow-compatible routes answer in MLflow's own error shape, which its client expects.
 MLFLOW_PREFIX = "/api/2.0/mlflow/"
 WEIRD_IDS = ["does-not-exist", "0", "-1", "99999999999999999999", "%00", "a" * 300]
@@ -83,7 +88,10 @@ async def test_every_route_answers_garbage_with_a_4xx_problem_never_a_500(
                 for ident in ids:
                     url = re.sub(r"\{[^}]+\}", ident, path) if ident else path
                     if method in {"get", "delete"}:
-                        attempts = [(None, None, {"page_token": "%%%garbage", "limit": "-5", "since": "yesterday"})]
+                        # Only parameters the operation takes: any other name is refused before the route runs.
+                        declared = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+                        attempts = [(None, None, {k: v for k, v in params.items() if k in declared})
+                                    for params in GARBAGE_QUERIES]
                     else:
                         body_schema = (op.get("requestBody", {}).get("content", {})
                                        .get("application/json", {}).get("schema", {}))

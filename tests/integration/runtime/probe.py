@@ -1,13 +1,13 @@
 """A tiny service built on the shared runtime, used to test the runtime itself.
 
 ``POST /aliases`` moves an alias (state + event in one transaction);
-``POST /aliases?fail=1`` writes both and then rolls back. The service also
+``POST /aliases?fail=1`` writes both and then rolls back; ``GET /boom`` is a bug (a 500). The service also
 consumes ``model-alias-changed`` and counts each event's effect.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
@@ -63,6 +63,12 @@ async def move_alias(
             return {"rolled_back": True, "event_id": event.id}
         await tx.commit()
     return {"seq": seq, "event_id": event.id}
+
+
+@router.get("/boom")
+async def boom(where: Annotated[Literal["route", "after-answer"], Query()] = "route") -> dict[str, Any]:
+    """A bug in a route: the runtime must answer a 500 problem and keep the connection."""
+    raise RuntimeError(f"a bug in the {where}")
 
 
 async def on_alias_changed(event: Event[AliasChanged], conn: asyncpg.Connection) -> None:

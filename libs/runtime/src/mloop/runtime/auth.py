@@ -79,6 +79,8 @@ def require_roles(*roles: str) -> Callable[[Request], Coroutine[Any, Any, Princi
         return principal
 
     dependency.__name__ = f"require_{'_'.join(r.replace('-', '_') for r in roles) or 'auth'}"
+    # Read by the OpenAPI generator: the route needs a bearer token (and these roles: 403 otherwise).
+    setattr(dependency, "mloop_roles", roles)  # noqa: B010
     return dependency
 
 

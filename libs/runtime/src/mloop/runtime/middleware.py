@@ -22,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["RequestGuard"]
 
 _WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+#: Methods that keep their own metrics label; any other (``PROBEX1``...) is counted as ``OTHER``,
+#: so made-up methods cannot add label values without limit.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: After this long, a write still marked in progress is taken to have died.
 IN_PROGRESS_TIMEOUT_S = 60.0
 MEDIA = b"application/problem+json"
@@ -48,6 +51,7 @@ class RequestGuard:
         settings = state.settings
         metrics = getattr(state, "metrics", None)
         method = scope["method"]
+        label = method if method in _KNOWN_METHODS else "OTHER"
         started = time.perf_counter()
         status_holder = {"status": 500}
 
@@ -65,8 +69,8 @@ class RequestGuard:
             if metrics is not None:
                 route = scope.get("route")
                 path = getattr(route, "path", "unmatched")
-                metrics.http_requests.labels(method=method, route=path, status=str(status_holder["status"])).inc()
-                metrics.http_latency.labels(method=method, route=path).observe(time.perf_counter() - started)
+                metrics.http_requests.labels(method=label, route=path, status=str(status_holder["status"])).inc()
+                metrics.http_latency.labels(method=label, route=path).observe(time.perf_counter() - started)
 
     async def _write(self, scope: Scope, receive: Receive, send: Send, settings: Any, state: Any) -> None:
         limit = int(settings.max_body_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
@@ -13,6 +14,8 @@ from mloop.runtime.problems import BadRequest
 __all__ = ["Page", "decode_cursor", "encode_cursor"]
 
 T = TypeVar("T")
+#: Cursor values end up as SQL parameters: keep integers inside bigint.
+_INT_RANGE = range(-(2**63), 2**63)
 
 
 class Page(BaseModel, Generic[T]):
@@ -25,18 +28,54 @@ def encode_cursor(values: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str | None) -> dict[str, Any] | None:
-    """The cursor's values, or None; a malformed token is a 400 naming ``page_token``."""
+def _malformed(why: str) -> BadRequest:
+    return BadRequest(
+        f"page_token is not a token this API issued ({why})",
+        errors=[{"field": "query.page_token", "message": f"malformed page token: {why}", "type": "value_error"}],
+    )
+
+
+def _typed(name: str, value: Any, kind: type) -> Any:
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool) and value in _INT_RANGE:
+            return value
+        raise _malformed(f"{name} is not an integer")
+    if kind is str:
+        if isinstance(value, str) and "\x00" not in value:
+            return value
+        raise _malformed(f"{name} is not a string")
+    if kind is datetime:
+        try:
+            parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise _malformed(f"{name} is not a timestamp with a time zone")
+        return parsed
+    raise TypeError(f"unsupported cursor field type {kind!r}")  # a programming error, not input
+
+
+def decode_cursor(token: str | None, **shape: type) -> dict[str, Any] | None:
+    """The cursor's values, or None when there is no token.
+
+    ``shape`` names each field the caller's tokens carry and its type (``int``,
+    ``str`` or ``datetime``; a ``datetime`` comes back parsed). A token that is
+    not base64 JSON, or whose object lacks a field or holds a value of the wrong
+    type, raises :class:`BadRequest` (400) naming ``page_token``, so a crafted
+    token never reaches a query.
+    """
     if not token:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         out = json.loads(raw)
-        if not isinstance(out, dict):
-            raise ValueError("not an object")
-        return out
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(
-            "page_token is not a token this API issued",
-            errors=[{"field": "query.page_token", "message": "malformed page token", "type": "value_error"}],
-        ) from exc
+        raise _malformed("not base64 JSON") from exc
+    if not isinstance(out, dict):
+        raise _malformed("not an object")
+    if not shape:
+        return out
+    missing = [k for k in shape if k not in out]
+    if missing:
+        raise _malformed(f"{', '.join(missing)} missing")
+    return {name: _typed(name, out[name], kind) for name, kind in shape.items()}

@@ -30,6 +30,7 @@ __all__ = [
     "Unauthorized",
     "UnprocessableEntity",
     "install_problem_handlers",
+    "internal_error_response",
     "problem_response",
     "unavailable_response",
 ]
@@ -163,24 +164,28 @@ def install_problem_handlers(app: FastAPI) -> None:
             slug="unstorable-value", instance=request.url.path,
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            500, "Internal Server Error", "an unexpected error occurred; it has been logged",
-            slug="internal", instance=request.url.path,
-        )
+    # No catch-all ``Exception`` handler here: Starlette answers with it and then
+    # re-raises, and uvicorn drops the keep-alive connection. Unexpected errors
+    # propagate to the service's outermost middleware, which answers without re-raising.
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         # The database is restarting or unreachable: not the caller's fault and not a
         # bug; the write did not happen, so the caller may simply retry.
         if not is_connection_error(exc):
-            return await _unexpected(request, exc)
+            raise exc
         log.warning("database unavailable on %s %s: %r", request.method, request.url.path, exc)
         return unavailable_response(request.url.path)
 
     for cls in (*CONNECTION_ERRORS, OSError):
         app.add_exception_handler(cls, _unavailable)
+
+
+def internal_error_response(instance: str | None = None) -> JSONResponse:
+    """500 ``internal``: a bug, logged by the caller; the detail gives nothing away."""
+    return problem_response(
+        500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+        slug="internal", instance=instance,
+    )
 
 
 def unavailable_response(instance: str | None = None) -> JSONResponse:

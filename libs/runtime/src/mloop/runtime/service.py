@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,8 +31,11 @@ from mloop.runtime.deadletter import DeadLetterPublisher
 from mloop.runtime.kafka import create_producer, start_with_retry
 from mloop.runtime.metrics import ServiceMetrics
 from mloop.runtime.middleware import RequestGuard
+from mloop.runtime.openapi import install_openapi
 from mloop.runtime.outbox import AfterPublish, OutboxRelay
-from mloop.runtime.problems import install_problem_handlers, unavailable_response
+from mloop.runtime.problems import install_problem_handlers, internal_error_response, unavailable_response
+from mloop.runtime.query import reject_unknown_query
+from mloop.runtime.server import server_config
 from mloop.runtime.settings import ServiceSettings
 from mloop.runtime.telemetry import setup_logging, setup_tracing
 
@@ -102,11 +105,15 @@ async def _supervise(name: str, fn: Callable[[], Awaitable[None]]) -> None:
             delay = min(delay * 2, 30.0)
 
 
-class _UnavailableGuard:
-    """Outermost HTTP middleware: a database outage met outside a route is a 503 too.
+class _ProblemGuard:
+    """Outermost HTTP middleware: no exception ever leaves the app.
 
-    Routes get their 503 from the problem handlers; this covers what runs around
-    them (the ``Idempotency-Key`` bookkeeping), whose errors would otherwise be 500s.
+    A database outage met outside a route (the ``Idempotency-Key`` bookkeeping)
+    is a 503, any other escaped exception a logged 500 problem document. Nothing
+    is re-raised: uvicorn closes the connection when an exception escapes after
+    the response started (without ``Connection: close``), so the client's next
+    request on that keep-alive connection would fail. Starlette's own catch-all
+    handler re-raises after answering, which is why the catch-all lives here.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -127,14 +134,24 @@ class _UnavailableGuard:
         try:
             await self.app(scope, receive, send_wrapped)
         except Exception as exc:
-            if not is_connection_error(exc):
-                raise
+            unavailable = is_connection_error(exc)
             if started:
                 # The caller has its answer; only bookkeeping after it failed.
-                log.warning("database unreachable after answering %s %s: %r", scope["method"], scope["path"], exc)
+                log.warning("error after answering %s %s: %r", scope["method"], scope["path"], exc,
+                            exc_info=not unavailable)
                 return
-            log.warning("database unavailable on %s %s: %r", scope["method"], scope["path"], exc)
-            await unavailable_response(scope["path"])(scope, receive, send)
+            if unavailable:
+                log.warning("database unavailable on %s %s: %r", scope["method"], scope["path"], exc)
+                await unavailable_response(scope["path"])(scope, receive, send)
+            else:
+                log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+                await internal_error_response(scope["path"])(scope, receive, send)
+
+
+_READINESS: dict[str, Any] = {
+    "type": "object", "required": ["status", "checks"],
+    "properties": {"status": {"type": "string", "enum": ["ready", "not-ready"]}, "checks": {"type": "object"}},
+}
 
 
 def create_service_app(
@@ -150,8 +167,13 @@ def create_service_app(
     on_startup: Callable[[ServiceContext], Awaitable[None]] | None = None,
     relay_after_publish: AfterPublish | None = None,
     version: str = "0.1.0",
+    lenient_query_prefixes: Sequence[str] = (),
 ) -> FastAPI:
-    """Build the service's app. Nothing connects until the app's lifespan starts."""
+    """Build the service's app. Nothing connects until the app's lifespan starts.
+
+    A query parameter a route does not declare is a 422, except under
+    ``lenient_query_prefixes`` (compatibility APIs whose clients send extras).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -218,12 +240,14 @@ def create_service_app(
             await pool.close()
             log.info("%s stopped", settings.service_name)
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)])
     app.state.settings = settings
+    app.state.lenient_query_prefixes = tuple(lenient_query_prefixes)
     app.state.metrics = ServiceMetrics(settings.service_name)
     install_problem_handlers(app)
     app.add_middleware(RequestGuard)
-    app.add_middleware(_UnavailableGuard)  # added last: wraps RequestGuard
+    app.add_middleware(_ProblemGuard)  # added last: wraps RequestGuard
     try:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -237,7 +261,10 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": settings.service_name}
 
-    @ops.get("/readyz", summary="Kafka and Postgres reachable, migrations applied")
+    @ops.get("/readyz", summary="Kafka and Postgres reachable, migrations applied",
+             responses={200: {"content": {"application/json": {"schema": _READINESS}}},
+                        503: {"description": "Not ready: the checks say what is missing",
+                              "content": {"application/json": {"schema": _READINESS}}}})
     async def readyz(request: Request) -> JSONResponse:
         ctx: ServiceContext | None = getattr(request.app.state, "ctx", None)
         checks: dict[str, Any] = {"migrations": bool(ctx and ctx.migrations_applied)}
@@ -268,12 +295,11 @@ def create_service_app(
     app.include_router(ops)
     for r in routers:
         app.include_router(r)
+    install_openapi(app)
     return app
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run ``app`` with uvicorn until SIGTERM/SIGINT."""
     setup_logging(settings.service_name, settings.log_level, settings.log_json)
-    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None,
-                            lifespan="on", access_log=False)
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, settings)).run()

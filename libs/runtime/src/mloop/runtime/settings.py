@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8100, ge=1, le=65535)
+    http_header_timeout_s: float = Field(10.0, gt=0, description="Close a connection whose request head is late")
+    http_keepalive_timeout_s: int = Field(5, ge=1, description="Close an idle keep-alive connection after this")
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",

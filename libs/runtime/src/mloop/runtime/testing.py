@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
 import httpx
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
 from mloop.contracts.envelope import Event, decode, encode, new_event
 from mloop.contracts.payloads import Payload
 from mloop.runtime.auth import issue_token
+from mloop.runtime.server import server_config
 from mloop.runtime.service import ServiceContext
 from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["EventCollector", "EventPublisher", "auth_headers", "running_app"]
+__all__ = ["EventCollector", "EventPublisher", "auth_headers", "running_app", "serving"]
 
 
 @contextlib.asynccontextmanager
@@ -31,6 +34,36 @@ async def running_app(app: FastAPI, *, wait_assigned: bool = True) -> AsyncItera
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, settings: ServiceSettings) -> AsyncIterator[str]:
+    """Run ``app`` in uvicorn, configured as ``serve`` does, on a free local port; yields the base URL.
+
+    For tests about the wire itself (keep-alive, timeouts, made-up methods) and
+    for clients that need a real server (contract testers).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(app, settings, sock=sock))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped while starting")
+            if loop.time() > deadline:
+                raise TimeoutError("the server did not start in 120 s")
+            await asyncio.sleep(0.05)
+        host, port = sock.getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+        sock.close()
 
 
 def auth_headers(settings: ServiceSettings, sub: str, *roles: str, **extra: str) -> dict[str, str]:

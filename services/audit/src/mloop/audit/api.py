@@ -33,7 +33,7 @@ from mloop.ledger.checkpoint import public_key_to_base64, public_key_to_pem, pub
 from mloop.ledger.merkle import verify_inclusion
 from mloop.runtime.deps import Ctx, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest, NotFound, UnprocessableEntity
+from mloop.runtime.problems import NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
@@ -86,13 +86,8 @@ def _record_out(row: asyncpg.Record) -> RecordOut:
 
 
 def _after(page_token: str | None) -> tuple[datetime, str] | None:
-    cursor = decode_cursor(page_token)
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(cursor["t"])), str(cursor["id"])
-    except (KeyError, ValueError) as exc:
-        raise BadRequest("page_token is not a token this API issued") from exc
+    cursor = decode_cursor(page_token, t=datetime, id=str)
+    return (cursor["t"], cursor["id"]) if cursor else None
 
 
 def _next_token(rows: list[asyncpg.Record], page_size: int) -> str | None:
@@ -208,7 +203,8 @@ class ConsistencyProofOut(BaseModel):
     path: list[str]
 
 
-@router.get("/proofs/consistency", summary="Proof that a chain of old_size rows is a prefix of new_size rows")
+@router.get("/proofs/consistency", summary="Proof that a chain of old_size rows is a prefix of new_size rows",
+            responses={404: {"description": "No such chain"}})
 async def consistency(
     pool: Pool,
     _: Viewer,
@@ -251,8 +247,8 @@ async def list_chains(pool: Pool, _: Viewer) -> list[ChainOut]:
 async def list_checkpoints(
     pool: Pool, _: Viewer, chain: str | None = None, page_token: str | None = None, page_size: PageSize = 100
 ) -> Page[CheckpointOut]:
-    cursor = decode_cursor(page_token)
-    after = (str(cursor["chain"]), int(cursor["size"])) if cursor else None
+    cursor = decode_cursor(page_token, chain=str, size=int)
+    after = (cursor["chain"], cursor["size"]) if cursor else None
     async with pool.acquire() as conn:
         found = await store.list_checkpoints(conn, chain, after=after, limit=page_size + 1)
     items = [_checkpoint_out(c, s) for c, s in found[:page_size]]

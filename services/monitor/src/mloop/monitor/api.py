@@ -194,12 +194,8 @@ async def drift_history(
     page_token: str | None = None,
     page_size: int = Query(50, ge=1, le=500),
 ) -> Page[DriftWindowOut]:
-    cursor = decode_cursor(page_token)
-    before = int(cursor["id"]) if cursor and isinstance(cursor.get("id"), int) else None
-    if cursor is not None and before is None:
-        raise BadRequest("page_token is not a token this API issued",
-                         errors=[{"field": "query.page_token", "message": "malformed page token",
-                                  "type": "value_error"}])
+    cursor = decode_cursor(page_token, id=int)
+    before = cursor["id"] if cursor else None
     rows = await pool.fetch(
         """SELECT id, version, signal, window_no, window_start, window_end, size, alarm, severity, evidence
            FROM window_results
@@ -362,9 +358,9 @@ async def predictions_in_range(
     if end <= start:
         raise BadRequest("end must be after start", errors=[{"field": "query.end", "message": "end <= start",
                                                              "type": "value_error"}])
-    cursor = decode_cursor(page_token)
-    after_ts = datetime.fromisoformat(cursor["ts"]) if cursor else None
-    after_id = str(cursor["rid"]) if cursor else ""
+    cursor = decode_cursor(page_token, ts=datetime, rid=str)
+    after_ts = cursor["ts"] if cursor else None
+    after_id = cursor["rid"] if cursor else ""
     rows = await pool.fetch(
         f"""SELECT {_PREDICTION_COLUMNS} FROM predictions
             WHERE model = $1 AND ts >= $2 AND ts < $3 AND ($4::text IS NULL OR version = $4)

@@ -111,16 +111,23 @@ _NO_PRIORITIES = np.empty(0)
 # --------------------------------------------------------------------------- configuration
 
 
+#: A sliding window is cut into at most this many panes: each row lands in every pane's window.
+MAX_PANES = 100
+_MAX_SECONDS = 30 * 86400.0
+
+
 class WindowSettings(BaseModel):
-    """How traffic is cut into windows."""
+    """How traffic is cut into windows (at most ``MAX_PANES`` panes per sliding window)."""
 
     mode: Literal["tumbling", "sliding"] = "tumbling"
     by: Literal["count", "time"] = "count"
     size: int = Field(2000, ge=10, le=1_000_000, description="Rows per window (by count)")
-    slide: int | None = Field(None, ge=1, description="Rows per step of a sliding window; divides size")
-    seconds: float = Field(3600.0, gt=0, description="Event-time span of a window (by time)")
-    slide_seconds: float | None = Field(None, gt=0, description="Step of a sliding time window; divides seconds")
-    min_rows: int = Field(100, ge=2, description="A time window with fewer rows is not evaluated")
+    slide: int | None = Field(None, ge=1, le=1_000_000,
+                              description="Rows per step of a sliding window; divides size")
+    seconds: float = Field(3600.0, gt=0, le=_MAX_SECONDS, description="Event-time span of a window (by time)")
+    slide_seconds: float | None = Field(None, gt=0, le=_MAX_SECONDS,
+                                        description="Step of a sliding time window; divides seconds")
+    min_rows: int = Field(100, ge=2, le=1_000_000, description="A time window with fewer rows is not evaluated")
 
     @model_validator(mode="after")
     def _slides_divide(self) -> WindowSettings:
@@ -129,11 +136,15 @@ class WindowSettings(BaseModel):
                 slide = self.slide or self.size // 4
                 if slide < 1 or self.size % slide:
                     raise ValueError("slide must divide size")
+                if self.size // slide > MAX_PANES:
+                    raise ValueError(f"slide must be at least size / {MAX_PANES}")
             else:
                 step = self.slide_seconds or self.seconds / 4
                 ratio = self.seconds / step
                 if abs(ratio - round(ratio)) > 1e-9:
                     raise ValueError("slide_seconds must divide seconds")
+                if ratio > MAX_PANES:
+                    raise ValueError(f"slide_seconds must be at least seconds / {MAX_PANES}")
         return self
 
     @property
@@ -166,7 +177,8 @@ class DriftSettings(BaseModel):
     min_missing: float = Field(0.01, ge=0, description="Effect floor: change of the missing share")
     min_psi: float = Field(0.02, ge=0, description="Effect floor of the psi and js methods")
     min_wasserstein: float = Field(0.1, ge=0)
-    small_window_rows: int = Field(0, ge=0, description="Below this many values numeric features use KS on "
+    small_window_rows: int = Field(0, ge=0, le=1_000_000,
+                                   description="Below this many values numeric features use KS on "
                                    "samples (0: never)")
     sample_size: int = Field(1000, ge=0, le=20_000, description="Values kept per numeric feature per window "
                              "for the sample tests (KS, Cramér-von Mises, Wasserstein)")
@@ -207,9 +219,10 @@ class QualitySettings(BaseModel):
 
 
 class PerformanceSettings(BaseModel):
-    window_labels: int = Field(200, ge=10, description="Joined labels per performance window")
+    window_labels: int = Field(200, ge=10, le=1_000_000, description="Joined labels per performance window")
     tolerance: float = Field(0.1, ge=0, description="Relative degradation of a registered metric that alarms")
-    label_horizon_s: float = Field(7 * 86400.0, gt=0, description="How late a label may arrive and still join")
+    label_horizon_s: float = Field(7 * 86400.0, gt=0, le=366 * 86400.0,
+                                   description="How late a label may arrive and still join")
     # Page-Hinkley works on the per-prediction loss (0/1 error, or absolute
     # error), rescaled to the spread of a 0/1 error at a 14% error rate when
     # its in-control spread is wider (``performance.loss_scale``). Calibrated
@@ -219,7 +232,8 @@ class PerformanceSettings(BaseModel):
     page_hinkley_delta: float = Field(0.025, ge=0, description="Tolerated increase of the loss (0/1 error, or "
                                       "absolute error rescaled to the spread of a 0/1 error)")
     page_hinkley_threshold: float = Field(20.0, gt=0, description="Alarm level of the cumulative increase")
-    page_hinkley_min_samples: int = Field(200, ge=1, description="Labels before the detector may alarm")
+    page_hinkley_min_samples: int = Field(200, ge=1, le=1_000_000_000,
+                                          description="Labels before the detector may alarm")
     # Regression errors can be heavy-tailed: one huge error would move a detector on the raw
     # absolute error as much as a real degradation. Capping them at a few in-control medians keeps
     # nearly all the information about a change of scale (a 20 % rise of the mean absolute error moves
@@ -245,7 +259,8 @@ class MonitorConfig(BaseModel):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
-    resolve_after_windows: int = Field(2, ge=1, description="Clean windows in a row that resolve an incident")
+    resolve_after_windows: int = Field(2, ge=1, le=1000,
+                                       description="Clean windows in a row that resolve an incident")
 
 
 # --------------------------------------------------------------------------- inputs and outputs

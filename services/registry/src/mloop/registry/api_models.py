@@ -79,10 +79,10 @@ async def search_models(
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[ModelOut]:
     equal, present = parse_tags(tag)
-    cursor = decode_cursor(page_token)
+    cursor = decode_cursor(page_token, n=str)
     async with pool.acquire() as conn:
         rows = await store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
-                                         after=str(cursor["n"]) if cursor else None, limit=page_size + 1)
+                                         after=cursor["n"] if cursor else None, limit=page_size + 1)
         items = await reg.model_views(conn, rows[:page_size])
     token = encode_cursor({"n": rows[page_size - 1]["name"]}) if len(rows) > page_size else None
     return Page[ModelOut](items=items, next_page_token=token)

@@ -45,10 +45,10 @@ async def list_requests(
     page_token: Annotated[str | None, Query(examples=["eyJpZCI6IjAxOTMifQ"])] = None,
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[PromotionRequestOut]:
-    cursor = decode_cursor(page_token)
+    cursor = decode_cursor(page_token, id=str)
     async with pool.acquire() as conn:
         rows = await store.list_requests(conn, status=status, model=model,
-                                         after_id=str(cursor["id"]) if cursor else None, limit=page_size + 1)
+                                         after_id=cursor["id"] if cursor else None, limit=page_size + 1)
         items = await reg.request_views(conn, rows[:page_size])
     token = encode_cursor({"id": rows[page_size - 1]["id"]}) if len(rows) > page_size else None
     return Page[PromotionRequestOut](items=items, next_page_token=token)

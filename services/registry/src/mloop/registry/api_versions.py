@@ -33,7 +33,6 @@ from mloop.registry.schemas import (
 )
 from mloop.runtime.deps import Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest
 
 __all__ = ["router"]
 
@@ -71,11 +70,8 @@ PageSize = Annotated[int, Query(ge=1, le=500, examples=[50])]
 async def _search(
     pool: Pool, reg: Reg, f: store.VersionFilter, order: str, page_token: str | None, page_size: int
 ) -> Page[VersionOut]:
-    cursor = decode_cursor(page_token)
-    after = cursor.get("id") if cursor else None
-    if after is not None and not isinstance(after, int):
-        raise BadRequest("page_token is not a token this API issued",
-                         errors=[{"field": "query.page_token", "message": "malformed page token"}])
+    cursor = decode_cursor(page_token, id=int)
+    after = cursor["id"] if cursor else None
     async with pool.acquire() as conn:
         if f.model is not None and await store.get_model(conn, f.model) is None:
             raise ModelNotFound(f.model)
@@ -86,7 +82,8 @@ async def _search(
     return Page[VersionOut](items=items, next_page_token=token)
 
 
-@router.get("/versions", summary="Search versions across models")
+@router.get("/versions", summary="Search versions across models",
+            responses={404: {"description": "The model filter names no model"}})
 async def search_versions(
     pool: Pool, reg: Reg, _: Viewer,
     model: Annotated[str | None, Query(max_length=128, description="Exact model name", examples=["credit-risk"])]

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from mloop.registry import api
 from mloop.registry.handlers import build_handlers
 from mloop.registry.metrics import RegistryMetrics
+from mloop.registry.mlflow_api import PREFIX as MLFLOW_PREFIX
 from mloop.registry.service import Registry
 from mloop.registry.settings import RegistrySettings
 from mloop.runtime.consumer import Handler
@@ -39,6 +40,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         migrations="mloop.registry.migrations",
         routers=api.routers,
         handlers=handlers,
+        lenient_query_prefixes=[MLFLOW_PREFIX],  # MLflow clients send parameters we ignore (order_by)
     )
     registry = Registry(source=settings.source, metrics=RegistryMetrics(app.state.metrics.registry))
     app.state.registry = registry

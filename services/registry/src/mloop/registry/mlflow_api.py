@@ -83,7 +83,21 @@ __all__ = [
 ]
 
 PREFIX = "/api/2.0/mlflow"
-router = APIRouter(prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)])
+#: MLflow clients read ``{error_code, message}``; the OpenAPI document says so for the codes answered that way.
+_MLFLOW_ERROR: dict[str, Any] = {"application/json": {"schema": {
+    "type": "object", "required": ["error_code", "message"],
+    "properties": {"error_code": {"type": "string", "examples": ["RESOURCE_DOES_NOT_EXIST"]},
+                   "message": {"type": "string"}},
+}}}
+router = APIRouter(
+    prefix=PREFIX, tags=["mlflow"], dependencies=[Depends(reject_nul)],
+    responses={
+        400: {"description": "Invalid parameter or state (MLflow error)", "content": _MLFLOW_ERROR},
+        401: {"description": "Missing or invalid bearer token (MLflow error)", "content": _MLFLOW_ERROR},
+        403: {"description": "The token lacks the role a write needs (MLflow error)", "content": _MLFLOW_ERROR},
+        404: {"description": "No such model, version or alias (MLflow error)", "content": _MLFLOW_ERROR},
+    },
+)
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
@@ -508,7 +522,7 @@ def _page(max_results: int | None, default: int, most: int, page_token: str | No
     """``(limit, offset)`` of a search; :class:`MlflowError` for an invalid size or token."""
     if max_results is not None and not 1 <= max_results <= most:
         raise MlflowError(f"max_results must be between 1 and {most}")
-    cursor = decode_cursor(page_token) or {}
+    cursor = decode_cursor(page_token, offset=int) or {}
     offset = cursor.get("offset", 0)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise MlflowError("page_token is not a token this API issued")

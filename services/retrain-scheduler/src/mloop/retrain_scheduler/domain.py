@@ -170,6 +170,10 @@ class JobNotFound(RetrainSchedulerError):
 # --------------------------------------------------------------------------- policy
 
 
+#: Every duration of a policy is at most a year: a larger one overflows date arithmetic.
+MAX_SPAN = timedelta(days=366)
+
+
 class _PolicyPart(BaseModel):
     # A misspelt field in a policy is an error, not silently ignored.
     model_config = ConfigDict(extra="forbid")
@@ -263,9 +267,9 @@ class DispatchPolicy(_PolicyPart):
     """How hard to try the training webhook."""
 
     max_attempts: int = Field(default=5, ge=1, le=50)
-    backoff_initial: timedelta = Field(default=timedelta(seconds=2), ge=timedelta(0))
-    backoff_max: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
-    request_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    backoff_initial: timedelta = Field(default=timedelta(seconds=2), ge=timedelta(0), le=MAX_SPAN)
+    backoff_max: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0), le=MAX_SPAN)
+    request_timeout: timedelta = Field(default=timedelta(seconds=10), gt=timedelta(0), le=MAX_SPAN)
 
 
 class Webhook(_PolicyPart):
@@ -431,18 +435,18 @@ class RetrainPolicy(_PolicyPart):
     )
     consecutive_within: timedelta = Field(
         default=timedelta(days=1),
-        gt=timedelta(0),
+        gt=timedelta(0), le=MAX_SPAN,
         description="Signals older than this no longer count toward the streak.",
     )
     cooldown: timedelta = Field(
         default=timedelta(hours=6),
-        ge=timedelta(0),
+        ge=timedelta(0), le=MAX_SPAN,
         description="No new automatic job this long after the previous one was requested or ended.",
     )
     max_concurrent_jobs: int = Field(default=1, ge=1, le=100)
     data_window: timedelta = Field(
         default=timedelta(days=7),
-        gt=timedelta(0),
+        gt=timedelta(0), le=MAX_SPAN,
         description="Training data: this long up to the end of the window.",
     )
     post_signal_data: PostSignalData = Field(default_factory=PostSignalData)
@@ -451,8 +455,8 @@ class RetrainPolicy(_PolicyPart):
     require_confirmation: bool = False
     webhook: Webhook | None = None
     dispatch: DispatchPolicy = Field(default_factory=DispatchPolicy)
-    job_timeout: timedelta = Field(default=timedelta(hours=12), gt=timedelta(0))
-    cycle_time_sla: timedelta | None = Field(default=timedelta(days=3), gt=timedelta(0))
+    job_timeout: timedelta = Field(default=timedelta(hours=12), gt=timedelta(0), le=MAX_SPAN)
+    cycle_time_sla: timedelta | None = Field(default=timedelta(days=3), gt=timedelta(0), le=MAX_SPAN)
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON form carried by ``retrain-requested`` and stored with a job."""

@@ -131,7 +131,7 @@ class CreateRollout(BaseModel):
         description="The approved promotion request (as consumed from model-promoted) this rollout carries out; "
         "it must name this model and candidate and have no running or completed rollout",
         examples=["0193a5c4-7e1f-7a2b-9c3d-4e5f6a7b8c9d"])
-    baseline: str | None = Field(
+    baseline: VersionId | None = Field(
         default=None, description="The version to compare with; defaults to (and must be) the promotion's "
         "previous champion")
     plan: RolloutPlan | None = Field(default=None, description="Defaults to the model's plan")
@@ -171,8 +171,8 @@ async def list_rollouts(
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RolloutOut]:
-    cursor = decode_cursor(page_token)
-    before = (datetime.fromisoformat(cursor["c"]), str(cursor["i"])) if cursor else None
+    cursor = decode_cursor(page_token, c=datetime, i=str)
+    before = (cursor["c"], cursor["i"]) if cursor else None
     async with pool.acquire() as conn:
         rows = await store.list_rollouts(conn, model=model, phase=phase, before=before, limit=page_size + 1)
     more = len(rows) > page_size

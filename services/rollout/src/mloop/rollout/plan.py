@@ -22,12 +22,17 @@ and Argo Rollouts where they are good:
   Bonferroni over the gates' own ``alpha`` values), because each gate's
   always-valid test holds its own level over every look but several gates
   each spending their own level would add up.
+
+Every number is bounded (at most ``MAX_STEPS`` steps, durations up to
+``MAX_DURATION_S``, counts up to ``MAX_COUNT``, finite floats) and checked when
+the plan is parsed, before any steps are built: a plan is attacker-supplied
+input, and a step weight of ``1e-5`` would otherwise build 100,000 steps.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -50,11 +55,20 @@ Metric = Literal["error-rate", "latency-p50", "latency-p95", "latency-p99", "pre
 #: two-sided, the candidate must be proven better to pass (champion/challenger).
 SequentialMode = Literal["off", "guard", "decide"]
 
+#: At most this many traffic steps, however they are given.
+MAX_STEPS = 200
+#: The smallest ``step_weight``: ``MAX_STEPS`` steps reach full traffic.
+MIN_STEP_WEIGHT = 1.0 / MAX_STEPS
+#: Durations and timeouts: at most 30 days.
+MAX_DURATION_S = 30 * 24 * 3600.0
+#: Sample counts and thresholds: at most a billion.
+MAX_COUNT = 1_000_000_000
+
 _SEQUENTIAL_METRICS = {"error-rate", "accuracy", "latency-p50", "latency-p95", "latency-p99"}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ThresholdRange(_Strict):
@@ -101,7 +115,7 @@ class Gate(_Strict):
     sequential: SequentialMode = "off"
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     tau: float = Field(default=0.08, gt=0.0, le=3.0)
-    min_samples: int = Field(default=100, ge=1)
+    min_samples: int = Field(default=100, ge=1, le=MAX_COUNT)
     required: bool = True
 
     @model_validator(mode="after")
@@ -123,8 +137,8 @@ class Step(_Strict):
     """One traffic step; unset durations and samples fall back to the plan's."""
 
     weight: float = Field(gt=0.0, le=1.0)
-    min_duration_s: float | None = Field(default=None, ge=0.0)
-    min_samples: int | None = Field(default=None, ge=0)
+    min_duration_s: float | None = Field(default=None, ge=0.0, le=MAX_DURATION_S)
+    min_samples: int | None = Field(default=None, ge=0, le=MAX_COUNT)
 
 
 def default_gates(strategy: Strategy = "canary") -> list[Gate]:
@@ -156,19 +170,19 @@ class RolloutPlan(_Strict):
 
     strategy: Strategy = "canary"
     steps: list[Step] | None = Field(
-        default=None, description="Candidate weights (or step objects); defaults per strategy"
+        default=None, max_length=MAX_STEPS, description="Candidate weights (or step objects); defaults per strategy"
     )
-    step_weight: float | None = Field(default=None, gt=0.0, le=1.0)
+    step_weight: float | None = Field(default=None, ge=MIN_STEP_WEIGHT, le=1.0)
     max_weight: float | None = Field(default=None, gt=0.0, le=1.0)
-    step_min_duration_s: float = Field(default=300.0, ge=0.0)
-    step_min_samples: int = Field(default=1000, ge=0)
-    analysis_interval_s: float = Field(default=15.0, gt=0.0)
-    failure_threshold: int = Field(default=3, ge=1)
-    inconclusive_timeout_s: float = Field(default=900.0, gt=0.0)
-    progress_deadline_s: float = Field(default=1800.0, gt=0.0)
-    shadow_duration_s: float = Field(default=0.0, ge=0.0)
+    step_min_duration_s: float = Field(default=300.0, ge=0.0, le=MAX_DURATION_S)
+    step_min_samples: int = Field(default=1000, ge=0, le=MAX_COUNT)
+    analysis_interval_s: float = Field(default=15.0, ge=0.1, le=24 * 3600.0)
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+    inconclusive_timeout_s: float = Field(default=900.0, gt=0.0, le=MAX_DURATION_S)
+    progress_deadline_s: float = Field(default=1800.0, gt=0.0, le=MAX_DURATION_S)
+    shadow_duration_s: float = Field(default=0.0, ge=0.0, le=MAX_DURATION_S)
     shadow_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
-    promotion_hold_s: float = Field(default=0.0, ge=0.0)
+    promotion_hold_s: float = Field(default=0.0, ge=0.0, le=MAX_DURATION_S)
     alpha: float = Field(
         default=0.05,
         gt=0.0,
@@ -176,7 +190,7 @@ class RolloutPlan(_Strict):
         description="Family-wise chance that the sequential gates roll back a candidate no worse than its "
         "baseline; split over the sequential gates in proportion to their own alpha",
     )
-    gates: list[Gate] | None = None
+    gates: list[Gate] | None = Field(default=None, max_length=len(get_args(Metric)))
 
     @field_validator("steps", mode="before")
     @classmethod
