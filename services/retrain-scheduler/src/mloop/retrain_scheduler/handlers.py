@@ -7,7 +7,6 @@ change and its events in that same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -15,14 +14,15 @@ import asyncpg
 from mloop.contracts.envelope import Event
 from mloop.retrain_scheduler.domain import IllegalTransition, JobNotFound
 from mloop.retrain_scheduler.scheduler import Scheduler
-from mloop.runtime.consumer import Handler
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["build_handlers"]
+__all__ = ["build_router"]
 
 
-def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
-    """The handler of every topic the scheduler consumes."""
+def build_router(settings: ServiceSettings, scheduler: Scheduler) -> ServiceRouter:
+    """The scheduler's Kafka side: one inbox subscriber for every topic it consumes."""
 
     async def on_signal(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_signal(conn, event)
@@ -44,7 +44,8 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
             # dispatched: retrying cannot help; keep it visible instead.
             raise PermanentError(str(exc)) from exc
 
-    return {
+    router = ServiceRouter(settings)
+    router.inbox({
         "drift-detected": on_signal,
         "performance-degraded": on_signal,
         "data-quality-violated": on_signal,
@@ -53,4 +54,5 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
         "rollout-rolled-back": on_rollout_rolled_back,
         "retrain-completed": on_retrain_finished,
         "retrain-failed": on_retrain_finished,
-    }
+    })
+    return router
