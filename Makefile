@@ -55,8 +55,8 @@ test-integration: install
 test-e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-demo: up ## the main job: the whole loop on a real small model (SCENARIO=happy|rollback)
-	$(PY) -m mloop.demo --scenario $(SCENARIO) --size $(SIZE)
+demo: up ## the main job: the whole loop on a real small model (SCENARIO=happy|rollback, SETTLE=seconds)
+	$(PY) -m mloop.demo --scenario $(SCENARIO) --size $(SIZE) $(if $(SETTLE),--settle $(SETTLE))
 
 bench: install ## every benchmark; JSON in bench-results/, a table on stdout
 	$(PY) bench/run.py

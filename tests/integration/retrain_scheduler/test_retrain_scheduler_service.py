@@ -40,6 +40,9 @@ FAST_DISPATCH = {
     "backoff_max": "PT0.3S",
     "request_timeout": "PT2S",
 }
+# These tests are about dispatch: a drift-triggered job goes out at once
+# instead of waiting for post-signal data (test_retrain_convergence covers that).
+NO_DATA_WAIT = {"post_signal_data": {"enabled": False}}
 OUR_TOPICS = ["retrain-requested", "retrain-job-changed", "retrain-failed", "cycle-time-recorded", "retrain-completed"]
 
 
@@ -96,7 +99,7 @@ async def jobs_of(client: httpx.AsyncClient, headers: dict[str, str], model: str
 async def set_webhook(client: httpx.AsyncClient, headers: dict[str, str], model: str, url: str) -> None:
     r = await client.put(
         f"/models/{model}/policy",
-        json={"webhook": {"url": url, "secret_ref": "trainer"}, "dispatch": FAST_DISPATCH},
+        json={"webhook": {"url": url, "secret_ref": "trainer"}, "dispatch": FAST_DISPATCH, **NO_DATA_WAIT},
         headers=headers,
     )
     assert r.status_code == 200, r.text
@@ -290,6 +293,8 @@ async def test_signal_to_rollout_records_a_queryable_cycle_time(infra: Any) -> N
         Kafka(infra) as kafka,
         EventCollector(infra.bootstrap_servers, infra.topic_prefix, OUR_TOPICS) as seen,
     ):
+        r = await client.put("/models/credit-risk/policy", json=NO_DATA_WAIT, headers=op)
+        assert r.status_code == 200, r.text
         t0 = datetime.now(UTC)
         await kafka.send("drift-detected", drift("credit-risk"), source="monitor", at=t0)
         (job,) = await eventually(lambda: jobs_of(client, op, "credit-risk"))
@@ -552,7 +557,7 @@ async def test_a_job_created_in_quiet_hours_is_dispatched_when_they_end(infra: A
     async with running_app(create_app(settings, clock=clock)) as client, Kafka(infra) as kafka:
         r = await client.put(
             "/models/nightly/policy",
-            json={"quiet_hours": [{"start": "22:00", "end": "06:00", "timezone": "UTC"}]},
+            json={"quiet_hours": [{"start": "22:00", "end": "06:00", "timezone": "UTC"}], **NO_DATA_WAIT},
             headers=op,
         )
         assert r.status_code == 200

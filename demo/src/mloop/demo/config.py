@@ -26,7 +26,8 @@ class SizeProfile:
     initial_rows: int  # training rows of the first champion
     monitor_window: int  # predictions per drift window
     warmup_s: float  # clean traffic before the drift
-    retrain_window_s: float  # data window of a retraining job
+    retrain_window_s: float  # longest a retraining job waits for post-signal data
+    post_signal_rows: int  # predictions after the signal a retraining job waits for (its training set)
     shadow_s: float
     steps: tuple[float, ...]
     step_min_s: float
@@ -34,7 +35,7 @@ class SizeProfile:
     analysis_interval_s: float
     min_train_rows: int
     deadline_s: float  # the loop must close within this, or the demo fails
-    settle_s: float  # serving after the rollout ended, to measure quality after
+    settle_s: float  # serving the drifted world after the rollout ended: the steady state
 
 
 SIZES: dict[str, SizeProfile] = {
@@ -45,6 +46,7 @@ SIZES: dict[str, SizeProfile] = {
         monitor_window=600,
         warmup_s=8.0,
         retrain_window_s=25.0,
+        post_signal_rows=800,
         shadow_s=6.0,
         steps=(0.25, 0.5),
         step_min_s=5.0,
@@ -52,7 +54,7 @@ SIZES: dict[str, SizeProfile] = {
         analysis_interval_s=2.0,
         min_train_rows=600,
         deadline_s=240.0,
-        settle_s=6.0,
+        settle_s=10.0,
     ),
     "default": SizeProfile(
         rate=200.0,
@@ -61,6 +63,7 @@ SIZES: dict[str, SizeProfile] = {
         monitor_window=2000,
         warmup_s=25.0,
         retrain_window_s=60.0,
+        post_signal_rows=4000,
         shadow_s=15.0,
         steps=(0.1, 0.25, 0.5),
         step_min_s=10.0,
@@ -68,7 +71,7 @@ SIZES: dict[str, SizeProfile] = {
         analysis_interval_s=3.0,
         min_train_rows=2000,
         deadline_s=600.0,
-        settle_s=15.0,
+        settle_s=30.0,
     ),
 }
 

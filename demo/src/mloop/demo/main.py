@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["small", "default"], default="default")
     parser.add_argument("--reports", type=Path, default=None, help="folder for the HTML report (default: reports/)")
     parser.add_argument("--no-live", action="store_true", help="print the timeline line by line")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep serving the drifted world this long after the rollout ends (default: 30 s, 10 s at size small)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 work_root=repo / ".local" / "demo",
                 console=console,
                 live=console.is_terminal and not args.no_live,
+                settle_s=args.settle,
             )
         )
     except DemoFailed as exc:

@@ -59,7 +59,15 @@ def build_report(result: DemoResult) -> dict[str, Any]:
     rollout_s = next((s["seconds"] for s in steps if s["name"] == "rollout"), None)
     observation = configured_obs if result.outcome == "completed" else float(rollout_s or 0.0)
     observation = min(observation, float(rollout_s or observation))
-    overhead = _r(cycle - training_s - observation, 3) if cycle is not None else None
+    # A job that waits for post-signal data waits by policy, like an observation window.
+    wait = (result.job or {}).get("data_wait") or {}
+    waited = wait.get("ended_at") is not None
+    data_wait_s = 0.0
+    if waited:
+        data_wait_s = (datetime.fromisoformat(wait["ended_at"]) - datetime.fromisoformat(wait["since"])).total_seconds()
+        data_wait_s = max(0.0, data_wait_s)
+    overhead = _r(cycle - data_wait_s - training_s - observation, 3) if cycle is not None else None
+    job = result.job or {}
 
     drift = result.drift_event
     features = []
@@ -129,6 +137,7 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             "training_seconds": _r(training_s, 3),
             "fit_seconds": trained.get("train_seconds"),
             "observation_seconds": _r(observation, 3),
+            "data_wait_seconds": _r(data_wait_s, 3),
             "platform_overhead_seconds": overhead,
             "scheduler_recorded": {
                 "cycle_seconds": _r(cycle_event.cycle_seconds, 3),
@@ -168,7 +177,18 @@ def build_report(result: DemoResult) -> dict[str, Any]:
                 **({str(trained["version"]): trained.get("metrics")} if trained else {}),
             },
         },
-        "training": {"job": trained, "lineage_dataset_sha256": trained.get("dataset_sha256")},
+        "training": {
+            "job": trained,
+            "lineage_dataset_sha256": trained.get("dataset_sha256"),
+            "scheduler_job": {
+                "id": job.get("id"),
+                "trigger": job.get("trigger"),
+                "first_signal_at": job.get("first_signal_at"),
+                "data_window": job.get("data_window"),
+                "data_wait": wait or None,
+            },
+        },
+        "steady_state": result.steady,
         "audit": {k: v for k, v in result.audit.items() if k != "live"}
         | {
             "live_ok": (result.audit.get("live") or {}).get("ok"),
@@ -210,10 +230,18 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(t)
     console.print(
         f"drift injected -> detected: {cyc['detection_seconds']}s;  training job: "
-        f"{cyc['training_seconds']}s (fit {cyc['fit_seconds']}s);  configured observation: "
+        f"{cyc['training_seconds']}s (fit {cyc['fit_seconds']}s);  post-signal data wait: "
+        f"{cyc['data_wait_seconds']}s;  configured observation: "
         f"{cyc['observation_seconds']}s;  [bold]platform overhead: {cyc['platform_overhead_seconds']}s"
         f"[/bold]"
     )
+    sj = report["training"]["scheduler_job"]
+    if sj.get("data_wait"):
+        w, window = sj["data_wait"], sj["data_window"] or {}
+        console.print(
+            f"training window {window.get('start')} .. {window.get('end')}: waited for {w.get('rows')} "
+            f"post-signal rows (policy {w.get('min_rows')}, {w.get('outcome')})"
+        )
     if cyc.get("scheduler_recorded"):
         sr = cyc["scheduler_recorded"]
         console.print(
@@ -268,6 +296,29 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         for v, c in live.items():
             lq.add_row(f"v{v}", str(c["requests"]), str(c["shadow"]), str(c["errors"]), str(c["accuracy"]))
         console.print(lq)
+    steady = report.get("steady_state") or {}
+    if steady:
+        st = Table(title=f"steady state: {steady['settle_seconds']:g}s of drifted traffic after the rollout ended")
+        for c in (
+            "champion",
+            "drift signals (champion)",
+            "drift signals (any version)",
+            "performance signals",
+            "retrain jobs",
+            "retrain-requested",
+        ):
+            st.add_column(c, justify="right")
+        st.add_row(
+            f"v{steady['champion']}",
+            str(steady["drift_signals_champion"]),
+            str(steady["drift_signals"]),
+            str(steady["performance_signals"]),
+            str(steady["retrain_jobs"]),
+            str(steady["retrain_requested"]),
+        )
+        console.print(st)
+        for sig in steady.get("signals", []):
+            console.print(f"  +{sig['t']}s {sig['topic']}: {sig['detail']}")
     au = report["audit"]
     console.print(
         f"audit: [bold]{'verified' if au.get('ok') else 'NOT verified'}[/bold] - "
@@ -424,6 +475,29 @@ def _traffic_series(traffic: list[dict[str, Any]]) -> tuple[dict[str, list[tuple
     return series, drift_at
 
 
+def _steady_html(steady: dict[str, Any], job: dict[str, Any]) -> str:
+    if not steady:
+        return "<p>No steady-state period (the rollout did not end).</p>"
+    quiet = steady["drift_signals_champion"] == 0 and steady["retrain_jobs"] == 0
+    wait = job.get("data_wait") or {}
+    window = job.get("data_window") or {}
+    trained_on = (
+        f"<p>The retrain job trained on {_esc(window.get('start'))} .. {_esc(window.get('end'))}: it waited for "
+        f"{_esc(wait.get('rows'))} predictions made after the first signal ({_esc(wait.get('outcome'))}) "
+        f"before asking for a window that holds them.</p>"
+        if wait
+        else ""
+    )
+    return (
+        f'{trained_on}<p class="outcome" style="border-color:{"#59a14f" if quiet else "#e15759"}">'
+        f"For {steady['settle_seconds']:g} s after the rollout ended the simulator kept serving the drifted "
+        f"world: v{_esc(steady['champion'])} raised <b>{steady['drift_signals_champion']}</b> drift signal(s) "
+        f"({steady['drift_signals']} for any version, {steady['performance_signals']} performance signal(s)); "
+        f"<b>{steady['retrain_jobs']}</b> retrain job(s) were created and {steady['retrain_requested']} "
+        f"requested.</p>" + _table(steady.get("signals", []), ["t", "topic", "detail"])
+    )
+
+
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
     body = "".join(
@@ -470,8 +544,9 @@ Generated {_esc(meta["generated_at"])}.</p>
 (or rolled-back) model: <b>{cyc["cycle_seconds"]} s</b>.
 Drift was detected {cyc["detection_seconds"]} s after it was injected. The training job took
 {cyc["training_seconds"]} s (fit {cyc["fit_seconds"]} s); the rollout's configured observation windows
-{cyc["observation_seconds"]} s; <b>platform overhead {cyc["platform_overhead_seconds"]} s</b>
-(cycle minus training minus observation).</p>
+{cyc["observation_seconds"]} s; the retrain job waited {cyc["data_wait_seconds"]} s for post-signal data
+(policy); <b>platform overhead {cyc["platform_overhead_seconds"]} s</b>
+(cycle minus data wait minus training minus observation).</p>
 {svg_stacked_bar([(s["name"], float(s["seconds"] or 0)) for s in cyc["steps"]])}
 {_table(cyc["steps"], ["name", "seconds", "share"])}
 <p>Recorded by the retrain scheduler: {_esc(json.dumps(cyc.get("scheduler_recorded")))}</p>
@@ -502,6 +577,9 @@ effect-size floor).</p>
 {_table(offline_rows, ["version", "applicants", "auc", "log_loss", "accuracy", "brier", "error_rate"])}
 <p>Metrics registered with each version (holdout of its training window):
 {_esc(json.dumps(report["quality"]["registered_metrics"]))}</p>
+
+<h2>Steady state</h2>
+{_steady_html(report.get("steady_state") or {}, report["training"]["scheduler_job"])}
 
 <h2>Audit verification</h2>
 <p class="outcome" style="border-color:{"#59a14f" if au.get("ok") else "#e15759"}">

@@ -40,10 +40,13 @@ __all__ = ["load_window", "main"]
 log = logging.getLogger("mloop.demo.trainer")
 
 
-def load_window(path: Path, start: datetime, end: datetime) -> tuple[dict[str, Any], np.ndarray[Any, Any]]:
-    """The labelled requests observed in [start, end): feature columns and labels."""
+def load_window(
+    path: Path, start: datetime, end: datetime
+) -> tuple[dict[str, Any], np.ndarray[Any, Any], list[datetime]]:
+    """The labelled requests observed in [start, end): feature columns, labels and request times."""
     rows: list[dict[str, Any]] = []
     labels: list[int] = []
+    times: list[datetime] = []
     with contextlib.suppress(FileNotFoundError), path.open(encoding="utf-8") as fh:
         for line in fh:
             try:
@@ -54,6 +57,7 @@ def load_window(path: Path, start: datetime, end: datetime) -> tuple[dict[str, A
             if start <= at < end:
                 rows.append(obs["features"])
                 labels.append(int(obs["label"]))
+                times.append(at)
     columns = (
         {
             f: np.asarray([r.get(f) for r in rows], dtype=object if isinstance(rows[0].get(f), str) else float)
@@ -62,7 +66,7 @@ def load_window(path: Path, start: datetime, end: datetime) -> tuple[dict[str, A
         if rows
         else {}
     )
-    return columns, np.asarray(labels, dtype=np.int64)
+    return columns, np.asarray(labels, dtype=np.int64), times
 
 
 class Trainer:
@@ -103,7 +107,9 @@ class Trainer:
         wait = (end - datetime.now(UTC)).total_seconds() + cfg.profile.label_delay_s + 1.0
         if wait > 0:
             await asyncio.sleep(min(wait, 60.0))
-        columns, labels = await asyncio.to_thread(load_window, cfg.paths.observations, job.data_window.start, end)
+        columns, labels, times = await asyncio.to_thread(
+            load_window, cfg.paths.observations, job.data_window.start, end
+        )
         try:
             if labels.size < cfg.profile.min_train_rows:
                 raise RuntimeError(
@@ -135,6 +141,10 @@ class Trainer:
             job_id=job.job_id,
             version=trained.version,
             rows=trained.rows,
+            window_start=job.data_window.start,
+            window_end=end,
+            first_row_at=min(times),
+            last_row_at=max(times),
             train_seconds=round(trained.train_seconds, 3),
             metrics=trained.metrics,
             validation_passed=trained.validation_passed,

@@ -77,6 +77,8 @@ class TopicSpec:
 
 _governance_rollout: tuple[ServiceName, ...] = ("registry", "retrain-scheduler", "audit")
 _audit_only: tuple[ServiceName, ...] = ("audit",)
+# The scheduler learns which version is a shadow or canary candidate from rollout-started.
+_rollout_started: tuple[ServiceName, ...] = ("retrain-scheduler", "audit")
 
 _SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -86,7 +88,7 @@ _SPECS: tuple[TopicSpec, ...] = (
         partitions=12,
         retention_ms=7 * _DAY_MS,
         producers=("serving systems",),
-        consumers=("monitor", "rollout"),
+        consumers=("monitor", "rollout", "retrain-scheduler"),
         audited=False,
         external=True,
         extra_config={"max.message.bytes": str(16 * 1024 * 1024)},
@@ -98,7 +100,7 @@ _SPECS: tuple[TopicSpec, ...] = (
         partitions=12,
         retention_ms=7 * _DAY_MS,
         producers=("serving systems", "labelers"),
-        consumers=("monitor", "rollout"),
+        consumers=("monitor", "rollout", "retrain-scheduler"),
         audited=False,
         external=True,
         extra_config={"max.message.bytes": str(16 * 1024 * 1024)},
@@ -194,7 +196,7 @@ _SPECS: tuple[TopicSpec, ...] = (
             consumers=consumers,
         )
         for what, payload, consumers in (
-            ("started", p.RolloutStarted, _audit_only),
+            ("started", p.RolloutStarted, _rollout_started),
             ("advanced", p.RolloutAdvanced, _audit_only),
             ("paused", p.RolloutPaused, _audit_only),
             ("resumed", p.RolloutResumed, _audit_only),

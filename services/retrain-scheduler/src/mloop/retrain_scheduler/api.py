@@ -432,10 +432,14 @@ class SignalView(BaseModel):
     severity: str
     at: datetime
     received_at: datetime
-    decision: str = Field(description="created, deferred, counted or ignored")
+    decision: str = Field(description="created, deferred, counted, joined (a job in flight) or ignored")
     reason: str
     pending: bool = Field(description="Counts toward the current streak")
     job_id: str | None
+    version: str | None = Field(default=None, description="The version the signal is about")
+    subjects: list[str] = Field(
+        default_factory=list, description="What it is about: drifted features, metric, violation kinds"
+    )
 
 
 @router.get("/signals", tags=["jobs"], summary="Monitoring signals and what the policy made of them")

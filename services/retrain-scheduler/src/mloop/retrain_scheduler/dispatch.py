@@ -160,6 +160,8 @@ class WebhookDispatcher:
         """One round: release, time out, give up on the exhausted, start due attempts."""
         async with self._pool.acquire() as conn:
             async with conn.transaction():
+                await self._scheduler.end_overdue_waits(conn)
+            async with conn.transaction():
                 await self._scheduler.release_due(conn)
             async with conn.transaction():
                 await self._scheduler.time_out_overdue(conn)

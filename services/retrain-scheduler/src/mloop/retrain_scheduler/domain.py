@@ -70,33 +70,44 @@ __all__ = [
     "DeferJob",
     "DispatchPolicy",
     "DriftTrigger",
+    "DataWait",
+    "DataWaitOutcome",
     "IgnoreSignal",
     "IllegalTransition",
+    "InFlight",
     "Job",
     "JobLimitReached",
     "JobNotFound",
     "JobPlan",
     "JobState",
+    "JoinJob",
     "ModelState",
     "PendingSignal",
     "PerformanceTrigger",
+    "PostSignalData",
     "QualityTrigger",
     "QuietHours",
     "RetrainPolicy",
     "RetrainSchedulerError",
+    "RolloutRecord",
     "Signal",
+    "StormGuard",
     "Triggers",
     "Webhook",
     "backoff_delay",
     "check_transition",
     "decide",
     "effective_policy",
+    "final_window",
+    "in_flight",
     "is_timed_out",
     "measure_cycle",
     "new_job",
+    "not_serving",
     "percentile",
     "plan_manual",
     "quiet_until",
+    "start_data_wait",
     "summarise_cycles",
 ]
 
@@ -268,6 +279,149 @@ class Webhook(_PolicyPart):
     )
 
 
+class PostSignalData(_PolicyPart):
+    """Wait for data from after the signal before asking for a training window.
+
+    A window that ends at the signal holds mostly the world before the change
+    the signal is about: a model trained on it is flagged again as soon as it
+    serves. The job waits until ``min_rows`` predictions and
+    ``min_labelled_rows`` labels of predictions made at or after the first
+    signal have arrived (or ``max_wait`` has passed), then asks for a window
+    that ends then.
+    """
+
+    enabled: bool = True
+    triggers: list[SignalKind] = Field(
+        default_factory=lambda: list[SignalKind](["drift-detected"]),
+        description="Signal kinds whose jobs wait; other jobs are requested at once.",
+    )
+    min_rows: int = Field(default=5000, ge=0, description="Predictions logged at or after the signal.")
+    min_labelled_rows: int = Field(
+        default=0, ge=0, description="Of those, how many must have their label (ground truth) too."
+    )
+    max_wait: timedelta = Field(
+        default=timedelta(hours=24),
+        gt=timedelta(0),
+        description="Ask for the window after this long even with less data.",
+    )
+    window_start: Literal["data-window", "signal"] = Field(
+        default="data-window",
+        description="'data-window': the window is `data_window` long up to its end; "
+        "'signal': it starts at the first signal (only the new world).",
+    )
+
+
+class StormGuard(_PolicyPart):
+    """Keep the platform from retraining because of its own rollouts."""
+
+    ignore_not_serving: bool = Field(
+        default=True,
+        description="Signals about a version that serves no production traffic (a shadow or canary "
+        "candidate, a version not rolled out yet, replaced or rolled back) start no job.",
+    )
+    join: Literal["overlap", "subset", "off"] = Field(
+        default="overlap",
+        description="A signal joins the job in flight when its drifted features (metric, violation "
+        "kinds) share one with the job's ('overlap') or are all among them ('subset').",
+    )
+    until_rollout: bool = Field(
+        default=True,
+        description="A job stays in flight until the version it produced has finished its rollout.",
+    )
+    in_flight_max: timedelta = Field(
+        default=timedelta(days=3),
+        gt=timedelta(0),
+        description="A finished job whose version never finishes a rollout stops being in flight after this.",
+    )
+
+
+DataWaitOutcome = Literal["enough-data", "max-wait"]
+
+
+class DataWait(BaseModel):
+    """A job's wait for post-signal data, as recorded with the job.
+
+    Rows count when their prediction was made at or after ``since`` (the
+    first signal); labelled rows are those of them whose label arrived too.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    since: datetime
+    min_rows: int = Field(ge=0)
+    min_labelled_rows: int = Field(ge=0)
+    deadline: datetime
+    window_start: Literal["data-window", "signal"] = "data-window"
+    rows: int = Field(default=0, ge=0)
+    labelled_rows: int = Field(default=0, ge=0)
+    ended_at: datetime | None = None
+    outcome: DataWaitOutcome | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.outcome is None
+
+    @property
+    def enough(self) -> bool:
+        return self.rows >= self.min_rows and self.labelled_rows >= self.min_labelled_rows
+
+    @property
+    def wants_labels(self) -> bool:
+        return self.min_labelled_rows > 0
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the job waited (None while it still does)."""
+        if self.ended_at is None:
+            return None
+        return max((_utc(self.ended_at) - _utc(self.since)).total_seconds(), 0.0)
+
+    def counted(self, rows: int, labelled_rows: int) -> DataWait:
+        """With ``rows`` more post-signal predictions and ``labelled_rows`` more of their labels."""
+        return self.model_copy(
+            update={"rows": self.rows + max(rows, 0), "labelled_rows": self.labelled_rows + max(labelled_rows, 0)}
+        )
+
+    def due(self, now: datetime) -> DataWaitOutcome | None:
+        """Why the wait ends at ``now``, or None while it goes on."""
+        if not self.waiting:
+            return None
+        if self.enough:
+            return "enough-data"
+        if _utc(now) >= _utc(self.deadline):
+            return "max-wait"
+        return None
+
+    def ended(self, at: datetime, outcome: DataWaitOutcome) -> DataWait:
+        return self.model_copy(update={"ended_at": _utc(at), "outcome": outcome})
+
+
+def start_data_wait(policy: RetrainPolicy, trigger: str, since: datetime) -> DataWait | None:
+    """The wait a job triggered by ``trigger`` at ``since`` starts with, or None (no wait)."""
+    rule = policy.post_signal_data
+    if not rule.enabled or trigger not in rule.triggers:
+        return None
+    if rule.min_rows == 0 and rule.min_labelled_rows == 0:
+        return None
+    since = _utc(since)
+    return DataWait(
+        since=since,
+        min_rows=max(rule.min_rows, rule.min_labelled_rows),
+        min_labelled_rows=rule.min_labelled_rows,
+        deadline=since + rule.max_wait,
+        window_start=rule.window_start,
+    )
+
+
+def final_window(policy: RetrainPolicy, wait: DataWait, end: datetime) -> DataWindow:
+    """The training window of a job whose wait ended at ``end``: it holds every post-signal row counted."""
+    end = _utc(end)
+    start = end - policy.data_window
+    if wait.window_start == "signal":
+        start = _utc(wait.since)
+    return DataWindow(start=min(start, _utc(wait.since)), end=end)
+
+
 class RetrainPolicy(_PolicyPart):
     """Everything that decides whether, when and how a model is retrained."""
 
@@ -289,8 +443,10 @@ class RetrainPolicy(_PolicyPart):
     data_window: timedelta = Field(
         default=timedelta(days=7),
         gt=timedelta(0),
-        description="Training data: this long up to the signal.",
+        description="Training data: this long up to the end of the window.",
     )
+    post_signal_data: PostSignalData = Field(default_factory=PostSignalData)
+    storm_guard: StormGuard = Field(default_factory=StormGuard)
     quiet_hours: list[QuietHours] = Field(default_factory=list)
     require_confirmation: bool = False
     webhook: Webhook | None = None
@@ -363,6 +519,8 @@ class Signal:
     drift_kind: str | None = None
     metric: str | None = None
     quality_kinds: frozenset[str] = frozenset()
+    subjects: frozenset[str] = frozenset()
+    """What the signal is about: drifted features, the degraded metric, violated kinds."""
 
     @classmethod
     def from_payload(
@@ -380,6 +538,7 @@ class Signal:
                 _utc(at),
                 version=payload.version,
                 drift_kind=payload.kind,
+                subjects=frozenset(f.name for f in payload.features if f.drifted),
             )
         if isinstance(payload, PerformanceDegraded):
             return cls(
@@ -390,6 +549,7 @@ class Signal:
                 _utc(at),
                 version=payload.version,
                 metric=payload.metric,
+                subjects=frozenset({f"metric:{payload.metric}"}),
             )
         kinds = frozenset(v.kind for v in payload.violations if isinstance(v, QualityViolation))
         return cls(
@@ -400,6 +560,7 @@ class Signal:
             _utc(at),
             version=payload.version,
             quality_kinds=kinds,
+            subjects=frozenset(f"quality:{k}" for k in kinds),
         )
 
 
@@ -410,6 +571,63 @@ class PendingSignal:
     event_id: str
     kind: SignalKind
     at: datetime
+    subjects: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A job of the model that is still under way: active, or its version still rolling out."""
+
+    job_id: str
+    subjects: frozenset[str]
+    active: bool
+    produced_version: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """What the scheduler knows of one rollout, from ``rollout-*`` events."""
+
+    rollout_id: str
+    candidate: str
+    baseline: str | None
+    state: Literal["in-rollout", "completed", "rolled-back"]
+    at: datetime
+    """When it started, or when it finished once it has."""
+
+
+def not_serving(rollouts: Iterable[RolloutRecord], awaiting_rollout: Iterable[str] = ()) -> dict[str, str]:
+    """The versions known to serve no production traffic, each with the reason.
+
+    * the candidate of a rollout still under way (shadow or canary);
+    * a version a retrain job produced that has not finished a rollout yet;
+    * once a rollout has completed, every other version a rollout involved
+      (replaced, or rolled back) — the latest completed candidate is the champion.
+
+    A version the scheduler has never seen in a rollout is not listed: without
+    evidence, a signal about it is taken at its word.
+    """
+    records = sorted(rollouts, key=lambda r: (_utc(r.at), r.rollout_id))
+    out: dict[str, str] = {}
+    champion: str | None = None
+    for r in records:
+        if r.state == "completed":
+            champion = r.candidate
+    if champion is not None:
+        for r in records:
+            for version in (r.candidate, r.baseline):
+                if version is not None and version != champion:
+                    out[version] = f"version {version} was replaced by champion {champion}"
+        for r in records:
+            if r.state == "rolled-back" and r.candidate != champion:
+                out[r.candidate] = f"version {r.candidate} was rolled back"
+    for version in awaiting_rollout:
+        if version != champion:
+            out[version] = f"version {version} has not finished a rollout"
+    for r in records:
+        if r.state == "in-rollout" and r.candidate != champion:
+            out[r.candidate] = f"version {r.candidate} is the candidate of rollout {r.rollout_id} (shadow or canary)"
+    return out
 
 
 @dataclass(frozen=True)
@@ -421,6 +639,9 @@ class ModelState:
     last_job_at: datetime | None = None
     """The later of the latest job's request time and its end (None: never retrained)."""
     pending: tuple[PendingSignal, ...] = ()
+    in_flight: tuple[InFlight, ...] = ()
+    not_serving: Mapping[str, str] = field(default_factory=dict)
+    """Versions known to serve no production traffic (see :func:`not_serving`)."""
 
 
 # --------------------------------------------------------------------------- decisions
@@ -438,6 +659,8 @@ class JobPlan:
     initial_state: JobState
     dispatch_not_before: datetime | None = None
     base_version: str | None = None
+    subjects: frozenset[str] = frozenset()
+    data_wait: DataWait | None = None
 
 
 @dataclass(frozen=True)
@@ -464,7 +687,19 @@ class CountSignal:
     kind: Literal["count"] = "count"
 
 
-IgnoreReason = Literal["trigger-disabled", "below-threshold", "not-matching", "max-concurrency", "cooldown"]
+@dataclass(frozen=True)
+class JoinJob:
+    """The signal is about what a job in flight already addresses: it joins that job."""
+
+    job_id: str
+    subjects: frozenset[str]
+    detail: str
+    kind: Literal["join"] = "join"
+
+
+IgnoreReason = Literal[
+    "trigger-disabled", "below-threshold", "not-matching", "not-serving", "max-concurrency", "cooldown"
+]
 
 
 @dataclass(frozen=True)
@@ -474,7 +709,7 @@ class IgnoreSignal:
     kind: Literal["ignore"] = "ignore"
 
 
-Decision: TypeAlias = CreateJob | DeferJob | CountSignal | IgnoreSignal
+Decision: TypeAlias = CreateJob | DeferJob | JoinJob | CountSignal | IgnoreSignal
 
 
 def _trigger_mismatch(policy: RetrainPolicy, signal: Signal) -> IgnoreSignal | None:
@@ -503,11 +738,20 @@ def _trigger_mismatch(policy: RetrainPolicy, signal: Signal) -> IgnoreSignal | N
     return None
 
 
-def _capacity_block(policy: RetrainPolicy, state: ModelState, now: datetime) -> IgnoreSignal | None:
-    if state.active_jobs >= policy.max_concurrent_jobs:
+def _capacity_block(
+    policy: RetrainPolicy, state: ModelState, now: datetime, *, in_flight: bool = False
+) -> IgnoreSignal | None:
+    busy = state.active_jobs
+    what = "active"
+    if in_flight and policy.storm_guard.until_rollout:
+        # A finished job whose version is still rolling out is still this
+        # model's retrain: another one now would train on the same world.
+        busy = max(busy, len(state.in_flight))
+        what = "in flight"
+    if busy >= policy.max_concurrent_jobs:
         return IgnoreSignal(
             "max-concurrency",
-            f"{state.active_jobs} job(s) already active for {state.model} (max {policy.max_concurrent_jobs})",
+            f"{busy} job(s) already {what} for {state.model} (max {policy.max_concurrent_jobs})",
         )
     return None
 
@@ -521,20 +765,41 @@ def _plan(
     window_end: datetime,
     now: datetime,
     base_version: str | None = None,
+    subjects: frozenset[str] = frozenset(),
 ) -> Decision:
     initial = JobState.AWAITING_CONFIRMATION if policy.require_confirmation else JobState.REQUESTED
     until = quiet_until(policy, now)
+    wait = start_data_wait(policy, trigger, first_at)
     plan = JobPlan(
         model=model,
         trigger=trigger,
         trigger_event_ids=event_ids,
         first_signal_at=first_at,
+        # While a job waits for post-signal data this is provisional: the
+        # window is fixed when the wait ends (see final_window).
         data_window=DataWindow(start=window_end - policy.data_window, end=window_end),
         initial_state=initial,
         dispatch_not_before=until,
         base_version=base_version,
+        subjects=subjects,
+        data_wait=wait,
     )
     return DeferJob(plan, until) if until is not None else CreateJob(plan)
+
+
+def _joins(policy: RetrainPolicy, state: ModelState, signal: Signal) -> JoinJob | None:
+    mode = policy.storm_guard.join
+    if mode == "off" or not signal.subjects:
+        return None
+    for job in state.in_flight:
+        common = signal.subjects & job.subjects
+        if (mode == "overlap" and common) or (mode == "subset" and signal.subjects <= job.subjects):
+            return JoinJob(
+                job.job_id,
+                signal.subjects,
+                f"joins job {job.job_id}: {', '.join(sorted(common))} already being retrained for",
+            )
+    return None
 
 
 def decide(policy: RetrainPolicy, state: ModelState, signal: Signal, now: datetime) -> Decision:
@@ -542,17 +807,28 @@ def decide(policy: RetrainPolicy, state: ModelState, signal: Signal, now: dateti
 
     Checks, in order: the signal triggers at all (kind enabled, severity at
     or above the threshold, matching drift kind / metric / violation kind);
-    the model has room for another job (``max_concurrent_jobs``); the
-    cooldown since the previous job has passed; the streak of triggering
-    signals within ``consecutive_within`` is long enough. Then it plans a
-    job, deferred past quiet hours when ``now`` falls in one. A signal that
+    the storm guard — a signal about a version that serves no production
+    traffic is ignored, and one about what a job in flight already addresses
+    joins that job; the model has room for another job
+    (``max_concurrent_jobs``, counting jobs whose version is still rolling
+    out); the cooldown since the previous job has passed; the streak of
+    triggering signals within ``consecutive_within`` is long enough. Then it
+    plans a job (waiting for post-signal data when the policy says so),
+    deferred past quiet hours when ``now`` falls in one. A signal that
     arrives while the model is blocked does not count toward a later streak.
     """
     now = _utc(now)
     mismatch = _trigger_mismatch(policy, signal)
     if mismatch is not None:
         return mismatch
-    blocked = _capacity_block(policy, state, now)
+    if policy.storm_guard.ignore_not_serving and signal.version is not None:
+        why = state.not_serving.get(signal.version)
+        if why is not None:
+            return IgnoreSignal("not-serving", why)
+    joined = _joins(policy, state, signal)
+    if joined is not None:
+        return joined
+    blocked = _capacity_block(policy, state, now, in_flight=True)
     if blocked is not None:
         return blocked
     if state.last_job_at is not None and policy.cooldown > timedelta(0):
@@ -564,7 +840,7 @@ def decide(policy: RetrainPolicy, state: ModelState, signal: Signal, now: dateti
         (p for p in state.pending if _utc(p.at) >= horizon and p.event_id != signal.event_id),
         key=lambda p: p.at,
     )
-    streak.append(PendingSignal(signal.event_id, signal.kind, signal.at))
+    streak.append(PendingSignal(signal.event_id, signal.kind, signal.at, signal.subjects))
     if len(streak) < policy.consecutive_signals:
         return CountSignal(len(streak), policy.consecutive_signals)
     return _plan(
@@ -576,6 +852,7 @@ def decide(policy: RetrainPolicy, state: ModelState, signal: Signal, now: dateti
         max(_utc(signal.at), _utc(streak[-1].at)),
         now,
         signal.version,
+        frozenset().union(*(p.subjects for p in streak)),
     )
 
 
@@ -672,6 +949,8 @@ class Job(BaseModel):
     attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    subjects: list[str] = Field(default_factory=list)
+    data_wait: DataWait | None = None
 
     @property
     def active(self) -> bool:
@@ -722,7 +1001,29 @@ def new_job(job_id: str, plan: JobPlan, policy: RetrainPolicy, *, requested_by: 
         updated_at=at,
         dispatch_not_before=plan.dispatch_not_before,
         base_version=plan.base_version,
+        subjects=sorted(plan.subjects),
+        data_wait=plan.data_wait,
     )
+
+
+def in_flight(
+    job: Job,
+    policy: RetrainPolicy,
+    rollout_finished: bool,
+    now: datetime,
+) -> bool:
+    """Whether ``job`` is still under way for the storm guard: active, or it
+    completed with a version that has not finished its rollout, for at most
+    ``storm_guard.in_flight_max`` after it ended (a version nobody promotes
+    must not block retraining forever)."""
+    if job.active:
+        return True
+    if job.state is not S.COMPLETED or job.produced_version is None:
+        return False
+    if not policy.storm_guard.until_rollout or rollout_finished:
+        return False
+    ended = job.finished_at or job.updated_at
+    return _utc(now) < _utc(ended) + policy.storm_guard.in_flight_max
 
 
 def is_timed_out(job: Job, timeout: timedelta, now: datetime) -> bool:

@@ -7,6 +7,7 @@ change and its events in that same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,9 @@ from mloop.runtime.errors import PermanentError
 from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["build_router"]
+__all__ = ["TRAFFIC_TOPICS", "build_router"]
+
+TRAFFIC_TOPICS = ["prediction-logged", "ground-truth-logged"]
 
 
 def build_router(settings: ServiceSettings, scheduler: Scheduler) -> ServiceRouter:
@@ -29,6 +32,9 @@ def build_router(settings: ServiceSettings, scheduler: Scheduler) -> ServiceRout
 
     async def on_model_registered(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_model_registered(conn, event)
+
+    async def on_rollout_started(event: Event[Any], conn: asyncpg.Connection) -> None:
+        await scheduler.on_rollout_started(conn, event)
 
     async def on_rollout_completed(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_rollout_finished(conn, event, "completed")
@@ -50,9 +56,18 @@ def build_router(settings: ServiceSettings, scheduler: Scheduler) -> ServiceRout
         "performance-degraded": on_signal,
         "data-quality-violated": on_signal,
         "model-registered": on_model_registered,
+        "rollout-started": on_rollout_started,
         "rollout-completed": on_rollout_completed,
         "rollout-rolled-back": on_rollout_rolled_back,
         "retrain-completed": on_retrain_finished,
         "retrain-failed": on_retrain_finished,
     })
+
+    async def on_traffic(events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
+        # Counted for the jobs that wait for post-signal data, and nothing else.
+        await scheduler.on_traffic(conn, events)
+
+    # Its own consumer group, offsets stored with the counts they feed: the scheduler
+    # counts the traffic itself (services never read each other's tables).
+    router.stored_offsets(TRAFFIC_TOPICS, on_traffic, group_suffix="-traffic")
     return router

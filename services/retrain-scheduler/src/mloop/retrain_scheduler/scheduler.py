@@ -10,7 +10,7 @@ decisions come from :mod:`mloop.retrain_scheduler.domain`, SQL from
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +23,10 @@ from mloop.contracts.payloads import (
     DataQualityViolated,
     DataWindow,
     DriftDetected,
+    GroundTruthLogged,
     ModelRegistered,
     PerformanceDegraded,
+    PredictionLogged,
     RetrainCompleted,
     RetrainFailed,
     RetrainJobChanged,
@@ -38,6 +40,7 @@ from mloop.retrain_scheduler.domain import (
     CountSignal,
     CreateJob,
     CycleOutcome,
+    DataWaitOutcome,
     Decision,
     DeferJob,
     IgnoreSignal,
@@ -46,11 +49,13 @@ from mloop.retrain_scheduler.domain import (
     JobNotFound,
     JobPlan,
     JobState,
+    JoinJob,
     RetrainPolicy,
     Signal,
     backoff_delay,
     decide,
     effective_policy,
+    final_window,
     measure_cycle,
     new_job,
     plan_manual,
@@ -130,10 +135,13 @@ class Scheduler:
         signal = Signal.from_payload(event.id, event.time, event.data)
         await store.lock_model(conn, signal.model)
         policy = await self.policy_for(conn, signal.model)
-        state = await store.model_state(conn, signal.model)
         now = self.clock()
+        state = await store.model_state(conn, signal.model, policy, now)
         decision = decide(policy, state, signal, now)
-        if isinstance(decision, IgnoreSignal):
+        if isinstance(decision, JoinJob):
+            await store.insert_signal(conn, signal, decision="joined", reason=decision.detail, job_id=decision.job_id)
+            await store.add_subjects(conn, decision.job_id, sorted(decision.subjects))
+        elif isinstance(decision, IgnoreSignal):
             await store.insert_signal(conn, signal, decision="ignored", reason=f"{decision.reason}: {decision.detail}")
         elif isinstance(decision, CountSignal):
             await store.insert_signal(
@@ -172,8 +180,8 @@ class Scheduler:
         """A manual job; raises :class:`JobLimitReached` when the model is at its limit."""
         await store.lock_model(conn, model)
         policy = await self.policy_for(conn, model)
-        state = await store.model_state(conn, model)
         now = self.clock()
+        state = await store.model_state(conn, model, policy, now)
         decision = plan_manual(policy, state, now, data_window=data_window)
         if not isinstance(decision, CreateJob | DeferJob):
             detail = decision.detail if isinstance(decision, IgnoreSignal) else decision.kind
@@ -200,7 +208,16 @@ class Scheduler:
             self.metrics.jobs_created.labels(trigger=job.trigger).inc()
         await store.insert_transition(conn, job, None, actor)
         await self._publish_change(conn, job, None, actor)
-        if job.state is JobState.REQUESTED and job.dispatch_not_before is None:
+        if job.data_wait is not None and job.data_wait.waiting:
+            log.info(
+                "job %s for %s waits for %d post-signal rows (%d labelled), at most until %s",
+                job.id,
+                job.model,
+                job.data_wait.min_rows,
+                job.data_wait.min_labelled_rows,
+                job.data_wait.deadline.isoformat(),
+            )
+        elif job.state is JobState.REQUESTED and job.dispatch_not_before is None:
             job = await self.release(conn, job, actor=SERVICE_ACTOR)
         return job
 
@@ -224,6 +241,8 @@ class Scheduler:
         if update:
             moved = moved.model_copy(update=update)
         await store.update_job(conn, moved, dispatch_body=dispatch_body, request_event_id=request_event_id)
+        if target in TERMINAL_STATES and moved.data_wait is not None and moved.data_wait.wants_labels:
+            await store.forget_requests(conn, moved.id)
         await store.insert_transition(conn, moved, previous, actor)
         await self._publish_change(conn, moved, previous, actor)
         if target in (JobState.FAILED, JobState.TIMED_OUT):
@@ -268,6 +287,16 @@ class Scheduler:
         job = await store.get_job(conn, job_id, for_update=True)
         now = self.clock()
         confirmed = {"confirmed_by": actor, "confirmed_at": now}
+        if job.state is JobState.AWAITING_CONFIRMATION and job.data_wait is not None and job.data_wait.waiting:
+            return await self.move(
+                conn,
+                job,
+                JobState.REQUESTED,
+                actor=actor,
+                at=now,
+                detail="confirmed; dispatch once the post-signal data has arrived",
+                update=confirmed,
+            )
         until = quiet_until(RetrainPolicy.model_validate(job.policy), now)
         if until is not None:
             return await self.move(
@@ -382,16 +411,123 @@ class Scheduler:
             await self._record_cycle(conn, job, _cycle_outcome(outcome[0]), outcome[1])
         return job
 
+    async def on_rollout_started(self, conn: asyncpg.Connection, event: Event[RolloutEvent]) -> None:
+        """``rollout-started``: its candidate serves no production traffic until the rollout completes."""
+        data = event.data
+        await store.record_rollout(
+            conn,
+            rollout_id=data.rollout_id,
+            model=data.model,
+            candidate=data.version,
+            baseline=data.baseline_version,
+            state="in-rollout",
+            at=event.time,
+        )
+
     async def on_rollout_finished(self, conn: asyncpg.Connection, event: Event[RolloutEvent], outcome: str) -> None:
         """``rollout-completed`` / ``rollout-rolled-back``: close the loop of the job
         that produced this version (if any and if it is known yet)."""
         data = event.data
+        await store.record_rollout(
+            conn,
+            rollout_id=data.rollout_id,
+            model=data.model,
+            candidate=data.version,
+            baseline=data.baseline_version,
+            state=outcome,
+            at=event.time,
+        )
         await store.insert_rollout_outcome(conn, data.model, data.version, outcome, data.rollout_id, event.time)
         job = await store.job_for_version(conn, data.model, data.version)
         if job is not None:
             await self._record_cycle(conn, job, _cycle_outcome(outcome), event.time)
 
+    # ------------------------------------------------------------------ post-signal data
+
+    async def on_traffic(
+        self, conn: asyncpg.Connection, events: Sequence[Event[PredictionLogged] | Event[GroundTruthLogged]]
+    ) -> int:
+        """Count predictions (and their labels) made since the signal of every job that waits
+        for them; end the wait of those that have enough. Returns how many waits ended."""
+        models = sorted({e.data.model for e in events})
+        waiting = await store.waiting_jobs(conn, models)
+        if not waiting:
+            return 0
+        by_model: dict[str, list[Job]] = {}
+        for job in waiting:
+            by_model.setdefault(job.model, []).append(job)
+        rows: dict[str, int] = {}
+        labels: dict[str, list[str]] = {}
+        for event in events:
+            jobs = by_model.get(event.data.model)
+            if not jobs:
+                continue
+            if isinstance(event.data, PredictionLogged):
+                for job in jobs:
+                    wait = job.data_wait
+                    assert wait is not None
+                    since = wait.since
+                    fresh = [r.request_id for r in event.data.records if _aware(r.timestamp) >= since]
+                    rows[job.id] = rows.get(job.id, 0) + len(fresh)
+                    if wait.wants_labels:
+                        await store.remember_requests(conn, job.id, fresh)
+            elif isinstance(event.data, GroundTruthLogged):
+                labels.setdefault(event.data.model, []).extend(r.request_id for r in event.data.records)
+        labelled: dict[str, int] = {}
+        for model, ids in labels.items():
+            wanting = [j.id for j in by_model[model] if j.data_wait is not None and j.data_wait.wants_labels]
+            labelled.update(await store.label_requests(conn, wanting, ids))
+        now = self.clock()
+        ended = 0
+        for job in waiting:
+            assert job.data_wait is not None
+            if not rows.get(job.id) and not labelled.get(job.id):
+                continue
+            wait = job.data_wait.counted(rows.get(job.id, 0), labelled.get(job.id, 0))
+            job = job.model_copy(update={"data_wait": wait})
+            outcome = wait.due(now)
+            if outcome is None:
+                await store.update_job(conn, job)
+                continue
+            await self.end_wait(conn, job, outcome, now)
+            ended += 1
+        return ended
+
+    async def end_wait(self, conn: asyncpg.Connection, job: Job, outcome: DataWaitOutcome, now: datetime) -> Job:
+        """The wait is over: fix the job's training window to hold the post-signal data,
+        and dispatch the job unless it still waits for confirmation or quiet hours."""
+        assert job.data_wait is not None
+        policy = RetrainPolicy.model_validate(job.policy)
+        wait = job.data_wait.ended(now, outcome)
+        window = final_window(policy, wait, now)
+        if wait.wants_labels:
+            await store.forget_requests(conn, job.id)
+        job = job.model_copy(update={"data_wait": wait, "data_window": window})
+        log.info(
+            "job %s for %s: %s after %.1fs (%d rows, %d labelled); window %s .. %s",
+            job.id,
+            job.model,
+            outcome,
+            wait.seconds or 0.0,
+            wait.rows,
+            wait.labelled_rows,
+            window.start.isoformat(),
+            window.end.isoformat(),
+        )
+        if job.state is JobState.REQUESTED and (job.dispatch_not_before is None or job.dispatch_not_before <= now):
+            return await self.release(conn, job, actor=SERVICE_ACTOR)
+        await store.update_job(conn, job)
+        return job
+
     # ------------------------------------------------------------------ dispatcher steps
+
+    async def end_overdue_waits(self, conn: asyncpg.Connection, limit: int = 100) -> int:
+        """Jobs that waited for post-signal data as long as their policy allows go ahead with what came."""
+        now = self.clock()
+        jobs = await store.overdue_data_waits(conn, now, limit)
+        for job in jobs:
+            await self.end_wait(conn, job, "max-wait", now)
+        return len(jobs)
 
     async def release_due(self, conn: asyncpg.Connection, limit: int = 100) -> int:
         """Dispatch requested jobs whose quiet period has ended."""
@@ -529,6 +665,10 @@ class Scheduler:
                 cycle.sla_seconds or 0,
                 cycle.job_id,
             )
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _cycle_outcome(rollout_outcome: str) -> CycleOutcome:

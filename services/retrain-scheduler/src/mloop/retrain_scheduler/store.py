@@ -15,13 +15,17 @@ from mloop.contracts.payloads import DataWindow
 from mloop.retrain_scheduler.domain import (
     ACTIVE_STATES,
     CycleTime,
+    InFlight,
     Job,
     JobNotFound,
     JobState,
     ModelState,
     PendingSignal,
     RetrainPolicy,
+    RolloutRecord,
     Signal,
+    in_flight,
+    not_serving,
 )
 
 __all__ = [
@@ -62,7 +66,7 @@ _JOB_COLUMNS = (
     "id, model, state, seq, trigger, trigger_event_ids, first_signal_at, data_window_start, "
     "data_window_end, policy, requested_by, requested_at, updated_at, dispatch_not_before, "
     "confirmed_by, confirmed_at, dispatched_at, running_at, finished_at, produced_version, "
-    "registered_at, detail, delivery, attempts, next_attempt_at, last_error, base_version"
+    "registered_at, detail, delivery, attempts, next_attempt_at, last_error, base_version, subjects, data_wait"
 )
 
 
@@ -150,7 +154,8 @@ async def policy_history(conn: asyncpg.Connection, model: str, *, after: int, li
 # --------------------------------------------------------------------------- signals
 
 
-async def model_state(conn: asyncpg.Connection, model: str) -> ModelState:
+async def model_state(conn: asyncpg.Connection, model: str, policy: RetrainPolicy, now: datetime) -> ModelState:
+    """What the policy needs to decide about ``model`` at ``now``."""
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE state = ANY($2::text[])) AS active, "
         "max(GREATEST(requested_at, finished_at)) AS last_job_at FROM jobs WHERE model = $1",
@@ -158,14 +163,44 @@ async def model_state(conn: asyncpg.Connection, model: str) -> ModelState:
         _ACTIVE,
     )
     pending = await conn.fetch(
-        "SELECT event_id, kind, at FROM signals WHERE model = $1 AND pending ORDER BY at, event_id",
+        "SELECT event_id, kind, at, subjects FROM signals WHERE model = $1 AND pending ORDER BY at, event_id",
+        model,
+    )
+    recent = await conn.fetch(
+        f"SELECT {_JOB_COLUMNS}, EXISTS (SELECT 1 FROM rollout_outcomes o WHERE o.model = jobs.model "
+        "AND o.version = jobs.produced_version) AS rollout_finished FROM jobs WHERE model = $1 "
+        "AND (state = ANY($2::text[]) OR (state = 'completed' AND produced_version IS NOT NULL "
+        "AND finished_at >= $3))",
+        model,
+        _ACTIVE,
+        now - policy.storm_guard.in_flight_max,
+    )
+    flying: list[InFlight] = []
+    for r in recent:
+        job = _job(r)
+        if in_flight(job, policy, bool(r["rollout_finished"]), now):
+            flying.append(InFlight(job.id, frozenset(job.subjects), job.active, job.produced_version))
+    rollouts = await conn.fetch(
+        "SELECT rollout_id, candidate, baseline, state, at FROM rollouts WHERE model = $1", model
+    )
+    unreleased = await conn.fetch(
+        "SELECT DISTINCT produced_version FROM jobs j WHERE model = $1 AND produced_version IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM rollout_outcomes o WHERE o.model = j.model "
+        "AND o.version = j.produced_version)",
         model,
     )
     return ModelState(
         model=model,
         active_jobs=int(row["active"]) if row else 0,
         last_job_at=row["last_job_at"] if row else None,
-        pending=tuple(PendingSignal(r["event_id"], r["kind"], r["at"]) for r in pending),
+        pending=tuple(
+            PendingSignal(r["event_id"], r["kind"], r["at"], frozenset(r["subjects"] or ())) for r in pending
+        ),
+        in_flight=tuple(flying),
+        not_serving=not_serving(
+            (RolloutRecord(r["rollout_id"], r["candidate"], r["baseline"], r["state"], r["at"]) for r in rollouts),
+            (r["produced_version"] for r in unreleased),
+        ),
     )
 
 
@@ -181,8 +216,8 @@ async def insert_signal(
     """Record a signal; False when it was already recorded."""
     status: str = await conn.execute(
         "INSERT INTO signals "
-        "(event_id, model, kind, severity, at, decision, reason, pending, job_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+        "(event_id, model, kind, severity, at, decision, reason, pending, job_id, version, subjects) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING",
         signal.event_id,
         signal.model,
         signal.kind,
@@ -192,8 +227,21 @@ async def insert_signal(
         reason,
         pending,
         job_id,
+        signal.version,
+        sorted(signal.subjects),
     )
     return status.endswith(" 1")
+
+
+async def add_subjects(conn: asyncpg.Connection, job_id: str, subjects: Sequence[str]) -> None:
+    """A joining signal's subjects become the job's too."""
+    await conn.execute(
+        "UPDATE jobs SET subjects = (SELECT coalesce(jsonb_agg(DISTINCT s ORDER BY s), '[]'::jsonb) "
+        "FROM (SELECT jsonb_array_elements_text(subjects) AS s UNION SELECT unnest($2::text[])) u) "
+        "WHERE id = $1",
+        job_id,
+        list(subjects),
+    )
 
 
 async def attach_signals(conn: asyncpg.Connection, event_ids: Sequence[str], job_id: str) -> None:
@@ -216,7 +264,7 @@ async def list_signals(
     return list(
         await conn.fetch(
             "SELECT event_id, model, kind, severity, at, received_at, decision, reason, pending, "
-            "job_id FROM signals WHERE ($1::text IS NULL OR model = $1) "
+            "job_id, version, subjects FROM signals WHERE ($1::text IS NULL OR model = $1) "
             "AND ($2::timestamptz IS NULL OR (received_at, event_id) < ($2, $3)) "
             "ORDER BY received_at DESC, event_id DESC LIMIT $4",
             model,
@@ -232,10 +280,20 @@ async def list_signals(
 
 async def insert_job(conn: asyncpg.Connection, job: Job) -> None:
     await conn.execute(
-        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-        "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+        f"INSERT INTO jobs ({_JOB_COLUMNS}, awaiting_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+        "$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, "
+        "$29, $30)",
         *_job_values(job),
+        _awaiting(job),
     )
+
+
+def _awaiting(job: Job) -> bool:
+    return job.data_wait is not None and job.data_wait.waiting and job.active
+
+
+def _wait_json(job: Job) -> dict[str, Any] | None:
+    return None if job.data_wait is None else job.data_wait.model_dump(mode="json")
 
 
 def _job_values(job: Job) -> list[Any]:
@@ -267,6 +325,8 @@ def _job_values(job: Job) -> list[Any]:
         job.next_attempt_at,
         job.last_error,
         job.base_version,
+        list(job.subjects),
+        _wait_json(job),
     ]
 
 
@@ -284,7 +344,8 @@ async def update_job(
         "finished_at = $10, produced_version = $11, registered_at = $12, detail = $13, "
         "delivery = $14, attempts = $15, next_attempt_at = $16, last_error = $17, "
         "dispatch_body = COALESCE($18, dispatch_body), "
-        "request_event_id = COALESCE($19, request_event_id) WHERE id = $1",
+        "request_event_id = COALESCE($19, request_event_id), data_window_start = $20, "
+        "data_window_end = $21, data_wait = $22, awaiting_data = $23 WHERE id = $1",
         job.id,
         job.state.value,
         job.seq,
@@ -304,6 +365,10 @@ async def update_job(
         job.last_error,
         dispatch_body,
         request_event_id,
+        job.data_window.start,
+        job.data_window.end,
+        _wait_json(job),
+        _awaiting(job),
     )
 
 
@@ -413,7 +478,7 @@ async def job_for_version(conn: asyncpg.Connection, model: str, version: str) ->
 async def due_releases(conn: asyncpg.Connection, now: datetime, limit: int) -> builtins.list[Job]:
     """Requested jobs whose quiet period is over, locked for this transaction."""
     rows = await conn.fetch(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'requested' "
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'requested' AND NOT awaiting_data "
         "AND (dispatch_not_before IS NULL OR dispatch_not_before <= $1) "
         "ORDER BY requested_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
@@ -606,3 +671,85 @@ async def cycles(
 async def cycle_models(conn: asyncpg.Connection) -> builtins.list[str]:
     rows = await conn.fetch("SELECT DISTINCT model FROM jobs ORDER BY model")
     return [r["model"] for r in rows]
+
+
+# --------------------------------------------------------------------------- post-signal data
+
+
+async def waiting_jobs(conn: asyncpg.Connection, models: Sequence[str]) -> builtins.list[Job]:
+    """Jobs of ``models`` that wait for post-signal data, locked for this transaction."""
+    rows = await conn.fetch(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE awaiting_data AND model = ANY($1::text[]) "
+        "ORDER BY requested_at FOR UPDATE",
+        list(models),
+    )
+    return [_job(r) for r in rows]
+
+
+async def overdue_data_waits(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> builtins.list[Job]:
+    """Waiting jobs whose maximum wait has passed, locked (skipping those another instance holds)."""
+    rows = await conn.fetch(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE awaiting_data "
+        "AND (data_wait->>'deadline')::timestamptz <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return [_job(r) for r in rows]
+
+
+async def remember_requests(conn: asyncpg.Connection, job_id: str, request_ids: Sequence[str]) -> None:
+    """Post-signal predictions of a job that waits for their labels."""
+    if request_ids:
+        await conn.execute(
+            "INSERT INTO awaited_requests (job_id, request_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+            job_id,
+            list(request_ids),
+        )
+
+
+async def label_requests(
+    conn: asyncpg.Connection, job_ids: Sequence[str], request_ids: Sequence[str]
+) -> dict[str, int]:
+    """Mark the awaited requests among ``request_ids`` labelled; how many became so, per job."""
+    if not job_ids or not request_ids:
+        return {}
+    rows = await conn.fetch(
+        "WITH hit AS (UPDATE awaited_requests SET labelled = true WHERE job_id = ANY($1::text[]) "
+        "AND request_id = ANY($2::text[]) AND NOT labelled RETURNING job_id) "
+        "SELECT job_id, count(*) AS n FROM hit GROUP BY job_id",
+        list(job_ids),
+        list(request_ids),
+    )
+    return {r["job_id"]: int(r["n"]) for r in rows}
+
+
+async def forget_requests(conn: asyncpg.Connection, job_id: str) -> None:
+    await conn.execute("DELETE FROM awaited_requests WHERE job_id = $1", job_id)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+async def record_rollout(
+    conn: asyncpg.Connection,
+    *,
+    rollout_id: str,
+    model: str,
+    candidate: str,
+    baseline: str | None,
+    state: str,
+    at: datetime,
+) -> None:
+    """Remember a rollout; an end (completed, rolled back) wins over a start whatever their order."""
+    await conn.execute(
+        "INSERT INTO rollouts (rollout_id, model, candidate, baseline, state, at) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (rollout_id) DO UPDATE SET state = EXCLUDED.state, at = EXCLUDED.at, "
+        "baseline = COALESCE(rollouts.baseline, EXCLUDED.baseline) "
+        "WHERE rollouts.state = 'in-rollout' AND EXCLUDED.state <> 'in-rollout'",
+        rollout_id,
+        model,
+        candidate,
+        baseline,
+        state,
+        at,
+    )

@@ -18,7 +18,7 @@ allowed in the current phase raises :class:`IllegalTransition` naming it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,12 +56,14 @@ __all__ = [
     "analyse",
     "check_deadline",
     "new_rollout",
+    "next_analysis_at",
     "pause",
     "promote_full",
     "promote_step",
     "resume",
     "retry",
     "routes_for",
+    "samples_reached",
     "start",
 ]
 
@@ -490,14 +492,53 @@ def check_deadline(r: Rollout, *, now: datetime, actor: str = "rollout") -> Tran
     return _roll_back(r, now, why, actor)
 
 
-def _readiness(r: Rollout, now: datetime) -> tuple[bool, str]:
+def _requirements(r: Rollout) -> tuple[float, int]:
+    """The current step's minimum duration (seconds) and candidate requests."""
     plan = r.plan
     if r.phase == "shadowing":
-        duration, samples = plan.shadow_duration_s, plan.step_min_samples
-    elif r.phase == "progressing":
-        duration, samples = plan.step_duration(r.step_index), plan.step_samples(r.step_index)
-    else:
-        duration, samples = plan.promotion_hold_s, 0
+        return plan.shadow_duration_s, plan.step_min_samples
+    if r.phase == "progressing":
+        return plan.step_duration(r.step_index), plan.step_samples(r.step_index)
+    return plan.promotion_hold_s, 0
+
+
+def next_analysis_at(r: Rollout, now: datetime) -> datetime | None:
+    """When to analyse ``r`` next: one analysis interval after ``now``, or sooner,
+    at the very moment its current step has lasted its minimum duration — a step
+    advances when it is due, not at the next tick. None for a rollout that is
+    not active (paused, finished)."""
+    if not r.active:
+        return None
+    regular = now + timedelta(seconds=r.plan.analysis_interval_s)
+    duration, _ = _requirements(r)
+    began = r.phase_started_at or r.created_at
+    due = began + timedelta(seconds=duration)
+    # Only a step that has not been analysed since it became due is brought
+    # forward (a step past its duration waiting for gates keeps the interval).
+    # The analysis that opened the step does not count: a step with no
+    # minimum duration is due at once.
+    last = r.last_analysis_at
+    analysed_since_due = last is not None and last >= due and last > began
+    if analysed_since_due or due >= regular:
+        return regular
+    return max(due, now)
+
+
+def samples_reached(r: Rollout, candidate_requests: int, now: datetime) -> bool:
+    """Whether the candidate's cumulative request count reaching ``candidate_requests``
+    makes a step ready that had lasted long enough and waited only for samples
+    at its last analysis: then it is worth analysing at once."""
+    if not r.active:
+        return False
+    duration, samples = _requirements(r)
+    if samples <= 0 or _elapsed(r, now) < duration:
+        return False
+    seen_before = r.candidate_requests - r.step_start_requests
+    return seen_before < samples <= candidate_requests - r.step_start_requests
+
+
+def _readiness(r: Rollout, now: datetime) -> tuple[bool, str]:
+    duration, samples = _requirements(r)
     elapsed = _elapsed(r, now)
     seen = r.candidate_requests - r.step_start_requests
     if elapsed < duration:

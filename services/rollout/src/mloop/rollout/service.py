@@ -34,7 +34,19 @@ from mloop.contracts.payloads import (
 )
 from mloop.rollout import store
 from mloop.rollout.evidence import VersionStats, is_correct
-from mloop.rollout.machine import Action, Rollout, RolloutError, Transition, abort, act, analyse, new_rollout, start
+from mloop.rollout.machine import (
+    Action,
+    Rollout,
+    RolloutError,
+    Transition,
+    abort,
+    act,
+    analyse,
+    new_rollout,
+    next_analysis_at,
+    samples_reached,
+    start,
+)
 from mloop.rollout.metrics import RolloutMetrics
 from mloop.rollout.plan import RolloutPlan
 from mloop.runtime.errors import PermanentError
@@ -88,8 +100,10 @@ class RolloutService:
         """Store the new state and enqueue its routing table and events (routing table first)."""
         r = t.rollout
         now = self.clock()
-        next_at = now + timedelta(seconds=r.plan.analysis_interval_s) if r.active else None
+        next_at = next_analysis_at(r, now)
         await store.save_rollout(conn, r, next_analysis_at=next_at)
+        if next_at is not None:
+            await store.wake_analysis(conn)
         if t.routes is not None:
             seq = await store.write_traffic_split(conn, r.model, r.id, t.routes)
             split = TrafficSplitChanged(model=r.model, seq=seq, rollout_id=r.id, routes=t.routes)
@@ -286,6 +300,14 @@ class RolloutService:
                 log.exception("analysis of rollout %s failed; it is retried at the next tick", rollout_id)
         return len(due)
 
+    async def seconds_to_next_analysis(self, pool: asyncpg.Pool, at_most: float) -> float:
+        """How long the analysis loop may sleep: until the earliest analysis due, at most ``at_most``."""
+        async with pool.acquire() as conn:
+            due = await store.next_analysis_due(conn)
+        if due is None:
+            return at_most
+        return min(max((due - self.clock()).total_seconds(), 0.0), at_most)
+
     async def analyse_one(self, conn: asyncpg.Connection, rollout_id: str) -> Transition | None:
         row = await conn.fetchrow(
             "SELECT state FROM rollouts WHERE id = $1 AND next_analysis_at <= $2 FOR UPDATE SKIP LOCKED",
@@ -345,10 +367,27 @@ class RolloutService:
                 correct = is_correct(prediction, by_id[request_id])
                 if correct is not None:
                     deltas.setdefault((r.id, r.attempt, role), VersionStats()).record_label(correct=correct)
-        await store.add_evidence(conn, deltas)
+        totals = await store.add_evidence(conn, deltas)
+        await self._bring_forward(
+            conn, {rid: stats.requests for (rid, _, role), stats in totals.items() if role == "candidate"}
+        )
         if self.metrics is not None:
             self.metrics.evidence_records.labels(kind="prediction").inc(sum(s.requests for s in deltas.values()))
             self.metrics.evidence_records.labels(kind="label").inc(sum(s.labelled for s in deltas.values()))
+
+    async def _bring_forward(self, conn: asyncpg.Connection, candidate_requests: dict[str, int]) -> None:
+        """A step that has lasted long enough and waited for candidate requests is
+        analysed as soon as they are in, not at its next interval."""
+        if not candidate_requests:
+            return
+        now = self.clock()
+        ready = [
+            r.id
+            for r in await store.rollouts_by_id(conn, list(candidate_requests))
+            if samples_reached(r, candidate_requests[r.id], now)
+        ]
+        if ready and await store.analyse_now(conn, ready, now):
+            await store.wake_analysis(conn)
 
 
 class OpenRolloutExists(RolloutError):

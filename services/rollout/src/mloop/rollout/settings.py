@@ -16,8 +16,9 @@ class RolloutSettings(ServiceSettings):
     analysis_tick_s: float = Field(
         1.0,
         gt=0,
-        description="How often the analysis loop looks for rollouts whose analysis interval is due; "
-        "each rollout is analysed at its plan's own interval.",
+        description="The longest the analysis loop sleeps: it wakes when the next rollout is due "
+        "(its plan's interval, or the moment a step has lasted its minimum duration) and when "
+        "changes are committed; this bounds a sleep in case a wake-up is lost.",
     )
     evidence_max_records: int = Field(2000, ge=1, description="Kafka records per evidence batch")
     track_labels: bool = Field(

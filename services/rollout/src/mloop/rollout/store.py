@@ -35,7 +35,13 @@ __all__ = [
     "add_history",
     "drop_awaiting_labels",
     "drop_old_evidence",
+    "ANALYSIS_CHANNEL",
+    "analyse_now",
+    "analysis_channel",
     "due_rollouts",
+    "next_analysis_due",
+    "rollouts_by_id",
+    "wake_analysis",
     "forget_unlabelled",
     "get_plan",
     "get_rollout",
@@ -119,6 +125,41 @@ async def list_rollouts(
         limit,
     )
     return [_rollout(r) for r in rows]
+
+
+ANALYSIS_CHANNEL = "rollout_analysis_due"
+
+
+def analysis_channel(schema: str) -> str:
+    """The NOTIFY channel that wakes this schema's analysis loop."""
+    return f"{schema}_{ANALYSIS_CHANNEL}"
+
+
+async def wake_analysis(conn: asyncpg.Connection) -> None:
+    """Wake the analysis loop when the caller's transaction commits (NOTIFY is transactional)."""
+    await conn.execute("SELECT pg_notify(current_schema() || '_' || $1, '')", ANALYSIS_CHANNEL)
+
+
+async def next_analysis_due(conn: asyncpg.Connection) -> datetime | None:
+    due: datetime | None = await conn.fetchval(
+        "SELECT min(next_analysis_at) FROM rollouts WHERE phase IN ('shadowing', 'progressing', 'promoting')"
+    )
+    return due
+
+
+async def rollouts_by_id(conn: asyncpg.Connection, ids: list[str]) -> list[Rollout]:
+    rows = await conn.fetch("SELECT state FROM rollouts WHERE id = ANY($1::text[])", ids)
+    return [Rollout.model_validate(r["state"]) for r in rows]
+
+
+async def analyse_now(conn: asyncpg.Connection, ids: list[str], now: datetime) -> bool:
+    """Bring the next analysis of ``ids`` forward to ``now``; whether any moved."""
+    status: str = await conn.execute(
+        "UPDATE rollouts SET next_analysis_at = $2 WHERE id = ANY($1::text[]) AND next_analysis_at > $2",
+        ids,
+        now,
+    )
+    return not status.endswith(" 0")
 
 
 async def due_rollouts(conn: asyncpg.Connection, now: datetime, limit: int = 100) -> list[str]:
@@ -374,8 +415,12 @@ async def open_rollouts_for(conn: asyncpg.Connection, models: Iterable[str]) -> 
     }
 
 
-async def add_evidence(conn: asyncpg.Connection, deltas: Mapping[tuple[str, int, str], VersionStats]) -> None:
-    """Merge ``deltas`` into the stored evidence, keyed ``(rollout_id, attempt, role)``."""
+async def add_evidence(
+    conn: asyncpg.Connection, deltas: Mapping[tuple[str, int, str], VersionStats]
+) -> dict[tuple[str, int, str], VersionStats]:
+    """Merge ``deltas`` into the stored evidence, keyed ``(rollout_id, attempt, role)``;
+    the merged (cumulative) evidence of every key."""
+    merged_all: dict[tuple[str, int, str], VersionStats] = {}
     for key in sorted(deltas):  # one lock order for every writer
         rollout_id, attempt, role = key
         await conn.execute(
@@ -399,6 +444,8 @@ async def add_evidence(conn: asyncpg.Connection, deltas: Mapping[tuple[str, int,
             role,
             merged.model_dump(mode="json"),
         )
+        merged_all[key] = merged
+    return merged_all
 
 
 async def load_evidence(conn: asyncpg.Connection, rollout_id: str, attempt: int) -> Evidence:
