@@ -18,8 +18,9 @@ from mloop.contracts.payloads import AliasChanged
 from mloop.runtime import outbox
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import Pool
+from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.outbox import AfterPublish
-from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app
+from mloop.runtime.service import ServiceContext, create_service_app
 from mloop.runtime.settings import ServiceSettings
 
 
@@ -98,15 +99,18 @@ async def create_tables(ctx: ServiceContext) -> None:
 def create_probe_app(
     settings: ProbeSettings, *, after_publish: AfterPublish | None = None, batch: bool = False
 ) -> Any:
+    def kafka(_: ServiceContext) -> ServiceRouter:
+        kafka_router = ServiceRouter(settings)
+        kafka_router.inbox({"model-alias-changed": on_alias_changed})
+        if batch:
+            kafka_router.stored_offsets(["prediction-logged"], count_predictions, group_suffix="-predictions")
+        return kafka_router
+
     return create_service_app(
         settings,
         title="probe",
         routers=[router],
         on_startup=create_tables,
-        handlers=lambda ctx: {"model-alias-changed": on_alias_changed},
-        batch_consumers=(
-            (lambda ctx: [BatchConsumerSpec(["prediction-logged"], count_predictions, group_suffix="-predictions")])
-            if batch else None
-        ),
+        kafka=kafka,
         relay_after_publish=after_publish,
     )

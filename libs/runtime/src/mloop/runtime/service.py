@@ -1,11 +1,12 @@
 """The shared composition of a service: one call builds the FastAPI app whose
 lifespan starts, in order, logging and tracing, the Postgres pool, the
-migrations (the runtime's tables, then the service's), the idempotent
-producer, the outbox relay, the consumers and the service's background loops;
+migrations (the runtime's tables, then the service's), the FastStream
+``KafkaBroker`` (its idempotent producer first), the outbox relay, the
+service's ``KafkaRouter`` subscribers and the service's background loops;
 and stops them in reverse.
 
 A service's ``main.py`` reads top-down: settings → ``create_service_app(...)``
-with its routers, handlers and loops → ``serve``.
+with its HTTP routers, its Kafka router and loops → ``serve``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +24,11 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mloop.runtime.consumer import BatchHandler, Handler, InboxConsumer, OffsetConsumer, RawDecoder
 from mloop.runtime.db import apply_migrations, connect_pool, is_connection_error, load_migrations
-from mloop.runtime.deadletter import DeadLetterPublisher
-from mloop.runtime.kafka import create_producer, start_with_retry
+from mloop.runtime.messaging import KafkaBindings, ServiceRouter, connect_broker, create_broker, kafka_producer
 from mloop.runtime.metrics import ServiceMetrics
 from mloop.runtime.middleware import RequestGuard
 from mloop.runtime.openapi import install_openapi
@@ -39,22 +39,9 @@ from mloop.runtime.server import server_config
 from mloop.runtime.settings import ServiceSettings
 from mloop.runtime.telemetry import setup_logging, setup_tracing
 
-__all__ = ["BatchConsumerSpec", "ServiceContext", "create_service_app", "serve"]
+__all__ = ["ServiceContext", "create_service_app", "serve"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchConsumerSpec:
-    """A high-volume consumer whose offsets are stored with its state."""
-
-    topics: list[str]
-    handler: BatchHandler
-    group_suffix: str = ""
-    max_records: int = 2000
-    decoders: Mapping[str, RawDecoder] = field(default_factory=dict)
-    """Per logical topic, a decoder of the raw record used instead of the envelope's
-    (a hot path that decodes straight into its own representation)."""
 
 
 @dataclass
@@ -63,16 +50,21 @@ class ServiceContext:
 
     settings: ServiceSettings
     pool: asyncpg.Pool
-    producer: AIOKafkaProducer
+    broker: KafkaBroker
+    producer: AIOKafkaProducer  # the broker's own: idempotent, acks=all
     metrics: ServiceMetrics
-    dead_letters: DeadLetterPublisher
     relay: OutboxRelay
-    consumers: list[InboxConsumer | OffsetConsumer] = field(default_factory=list)
+    kafka: ServiceRouter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     migrations_applied: bool = False
 
+    @property
+    def consumers(self) -> list[Any]:
+        """The router's guaranteed subscriptions (each has ``ready``, set once partitions are assigned)."""
+        return list(self.kafka.subscriptions) if self.kafka is not None else []
+
     async def wait_assigned(self, timeout_s: float = 30.0) -> None:
-        """Wait until every consumer has partitions assigned (tests use it)."""
+        """Wait until every subscription has partitions assigned (tests use it)."""
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.consumers)), timeout_s)
 
 
@@ -161,8 +153,7 @@ def create_service_app(
     description: str = "",
     migrations: str | None = None,
     routers: Sequence[APIRouter] = (),
-    handlers: Callable[[ServiceContext], Mapping[str, Handler]] | None = None,
-    batch_consumers: Callable[[ServiceContext], Sequence[BatchConsumerSpec]] | None = None,
+    kafka: Callable[[ServiceContext], ServiceRouter] | None = None,
     loops: Sequence[tuple[str, Loop]] = (),
     on_startup: Callable[[ServiceContext], Awaitable[None]] | None = None,
     relay_after_publish: AfterPublish | None = None,
@@ -171,6 +162,9 @@ def create_service_app(
 ) -> FastAPI:
     """Build the service's app. Nothing connects until the app's lifespan starts.
 
+    ``kafka(ctx)`` returns the service's :class:`ServiceRouter` (its subscribers
+    and publishers); it is called once in the lifespan, after ``on_startup``,
+    and the broker starts with it.
     A query parameter a route does not declare is a 422, except under
     ``lenient_query_prefixes`` (compatibility APIs whose clients send extras).
     """
@@ -188,42 +182,33 @@ def create_service_app(
             application_name=f"mloop-{settings.service_name}",
         )
         tasks: list[asyncio.Task[None]] = []
-        producer = create_producer(settings)
+        broker = create_broker(settings, metrics)
         try:
             migs = load_migrations("mloop.runtime.migrations")
             if migrations:
                 migs += load_migrations(migrations)
             await apply_migrations(pool, settings.schema_name, migs)
             app.state.pool = pool
-            await start_with_retry(producer)
-            dead_letters = DeadLetterPublisher(
-                producer, service=settings.service_name, group_id=settings.group_id,
-                topic_prefix=settings.topic_prefix,
-            )
+            await connect_broker(broker)
+            producer = kafka_producer(broker)
             relay = OutboxRelay(
                 pool, producer, schema=settings.schema_name, topic_prefix=settings.topic_prefix,
                 poll_interval_s=settings.outbox_poll_interval_s, metrics=metrics,
                 after_publish=relay_after_publish,
             )
-            ctx = ServiceContext(settings, pool, producer, metrics, dead_letters, relay, migrations_applied=True)
+            ctx = ServiceContext(settings, pool, broker, producer, metrics, relay, migrations_applied=True)
             app.state.ctx = ctx
+            app.state.broker = broker
             if on_startup is not None:
                 await on_startup(ctx)
-            if handlers is not None:
-                hs = handlers(ctx)
-                if hs:
-                    ctx.consumers.append(InboxConsumer(settings, pool, dead_letters, hs, metrics=metrics))
-            if batch_consumers is not None:
-                for spec in batch_consumers(ctx):
-                    overrides = {"group_id": settings.group_id + spec.group_suffix} if spec.group_suffix else {}
-                    ctx.consumers.append(
-                        OffsetConsumer(settings, pool, dead_letters, spec.topics, spec.handler,
-                                       metrics=metrics, max_records=spec.max_records,
-                                       consumer_overrides=overrides, decoders=spec.decoders)
-                    )
+            if kafka is not None:
+                ctx.kafka = kafka(ctx)
+                bindings = KafkaBindings(settings, pool, broker, metrics)
+                for sub in ctx.kafka.subscriptions:
+                    sub.bind(bindings)
+                broker.include_router(ctx.kafka)
+            await broker.start()
             tasks.append(asyncio.create_task(_supervise("outbox relay", relay.run), name="outbox-relay"))
-            for i, c in enumerate(ctx.consumers):
-                tasks.append(asyncio.create_task(_supervise(f"consumer {i}", c.run), name=f"consumer-{i}"))
             for name, loop_fn in loops:
                 tasks.append(asyncio.create_task(_supervise(name, functools.partial(loop_fn, ctx)), name=name))
             app.state.tasks = tasks
@@ -236,7 +221,7 @@ def create_service_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await broker.stop()
             await pool.close()
             log.info("%s stopped", settings.service_name)
 

@@ -20,10 +20,11 @@ from mloop.audit.checkpointing import Checkpointer
 from mloop.audit.store import ChainWriter
 from mloop.contracts.envelope import Event
 from mloop.contracts.topics import audited_topics
-from mloop.runtime.consumer import BatchHandler
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.messaging import BatchHandler, ServiceRouter
+from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["audited_topic_names", "build_ledger_handler"]
+__all__ = ["audited_topic_names", "build_ledger_handler", "build_router"]
 
 
 def audited_topic_names() -> list[str]:
@@ -53,3 +54,14 @@ def build_ledger_handler(
                 appended.labels(topic=entry.topic).inc()
 
     return record_events
+
+
+def build_router(
+    settings: ServiceSettings, writer: ChainWriter, checkpointer: Checkpointer, *, max_records: int,
+    registry: CollectorRegistry | None = None,
+) -> ServiceRouter:
+    """The audit service's Kafka side: one stored-offsets subscriber for every audited topic."""
+    router = ServiceRouter(settings)
+    router.stored_offsets(audited_topic_names(), build_ledger_handler(writer, checkpointer, registry),
+                          max_records=max_records)
+    return router

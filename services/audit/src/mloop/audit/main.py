@@ -16,10 +16,11 @@ from fastapi import FastAPI
 
 from mloop.audit import api
 from mloop.audit.checkpointing import Checkpointer, load_signing_key
-from mloop.audit.handlers import audited_topic_names, build_ledger_handler
+from mloop.audit.handlers import build_router
 from mloop.audit.settings import AuditSettings
 from mloop.audit.store import ChainWriter
-from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.service import ServiceContext, create_service_app, serve
 
 __all__ = ["create_app", "main"]
 
@@ -45,9 +46,9 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         ctx.extras["checkpointer"] = checkpointer
         ctx.extras["writer"] = ChainWriter(settings.origin_prefix, writer_role=role)
 
-    def batch_consumers(ctx: ServiceContext) -> list[BatchConsumerSpec]:
-        handler = build_ledger_handler(ctx.extras["writer"], ctx.extras["checkpointer"], ctx.metrics.registry)
-        return [BatchConsumerSpec(audited_topic_names(), handler, max_records=settings.ingest_batch_max)]
+    def kafka(ctx: ServiceContext) -> ServiceRouter:
+        return build_router(settings, ctx.extras["writer"], ctx.extras["checkpointer"],
+                            max_records=settings.ingest_batch_max, registry=ctx.metrics.registry)
 
     async def checkpoint_loop(ctx: ServiceContext) -> None:
         checkpointer: Checkpointer = ctx.extras["checkpointer"]
@@ -60,7 +61,7 @@ def create_app(settings: AuditSettings | None = None) -> FastAPI:
         "Merkle proofs, signed checkpoints and evidence bundles that verify offline.",
         migrations="mloop.audit.migrations",
         routers=[api.router],
-        batch_consumers=batch_consumers,
+        kafka=kafka,
         loops=[("checkpoints", checkpoint_loop)],
         on_startup=on_startup,
     )

@@ -41,10 +41,13 @@ from mloop.monitor.domain import (
     PredictionBatch,
     VersionMonitor,
 )
-from mloop.monitor.ingest import PredictionColumns, PredictionMessage
+from mloop.monitor.ingest import TOPIC as PREDICTIONS_TOPIC
+from mloop.monitor.ingest import PredictionColumns, PredictionMessage, decode_prediction_message
 from mloop.runtime import outbox
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.messaging import Record, ServiceRouter, decode_record
 from mloop.runtime.metrics import ServiceMetrics
+from mloop.runtime.settings import ServiceSettings
 from mloop.stats import ProfileFormatError
 from mloop.stats.profile import ReferenceProfile
 
@@ -322,3 +325,34 @@ async def on_traffic_split_changed(event: Event[TrafficSplitChanged], conn: asyn
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
+
+
+TRAFFIC_TOPICS = ["prediction-logged", "ground-truth-logged"]
+
+
+def build_router(settings: ServiceSettings, monitoring: Monitoring, *, batch_max_messages: int) -> ServiceRouter:
+    """The monitor's Kafka side.
+
+    Registrations and traffic splits go through the inbox. Predictions and
+    labels come as the raw records of one partition, applied in the
+    transaction that stores the partition's next offset; a record that is not
+    a valid event raises :class:`EnvelopeError` while decoding and is
+    dead-lettered on its own, the rest of the batch applied.
+    """
+
+    prefix = settings.topic_prefix
+
+    def decode(r: Record) -> Event[Any] | PredictionMessage:
+        if r.topic == prefix + PREDICTIONS_TOPIC:
+            # Predictions skip the envelope's per-record models: straight to columns.
+            return decode_prediction_message(r.value, r.headers, partition=r.partition, offset=r.offset)
+        return decode_record(r, prefix)
+
+    async def on_traffic(records: Sequence[Record], conn: asyncpg.Connection) -> None:
+        await monitoring.on_batch([decode(r) for r in records], conn)
+
+    router = ServiceRouter(settings)
+    router.inbox({"model-registered": on_model_registered, "traffic-split-changed": on_traffic_split_changed})
+    router.stored_offsets(TRAFFIC_TOPICS, on_traffic, raw=True, group_suffix="-traffic",
+                          max_records=batch_max_messages)
+    return router

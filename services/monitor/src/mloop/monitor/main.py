@@ -15,14 +15,13 @@ import asyncio
 import logging
 from typing import Literal
 
-from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 from pydantic import Field
 
 from mloop.monitor import api, store
-from mloop.monitor.handlers import Monitoring, on_model_registered, on_traffic_split_changed
-from mloop.monitor.ingest import TOPIC, PredictionMessage, decode_prediction_message
-from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
+from mloop.monitor.handlers import Monitoring, build_router
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.service import ServiceContext, create_service_app, serve
 from mloop.runtime.settings import ServiceSettings
 
 __all__ = ["MonitorSettings", "create_app", "main"]
@@ -56,7 +55,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
     """The monitor's app; nothing connects until its lifespan starts."""
     settings = settings or MonitorSettings()
 
-    def batch_consumers(ctx: ServiceContext) -> list[BatchConsumerSpec]:
+    def kafka(ctx: ServiceContext) -> ServiceRouter:
         monitoring = Monitoring(
             source=settings.service_name,
             store_mode=settings.prediction_store,
@@ -66,9 +65,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
             metrics=ctx.metrics,
         )
         ctx.extras["monitoring"] = monitoring
-        return [BatchConsumerSpec(["prediction-logged", "ground-truth-logged"], monitoring.on_batch,
-                                  group_suffix="-traffic", max_records=settings.batch_max_messages,
-                                  decoders={TOPIC: _decode_predictions})]
+        return build_router(settings, monitoring, batch_max_messages=settings.batch_max_messages)
 
     async def maintenance(ctx: ServiceContext) -> None:
         while True:
@@ -85,16 +82,9 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         "emits drift-detected, performance-degraded and data-quality-violated with their evidence.",
         migrations="mloop.monitor.migrations",
         routers=[api.router],
-        handlers=lambda ctx: {"model-registered": on_model_registered,
-                              "traffic-split-changed": on_traffic_split_changed},
-        batch_consumers=batch_consumers,
+        kafka=kafka,
         loops=[("maintenance", maintenance)],
     )
-
-
-def _decode_predictions(topic: str, record: ConsumerRecord[bytes, bytes]) -> PredictionMessage:
-    # Predictions skip the envelope's per-record models: straight to columns.
-    return decode_prediction_message(record.value, record.headers, partition=record.partition, offset=record.offset)
 
 
 def main() -> None:

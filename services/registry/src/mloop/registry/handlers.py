@@ -9,20 +9,19 @@ does not know can never apply: :class:`PermanentError` sends it to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import asyncpg
 
 from mloop.contracts.envelope import Event
 from mloop.contracts.payloads import RolloutCompleted, RolloutRolledBack
 from mloop.registry.service import Registry
-from mloop.runtime.consumer import Handler
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["build_handlers"]
+__all__ = ["build_router"]
 
 
-def build_handlers(registry: Registry) -> Mapping[str, Handler]:
-    """``{topic: handler}`` for the inbox consumer."""
+def build_router(settings: ServiceSettings, registry: Registry) -> ServiceRouter:
+    """The registry's Kafka side: one inbox subscriber for the rollout outcomes."""
 
     async def on_rollout_completed(event: Event[RolloutCompleted], conn: asyncpg.Connection) -> None:
         await registry.apply_rollout_completed(conn, event)
@@ -30,4 +29,6 @@ def build_handlers(registry: Registry) -> Mapping[str, Handler]:
     async def on_rollout_rolled_back(event: Event[RolloutRolledBack], conn: asyncpg.Connection) -> None:
         await registry.apply_rollout_rolled_back(conn, event)
 
-    return {"rollout-completed": on_rollout_completed, "rollout-rolled-back": on_rollout_rolled_back}
+    router = ServiceRouter(settings)
+    router.inbox({"rollout-completed": on_rollout_completed, "rollout-rolled-back": on_rollout_rolled_back})
+    return router

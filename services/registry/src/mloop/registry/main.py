@@ -9,17 +9,15 @@ transaction with the events it publishes (outbox).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from fastapi import FastAPI
 
 from mloop.registry import api
-from mloop.registry.handlers import build_handlers
+from mloop.registry.handlers import build_router
 from mloop.registry.metrics import RegistryMetrics
 from mloop.registry.mlflow_api import PREFIX as MLFLOW_PREFIX
 from mloop.registry.service import Registry
 from mloop.registry.settings import RegistrySettings
-from mloop.runtime.consumer import Handler
+from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.service import ServiceContext, create_service_app, serve
 
 __all__ = ["create_app", "main"]
@@ -29,8 +27,8 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     """The registry's app; nothing connects until its lifespan starts."""
     settings = settings or RegistrySettings()
 
-    def handlers(_: ServiceContext) -> Mapping[str, Handler]:
-        return build_handlers(registry)  # called by the lifespan, once ``registry`` exists
+    def kafka(_: ServiceContext) -> ServiceRouter:
+        return build_router(settings, registry)  # called by the lifespan, once ``registry`` exists
 
     app = create_service_app(
         settings,
@@ -39,7 +37,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         "aliases; also the MLflow Model Registry REST API.",
         migrations="mloop.registry.migrations",
         routers=api.routers,
-        handlers=handlers,
+        kafka=kafka,
         lenient_query_prefixes=[MLFLOW_PREFIX],  # MLflow clients send parameters we ignore (order_by)
     )
     registry = Registry(source=settings.source, metrics=RegistryMetrics(app.state.metrics.registry))

@@ -7,7 +7,7 @@ change and its events in that same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -15,16 +15,17 @@ import asyncpg
 from mloop.contracts.envelope import Event
 from mloop.retrain_scheduler.domain import IllegalTransition, JobNotFound
 from mloop.retrain_scheduler.scheduler import Scheduler
-from mloop.runtime.consumer import Handler
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["TRAFFIC_TOPICS", "build_handlers", "traffic_handler"]
+__all__ = ["TRAFFIC_TOPICS", "build_router"]
 
 TRAFFIC_TOPICS = ["prediction-logged", "ground-truth-logged"]
 
 
-def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
-    """The handler of every topic the scheduler consumes."""
+def build_router(settings: ServiceSettings, scheduler: Scheduler) -> ServiceRouter:
+    """The scheduler's Kafka side: one inbox subscriber for every topic it consumes."""
 
     async def on_signal(event: Event[Any], conn: asyncpg.Connection) -> None:
         await scheduler.on_signal(conn, event)
@@ -49,7 +50,8 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
             # dispatched: retrying cannot help; keep it visible instead.
             raise PermanentError(str(exc)) from exc
 
-    return {
+    router = ServiceRouter(settings)
+    router.inbox({
         "drift-detected": on_signal,
         "performance-degraded": on_signal,
         "data-quality-violated": on_signal,
@@ -59,14 +61,13 @@ def build_handlers(scheduler: Scheduler) -> Mapping[str, Handler]:
         "rollout-rolled-back": on_rollout_rolled_back,
         "retrain-completed": on_retrain_finished,
         "retrain-failed": on_retrain_finished,
-    }
-
-
-def traffic_handler(scheduler: Scheduler) -> Callable[[Sequence[Event[Any]], asyncpg.Connection], Awaitable[None]]:
-    """Predictions and labels (batch consumer, offsets stored with the counts they feed):
-    counted for the jobs that wait for post-signal data, and nothing else."""
+    })
 
     async def on_traffic(events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
+        # Counted for the jobs that wait for post-signal data, and nothing else.
         await scheduler.on_traffic(conn, events)
 
-    return on_traffic
+    # Its own consumer group, offsets stored with the counts they feed: the scheduler
+    # counts the traffic itself (services never read each other's tables).
+    router.stored_offsets(TRAFFIC_TOPICS, on_traffic, group_suffix="-traffic")
+    return router

@@ -9,7 +9,7 @@ webhooks in the background.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
@@ -17,12 +17,12 @@ from fastapi import FastAPI
 
 from mloop.retrain_scheduler.api import router
 from mloop.retrain_scheduler.dispatch import WebhookDispatcher
-from mloop.retrain_scheduler.handlers import TRAFFIC_TOPICS, build_handlers, traffic_handler
+from mloop.retrain_scheduler.handlers import build_router
 from mloop.retrain_scheduler.metrics import RetrainMetrics
 from mloop.retrain_scheduler.scheduler import Scheduler, utcnow
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
-from mloop.runtime.consumer import Handler
-from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.service import ServiceContext, create_service_app, serve
 
 __all__ = ["create_app", "main"]
 
@@ -37,14 +37,8 @@ def create_app(
     settings = settings or RetrainSchedulerSettings()
     scheduler = Scheduler(source=settings.source, clock=clock)
 
-    def handlers(_: ServiceContext) -> Mapping[str, Handler]:
-        consumed: Mapping[str, Handler] = build_handlers(scheduler)
-        return consumed
-
-    def batch_consumers(_: ServiceContext) -> Sequence[BatchConsumerSpec]:
-        # Its own consumer group: jobs that wait for post-signal data count the
-        # traffic themselves (services never read each other's tables).
-        return [BatchConsumerSpec(TRAFFIC_TOPICS, traffic_handler(scheduler), group_suffix="-traffic")]
+    def kafka(_: ServiceContext) -> ServiceRouter:
+        return build_router(settings, scheduler)
 
     async def dispatch(ctx: ServiceContext) -> None:
         dispatcher = WebhookDispatcher(
@@ -66,8 +60,7 @@ def create_app(
         "pipelines and measures the time from a signal to a redeployed model.",
         migrations="mloop.retrain_scheduler.migrations",
         routers=[router],
-        handlers=handlers,
-        batch_consumers=batch_consumers,
+        kafka=kafka,
         loops=[("retrain-dispatch", dispatch)],
     )
     scheduler.metrics = RetrainMetrics(app.state.metrics.registry)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -21,26 +21,28 @@ import asyncpg
 from mloop.contracts.envelope import Event
 from mloop.rollout.service import RolloutService
 from mloop.rollout.store import analysis_channel
-from mloop.runtime.consumer import Handler
+from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.service import ServiceContext
+from mloop.runtime.settings import ServiceSettings
 
-__all__ = ["EVIDENCE_TOPICS", "analysis_loop", "build_handlers", "evidence_handler"]
+__all__ = ["EVIDENCE_TOPICS", "analysis_loop", "build_router"]
 
 EVIDENCE_TOPICS = ["prediction-logged", "ground-truth-logged"]
 
 
-def build_handlers(service: RolloutService) -> Mapping[str, Handler]:
+def build_router(settings: ServiceSettings, service: RolloutService, *, evidence_max_records: int) -> ServiceRouter:
+    """The rollout service's Kafka side: promotions through the inbox, evidence with stored offsets."""
+
     async def on_model_promoted(event: Event[Any], conn: asyncpg.Connection) -> None:
         await service.on_model_promoted(conn, event)
 
-    return {"model-promoted": on_model_promoted}
-
-
-def evidence_handler(service: RolloutService) -> Any:
     async def on_evidence(events: Sequence[Event[Any]], conn: asyncpg.Connection) -> None:
         await service.on_evidence(conn, events)
 
-    return on_evidence
+    router = ServiceRouter(settings)
+    router.inbox({"model-promoted": on_model_promoted})
+    router.stored_offsets(EVIDENCE_TOPICS, on_evidence, group_suffix="-evidence", max_records=evidence_max_records)
+    return router
 
 
 async def analysis_loop(ctx: ServiceContext, service: RolloutService, tick_s: float, label_wait_s: float) -> None:

@@ -9,18 +9,18 @@ decisions are the pure state machine's (``machine.py``, with ``plan.py``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import FastAPI
 
 from mloop.rollout.api import router
-from mloop.rollout.handlers import EVIDENCE_TOPICS, analysis_loop, build_handlers, evidence_handler
+from mloop.rollout.handlers import analysis_loop, build_router
 from mloop.rollout.metrics import RolloutMetrics
 from mloop.rollout.service import RolloutService, utcnow
 from mloop.rollout.settings import RolloutSettings
-from mloop.runtime.consumer import Handler
-from mloop.runtime.service import BatchConsumerSpec, ServiceContext, create_service_app, serve
+from mloop.runtime.messaging import ServiceRouter
+from mloop.runtime.service import ServiceContext, create_service_app, serve
 
 __all__ = ["create_app", "main"]
 
@@ -30,18 +30,8 @@ def create_app(settings: RolloutSettings | None = None, *, clock: Callable[[], d
     settings = settings or RolloutSettings()
     service = RolloutService(source=settings.source, clock=clock, track_labels=settings.track_labels)
 
-    def handlers(_: ServiceContext) -> Mapping[str, Handler]:
-        return build_handlers(service)
-
-    def batch_consumers(_: ServiceContext) -> Sequence[BatchConsumerSpec]:
-        return [
-            BatchConsumerSpec(
-                EVIDENCE_TOPICS,
-                evidence_handler(service),
-                group_suffix="-evidence",
-                max_records=settings.evidence_max_records,
-            )
-        ]
+    def kafka(_: ServiceContext) -> ServiceRouter:
+        return build_router(settings, service, evidence_max_records=settings.evidence_max_records)
 
     async def analysis(ctx: ServiceContext) -> None:
         await analysis_loop(ctx, service, settings.analysis_tick_s, settings.label_wait_s)
@@ -53,8 +43,7 @@ def create_app(settings: RolloutSettings | None = None, *, clock: Callable[[], d
         "rollouts with gates on live evidence, always-valid sequential tests and automatic rollback.",
         migrations="mloop.rollout.migrations",
         routers=[router],
-        handlers=handlers,
-        batch_consumers=batch_consumers,
+        kafka=kafka,
         loops=[("rollout-analysis", analysis)],
     )
     service.metrics = RolloutMetrics(app.state.metrics.registry)
