@@ -40,14 +40,17 @@ async def with_audit(infra: Any, tmp_path: Path, service: FastAPI, topic: str) -
 
 
 async def lifecycle_step(audit: httpx.AsyncClient, viewer: dict[str, str], model: str, stage: str,
-                         timeout_s: float = 90.0) -> list[dict[str, Any]]:
-    """Wait until the audit's lifecycle view of ``model`` holds a ``stage`` step; return those steps."""
+                         count: int = 1, timeout_s: float = 90.0) -> list[dict[str, Any]]:
+    """Wait until the audit's lifecycle view of ``model`` holds ``count`` ``stage`` steps; return those steps.
+
+    Each event reaches the ledger on its own, so a view read too early holds only the first of them.
+    """
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         r = await audit.get(f"/models/{model}/lifecycle", headers=viewer)
         assert r.status_code == 200, r.text
         steps = [s for s in r.json()["items"] if s["stage"] == stage]
-        if steps:
+        if len(steps) >= count:
             return steps
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"no {stage} step in the lifecycle of {model}: {r.json()}")
@@ -169,7 +172,7 @@ async def test_a_retrain_policy_change_is_kept_published_and_on_the_ledger(infra
         assert events[0].data.effective["cooldown"] == "PT2H" and events[1].data.previous == {"cooldown": "PT2H"}
         assert all(e.data.changed_by == e.actor == "user:olga" for e in events)
 
-        steps = await lifecycle_step(audit, viewer, "credit-risk", "retrain-policy-changed")
+        steps = await lifecycle_step(audit, viewer, "credit-risk", "retrain-policy-changed", count=2)
         assert [s["event_id"] for s in steps] == [events[0].id, events[1].id]
         assert "retrain at most every two hours" in steps[0]["detail"] and steps[1]["detail"].startswith("removed")
         defaults = await lifecycle_step(audit, viewer, "*", "retrain-policy-changed")

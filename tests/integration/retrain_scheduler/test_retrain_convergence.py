@@ -128,7 +128,9 @@ async def test_a_drift_job_waits_for_post_signal_rows_and_labels_then_asks_for_a
         before = [f"old-{i}" for i in range(200)]
         after = [f"new-{i}" for i in range(300)]
         await kafka.send("prediction-logged", predictions(model, before, t0 - timedelta(seconds=30)), source="serving")
-        await kafka.send("prediction-logged", predictions(model, after, t0 + timedelta(seconds=1)), source="serving")
+        # Served just after the signal (serving timestamps precede their arrival here, as in production).
+        after_at = t0 + timedelta(milliseconds=1)
+        await kafka.send("prediction-logged", predictions(model, after, after_at), source="serving")
         await kafka.send("prediction-logged", predictions("another-model", after, t0), source="serving")
 
         async def counted() -> Any:
@@ -151,7 +153,8 @@ async def test_a_drift_job_waits_for_post_signal_rows_and_labels_then_asks_for_a
         assert wait["outcome"] == "enough-data" and wait["labelled_rows"] == 100 and wait["rows"] == 300
         window = requested.data.data_window
         ended = datetime.fromisoformat(wait["ended_at"])
-        assert window.end == ended and window.end > t0 + timedelta(seconds=1)
+        # The requested window holds the post-signal rows that ended the wait.
+        assert window.end == ended and window.end > after_at
         assert window.start == window.end - timedelta(hours=1)
         assert (
             done["data_window"]["end"] == wait["ended_at"]
