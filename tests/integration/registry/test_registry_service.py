@@ -23,7 +23,7 @@ from .helpers import Caller, publish, registration
 pytestmark = pytest.mark.integration
 
 TOPICS = ["model-registered", "model-validated", "promotion-requested", "promotion-reviewed", "model-promoted",
-          "model-alias-changed", "validation-policy-changed", "dead-letter"]
+          "model-alias-changed", "model-version-retired", "validation-policy-changed", "dead-letter"]
 
 
 @dataclass
@@ -441,6 +441,34 @@ async def test_a_version_that_served_traffic_is_archived_but_never_deleted(reg: 
     await reg.register(model)
     assert (await reg.ops.delete(f"/models/{model}/versions/3")).status_code == 204
     assert (await reg.viewer.get(f"/models/{model}/versions/3")).status_code == 404
+
+
+async def test_archiving_and_deleting_are_published_with_who_did_it(reg: Registry) -> None:
+    model = await reg.model()
+    for _ in range(3):
+        await reg.register(model)
+    await reg.champion(model, "1")
+    assert (await reg.ds.post(f"/models/{model}/versions/2/archive")).status_code == 200
+    assert (await reg.ds.post(f"/models/{model}/versions/2/archive")).status_code == 200  # already archived
+    assert (await reg.ops.delete(f"/models/{model}/versions/3")).status_code == 204
+    # Refused attempts publish nothing: the champion cannot be archived, a served version cannot be deleted,
+    # a viewer can do neither.
+    assert (await reg.ds.post(f"/models/{model}/versions/1/archive")).status_code == 409
+    assert (await reg.ops.delete(f"/models/{model}/versions/1")).status_code == 409
+    assert (await reg.viewer.post(f"/models/{model}/versions/1/archive")).status_code == 403
+    assert (await reg.viewer.delete(f"/models/{model}/versions/2")).status_code == 403
+    retired = [e for e in await reg.seen.wait_for("model-version-retired", 2) if e.data.model == model]
+    assert [(e.data.version, e.data.action, e.data.changed_by, e.actor) for e in retired] == [
+        ("2", "archived", "user:dana", "user:dana"), ("3", "deleted", "user:otto", "user:otto")]
+    assert (await reg.outbox_topics()).count("model-version-retired") >= 2
+    conn = await asyncpg.connect(reg.infra.database_url)
+    try:
+        rows = await conn.fetch("SELECT value FROM registry.outbox WHERE topic = 'model-version-retired'")
+    finally:
+        await conn.close()
+    mine = [json.loads(bytes(r["value"])) for r in rows]
+    assert sorted((d["version"], d["action"]) for d in mine if d["model"] == model) == [
+        ("2", "archived"), ("3", "deleted")]
 
 
 async def test_aliases_keep_their_history_and_are_published(reg: Registry) -> None:

@@ -81,6 +81,21 @@ def test_a_version_story_ends_as_champion_then_retired_when_replaced() -> None:
     assert lifecycle_status(lifecycle_steps("4", rolled)) == "rolled-back"
 
 
+def test_an_archived_or_deleted_version_says_so_and_by_whom() -> None:
+    registered = _rec("model-registered", {"version": "4", "registered_by": "u", "artifact_uri": "s3://x"}, 0)
+    archived = _rec("model-version-retired", {"model": "m", "version": "4", "action": "archived",
+                                               "changed_by": "user:dana"}, 1)
+    steps = lifecycle_steps("4", [registered, archived])
+    assert [(s.stage, s.detail) for s in steps] == [
+        ("registered", "by u, artifact s3://x"), ("archived", "by user:dana")]
+    assert lifecycle_status(steps) == "archived"
+    deleted = _rec("model-version-retired", {"model": "m", "version": "5", "action": "deleted",
+                                              "changed_by": "user:otto"}, 2)
+    assert lifecycle_status(lifecycle_steps("5", [deleted])) == "deleted"
+    assert [(s.version, s.stage) for s in model_steps([registered, archived, deleted])] == [
+        ("4", "registered"), ("4", "archived"), ("5", "deleted")]
+
+
 def test_serving_split_separates_serving_from_shadow_and_idle_routes() -> None:
     split = serving_split({"routes": [{"version": "3", "weight": 1.0}, {"version": "4", "weight": 0.0},
                                       {"version": "5", "weight": 0.2, "shadow": True}]})

@@ -65,6 +65,7 @@ __all__ = [
     "ValidationCheck",
     "ValidationPolicyChanged",
     "VersionId",
+    "VersionRetired",
     "Window",
 ]
 
@@ -378,6 +379,20 @@ class AliasChanged(Payload):
     previous_version: str | None = None
     seq: int = Field(ge=0, description="Per-model alias sequence")
     reason: str | None = None
+
+
+class VersionRetired(Payload):
+    """A version taken out of the registry's live set: archived (kept, never promotable again) or deleted.
+
+    Only a version that never served traffic, never carried an alias and has
+    no promotion trail can be deleted; a deleted model publishes one event per
+    version it held.
+    """
+
+    model: ModelName
+    version: VersionId
+    action: Literal["archived", "deleted"]
+    changed_by: str = Field(description="Who archived or deleted it", examples=["user:alice"])
 
 
 # --------------------------------------------------------------------------- rollout

@@ -151,6 +151,13 @@ _SPECS: tuple[TopicSpec, ...] = (
         consumers=("audit",),
     ),
     TopicSpec(
+        "model-version-retired",
+        p.VersionRetired,
+        "A version archived or deleted (deletion only for versions that never served).",
+        producers=("registry",),
+        consumers=("audit",),
+    ),
+    TopicSpec(
         "validation-policy-changed",
         p.ValidationPolicyChanged,
         "A validation or auto-approval policy changed (default or per model).",

@@ -101,6 +101,8 @@ def _stage(topic: str, data: Mapping[str, Any], version: str) -> tuple[str, str]
             stage = "champion-replaced" if alias == "champion" else "alias-moved"
             return stage, f"alias {alias} moved to {data.get('version')}"
         return None
+    if topic == "model-version-retired":
+        return str(data.get("action")), f"by {data.get('changed_by')}"
     if topic == "retrain-completed":
         return "trained", f"retrain job {data.get('job_id')}"
     if topic in ("drift-detected", "performance-degraded", "data-quality-violated", "incident-resolved"):
@@ -191,6 +193,8 @@ _STATUS_OF = {
     "rolled-back": "rolled-back",
     "champion": "champion",
     "champion-replaced": "retired",
+    "archived": "archived",
+    "deleted": "deleted",
 }
 
 

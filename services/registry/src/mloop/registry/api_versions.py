@@ -153,13 +153,15 @@ async def revalidate_version(
 
 
 @router.post("/models/{name}/versions/{version}/archive", summary="Archive a version")
-async def archive_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Curator) -> VersionOut:
-    """Archived versions stay readable forever; 409 while an alias points to it."""
-    return await reg.archive_version(pool, name, version)
+async def archive_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, who: Curator) -> VersionOut:
+    """Archived versions stay readable forever; 409 while an alias points to it.
+    Publishes ``model-version-retired``."""
+    return await reg.archive_version(pool, who, name, version)
 
 
 @router.delete("/models/{name}/versions/{version}", status_code=204, summary="Delete a version that never served")
-async def delete_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, _: Deleter) -> Response:
-    """409 for a version that served traffic, has aliases or a promotion trail: archive it instead."""
-    await reg.delete_version(pool, name, version)
+async def delete_version(name: ModelPath, version: VersionPath, pool: Pool, reg: Reg, who: Deleter) -> Response:
+    """409 for a version that served traffic, has aliases or a promotion trail: archive it instead.
+    Publishes ``model-version-retired``."""
+    await reg.delete_version(pool, who, name, version)
     return Response(status_code=204)

@@ -582,7 +582,7 @@ async def rename_registered_model(
 
 @router.delete("/registered-models/delete", summary="MLflow: delete a registered model")
 async def delete_registered_model(
-    pool: Pool, reg: Reg, _: Deleter,
+    pool: Pool, reg: Reg, who: Deleter,
     name: Annotated[str | None, Query(examples=["credit-risk-draft"])] = None,
     body: Annotated[ModelRef | None, example(
         basic=({"name": "credit-risk-draft"}, "MLflow clients send a JSON body"),
@@ -590,7 +590,7 @@ async def delete_registered_model(
 ) -> dict[str, Any]:
     """Refused while any version served traffic, carried an alias or has a promotion trail."""
     args = _required(name=name or (body.name if body else None))
-    await reg.delete_model(pool, args["name"])
+    await reg.delete_model(pool, who, args["name"])
     return {}
 
 
@@ -727,7 +727,7 @@ async def update_model_version(
 
 @router.delete("/model-versions/delete", summary="MLflow: delete a model version")
 async def delete_model_version(
-    pool: Pool, reg: Reg, _: Deleter,
+    pool: Pool, reg: Reg, who: Deleter,
     name: Annotated[str | None, Query(examples=["credit-risk"])] = None,
     version: Annotated[str | None, Query(examples=["3"])] = None,
     body: Annotated[VersionRef | None, example(
@@ -737,7 +737,7 @@ async def delete_model_version(
     """Refused for a version that served traffic, carried an alias or has a promotion trail."""
     args = _required(name=name or (body.name if body else None),
                      version=version or (body.version if body else None))
-    await reg.delete_version(pool, args["name"], _version_number(args["version"]))
+    await reg.delete_version(pool, who, args["name"], _version_number(args["version"]))
     return {}
 
 
@@ -805,7 +805,7 @@ async def delete_model_version_tag(
 
 @router.post("/model-versions/transition-stage", summary="MLflow: archive a version (other stages are refused)")
 async def transition_model_version_stage(
-    pool: Pool, reg: Reg, _: Curator,
+    pool: Pool, reg: Reg, who: Curator,
     body: Annotated[TransitionStage, example(
         archive=({"name": "credit-risk", "version": "1", "stage": "Archived"}, "Archive a version"),
     )],
@@ -823,7 +823,7 @@ async def transition_model_version_stage(
     if stage != "archived":
         raise MlflowError(f"stage {body.stage!r} has no meaning in mloop: only 'Archived' can be set; "
                           "name versions with an alias such as 'challenger' instead")
-    await reg.archive_version(pool, body.name, number)
+    await reg.archive_version(pool, who, body.name, number)
     async with pool.acquire() as conn:
         return {"model_version": await _version(reg, conn, body.name, number)}
 

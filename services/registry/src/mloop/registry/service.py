@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from mloop.contracts.payloads import (
     RolloutCompleted,
     RolloutRolledBack,
     ValidationPolicyChanged,
+    VersionRetired,
 )
 from mloop.contracts.topics import spec_for
 from mloop.registry import domain, store
@@ -151,7 +152,7 @@ class Registry:
                 raise ModelAlreadyExists(new_name)
             return (await self.model_views(conn, [renamed]))[0]
 
-    async def delete_model(self, pool: asyncpg.Pool, name: str) -> None:
+    async def delete_model(self, pool: asyncpg.Pool, who: Principal, name: str) -> None:
         """Delete a model with every version, when each version could be deleted on its own.
 
         Raises :class:`VersionInUse` naming the first version that served,
@@ -163,10 +164,13 @@ class Registry:
                 raise ModelNotFound(name)
             if await store.policy_history(conn, _model_scope(name)):
                 raise ConflictError(f"model {name!r} has a validation-policy history; it cannot be deleted")
-            for row in await store.search_versions(conn, store.VersionFilter(model=name), after_id=None,
-                                                   limit=1_000_000):
+            rows = await store.search_versions(conn, store.VersionFilter(model=name), after_id=None,
+                                               limit=1_000_000)
+            for row in rows:
                 domain.check_deletable(await self._state(conn, row))
             await store.delete_model(conn, name)
+            for row in rows:
+                await self._retired(conn, who, name, row["version"], "deleted")
 
     # ------------------------------------------------------------------ policies
 
@@ -391,18 +395,34 @@ class Registry:
             had_aliases=bool(await store.alias_history(conn, row["model"], row["version"])),
         )
 
-    async def archive_version(self, pool: asyncpg.Pool, model: str, version: int) -> VersionOut:
+    async def _retired(
+        self, conn: asyncpg.Connection, who: Principal, model: str, version: int,
+        action: Literal["archived", "deleted"],
+    ) -> None:
+        await outbox.enqueue(conn, self._event("model-version-retired", VersionRetired(
+            model=model, version=str(version), action=action, changed_by=who.actor), who.actor))
+
+    async def archive_version(self, pool: asyncpg.Pool, who: Principal, model: str, version: int) -> VersionOut:
+        """Archive a version (it stays readable, is never promoted again); publish ``model-version-retired``.
+
+        Archiving an archived version changes nothing and publishes nothing.
+        Raises :class:`VersionInUse` while an alias points to it.
+        """
         async with pool.acquire() as conn, conn.transaction():
             row = await self.version_row(conn, model, version, for_update=True)
             domain.check_archivable(await self._state(conn, row))
-            await store.set_version_status(conn, model, version, "archived")
+            if row["status"] != "archived":
+                await store.set_version_status(conn, model, version, "archived")
+                await self._retired(conn, who, model, version, "archived")
             return (await self.version_views(conn, [await self.version_row(conn, model, version)]))[0]
 
-    async def delete_version(self, pool: asyncpg.Pool, model: str, version: int) -> None:
+    async def delete_version(self, pool: asyncpg.Pool, who: Principal, model: str, version: int) -> None:
+        """Delete a version that never served; publish ``model-version-retired`` (``deleted``)."""
         async with pool.acquire() as conn, conn.transaction():
             row = await self.version_row(conn, model, version, for_update=True)
             domain.check_deletable(await self._state(conn, row))
             await store.delete_version(conn, model, version)
+            await self._retired(conn, who, model, version, "deleted")
 
     # ------------------------------------------------------------------ aliases
 
