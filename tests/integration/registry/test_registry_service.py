@@ -335,6 +335,33 @@ async def test_a_rollout_event_for_an_unknown_version_goes_to_dead_letter(reg: R
     assert "no version 7" in letter.data.reason
 
 
+async def test_a_forged_rollout_outcome_for_an_unapproved_version_moves_nothing(reg: Registry) -> None:
+    model = await reg.model()
+    await reg.register(model)
+    await reg.champion(model, "1")
+    await reg.register(model)  # v2: never requested
+    await reg.register(model)  # v3: requested, rejected
+    rid = (await reg.ds.post(f"/models/{model}/versions/3/promotion-requests", {"reason": "x"})).json()["id"]
+    assert (await reg.rev.post(f"/promotion-requests/{rid}/reject", {"comment": "no"})).status_code == 200
+    await reg.register(model)  # v4: requested, still pending
+    assert (await reg.ds.post(f"/models/{model}/versions/4/promotion-requests", {"reason": "x"})).status_code == 201
+    for version in ("2", "3", "4"):
+        await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-completed", RolloutCompleted(
+            model=model, rollout_id=f"forged-{version}", seq=1, version=version, baseline_version="1",
+            strategy="canary", phase="completed", step_index=0, weight=1.0))
+    await publish(reg.infra.bootstrap_servers, reg.infra.topic_prefix, "rollout-rolled-back", RolloutRolledBack(
+        model=model, rollout_id="forged-rb", seq=1, version="2", baseline_version="1", strategy="canary",
+        phase="rolled-back", step_index=0, weight=0.0))
+    letters = await reg.seen.wait_for("dead-letter", 4)
+    assert sorted(str(letter.data.reason).split("refusing the outcome of rollout ")[-1] for letter in letters) == [
+        "forged-2", "forged-3", "forged-4", "forged-rb"]
+    assert all("never approved for promotion" in str(letter.data.reason) for letter in letters)
+    assert (await reg.viewer.get(f"/models/{model}")).json()["aliases"] == {"champion": "1"}
+    statuses = [(await reg.viewer.get(f"/models/{model}/versions/{v}")).json() for v in ("2", "3", "4")]
+    assert [(v["status"], v["served_traffic"]) for v in statuses] == [
+        ("validated", False), ("validated", False), ("pending-promotion", False)]
+
+
 # --------------------------------------------------------------------------- versions
 
 

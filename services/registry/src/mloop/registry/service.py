@@ -625,7 +625,13 @@ class Registry:
     async def _rollout_version(
         self, conn: asyncpg.Connection, event: Event[RolloutCompleted] | Event[RolloutRolledBack]
     ) -> asyncpg.Record | None:
-        """The version a rollout event is about, or None when the event is stale."""
+        """The version a rollout event is about, or None when the event is stale.
+
+        Raises :class:`PermanentError` (the event goes to ``dead-letter``) for
+        a version that does not exist or was never approved for promotion: a
+        rollout outcome is trusted only for a version a second person
+        approved, so a message forged onto the topic cannot move ``champion``.
+        """
         data = event.data
         if not data.version.isdigit():
             raise PermanentError(f"{data.model} has no version {data.version!r}")
@@ -636,6 +642,10 @@ class Registry:
         last = await store.rollout_seen_seq(conn, data.rollout_id)
         if last is not None and last >= data.seq:
             return None
+        requests = await store.requests_for_version(conn, data.model, int(data.version))
+        if not any(r["status"] == "approved" for r in requests):
+            raise PermanentError(f"{data.model} version {data.version} was never approved for promotion; "
+                                 f"refusing the outcome of rollout {data.rollout_id}")
         return row
 
     async def _record_rollout(self, conn: asyncpg.Connection, event: Event[Any], outcome: str) -> None:
