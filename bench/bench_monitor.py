@@ -35,7 +35,8 @@ from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import FeatureSchema, FeatureSpec, Lineage, ModelRegistered, PredictionLogged
 from mloop.devstack import create_topics
 from mloop.devstack.testing import EphemeralStack
-from mloop.monitor.main import MonitorSettings, create_app
+from mloop.monitor.main import create_app
+from mloop.monitor.settings import MonitorSettings
 from mloop.runtime.testing import auth_headers, running_app
 from mloop.stats.profile import ReferenceProfile
 

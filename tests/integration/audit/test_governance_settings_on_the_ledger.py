@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from mloop.audit.main import create_app as create_audit
-from mloop.monitor.main import MonitorSettings
 from mloop.monitor.main import create_app as create_monitor
+from mloop.monitor.settings import MonitorSettings
 from mloop.retrain_scheduler.main import create_app as create_scheduler
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
 from mloop.rollout.main import create_app as create_rollout

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 SERVICES = [
     ("mloop.registry.main", "mloop.registry.settings", "RegistrySettings"),
     ("mloop.rollout.main", "mloop.rollout.settings", "RolloutSettings"),
-    ("mloop.monitor.main", "mloop.monitor.main", "MonitorSettings"),
+    ("mloop.monitor.main", "mloop.monitor.settings", "MonitorSettings"),
     ("mloop.retrain_scheduler.main", "mloop.retrain_scheduler.settings", "RetrainSchedulerSettings"),
     ("mloop.audit.main", "mloop.audit.settings", "AuditSettings"),
 ]

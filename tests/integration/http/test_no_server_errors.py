@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 SERVICES = [
     ("mloop.registry.main", "mloop.registry.settings", "RegistrySettings"),
     ("mloop.rollout.main", "mloop.rollout.settings", "RolloutSettings"),
-    ("mloop.monitor.main", "mloop.monitor.main", "MonitorSettings"),
+    ("mloop.monitor.main", "mloop.monitor.settings", "MonitorSettings"),
     ("mloop.retrain_scheduler.main", "mloop.retrain_scheduler.settings", "RetrainSchedulerSettings"),
     ("mloop.audit.main", "mloop.audit.settings", "AuditSettings"),
 ]

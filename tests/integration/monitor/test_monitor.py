@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mloop.contracts.payloads import Route, TrafficSplitChanged
-from mloop.monitor.main import MonitorSettings, create_app
+from mloop.monitor.main import create_app
+from mloop.monitor.settings import MonitorSettings
 from mloop.runtime.testing import EventCollector, auth_headers, running_app
 
 from .streams import SMALL_WINDOWS, T0, Traffic, query, records, reference_profile, registration, wait_until

@@ -23,15 +23,9 @@ def _settings_class(service: str) -> type[ServiceSettings]:
     module = service.replace("-", "_")
     candidates = {"registry": "RegistrySettings", "rollout": "RolloutSettings", "monitor": "MonitorSettings",
                   "retrain-scheduler": "RetrainSchedulerSettings", "audit": "AuditSettings"}
-    for where in (f"mloop.{module}.settings", f"mloop.{module}.main"):
-        try:
-            cls = getattr(importlib.import_module(where), candidates[service], None)
-        except ImportError:
-            continue
-        if cls is not None:
-            assert issubclass(cls, ServiceSettings)
-            return cls
-    raise AssertionError(f"no settings class for {service}")
+    cls: type[ServiceSettings] = getattr(importlib.import_module(f"mloop.{module}.settings"), candidates[service])
+    assert issubclass(cls, ServiceSettings)
+    return cls
 
 
 def _settings_env_names(cls: type[ServiceSettings] = ServiceSettings) -> set[str]:

@@ -18,7 +18,7 @@ from mloop.monitor.domain import (
     VersionMonitor,
     WindowSettings,
 )
-from mloop.monitor.windows import NumericCounts, numeric_column
+from mloop.monitor.domain.windows import NumericCounts, numeric_column
 from mloop.stats.profile import ReferenceProfile
 
 SCHEMA: list[dict[str, Any]] = [

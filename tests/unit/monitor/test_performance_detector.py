@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mloop.monitor.domain import LabelledPrediction, MonitorConfig, PerformanceSettings, VersionMonitor
-from mloop.monitor.performance import MIN_ERROR_SD, loss_scale
+from mloop.monitor.domain.performance import MIN_ERROR_SD, loss_scale
 from mloop.stats.changepoint import PageHinkley
 
 STREAMS = 200

@@ -27,9 +27,9 @@ def _router(service: str) -> ServiceRouter:
         return rollout_router(RolloutSettings(environment="test"), RolloutService(source="rollout"),
                               evidence_max_records=10)
     if service == "monitor":
-        from mloop.monitor.handlers import Monitoring
         from mloop.monitor.handlers import build_router as monitor_router
-        from mloop.monitor.main import MonitorSettings
+        from mloop.monitor.service import Monitoring
+        from mloop.monitor.settings import MonitorSettings
 
         return monitor_router(MonitorSettings(environment="test"), Monitoring(source="monitor"),
                               batch_max_messages=10)

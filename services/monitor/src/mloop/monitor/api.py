@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from mloop.monitor import configuration, store
+from mloop.monitor import service, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
 from mloop.runtime.auth import Principal, require_roles
@@ -245,7 +245,7 @@ async def put_config(
 ) -> ConfigOut:
     """Every change is kept (``/models/{model}/config/history``) and published as ``monitor-config-changed``."""
     async with pool.acquire() as conn, conn.transaction():
-        await configuration.change_config(conn, model, config, actor=who.actor, reason=reason,
+        await service.change_config(conn, model, config, actor=who.actor, reason=reason,
                                           source=ctx.settings.service_name)
     return ConfigOut(model=model, configured=True, config=config)
 
@@ -269,7 +269,7 @@ async def config_history(
     after = cursor.get("i")
     if not isinstance(after, int) or isinstance(after, bool):
         raise BadRequest("page_token is not a token this API issued", field="query.page_token")
-    rows = await configuration.config_history(pool, model, after=after, limit=page_size + 1)
+    rows = await service.config_history(pool, model, after=after, limit=page_size + 1)
     more = len(rows) > page_size
     rows = rows[:page_size]
     return Page[ConfigChangeOut](

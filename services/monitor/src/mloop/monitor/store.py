@@ -179,6 +179,51 @@ async def put_config(conn: asyncpg.Connection, model: str, config: MonitorConfig
     await conn.execute("UPDATE monitor_state SET rev = rev + 1 WHERE model = $1", model)
 
 
+async def lock_config(conn: asyncpg.Connection, model: str) -> None:
+    """Serialise configuration changes of ``model`` until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"monitor-config:{model}")
+
+
+async def raw_config(conn: asyncpg.Connection, model: str) -> dict[str, Any] | None:
+    """The stored configuration document of ``model``, None when it has none."""
+    doc: dict[str, Any] | None = await conn.fetchval("SELECT config FROM model_config WHERE model = $1", model)
+    return doc
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    id: int
+    model: str
+    seq: int
+    config: dict[str, Any]
+    previous: dict[str, Any] | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+async def append_config_change(conn: asyncpg.Connection, model: str, config: dict[str, Any],
+                               previous: dict[str, Any] | None, actor: str, reason: str | None) -> ConfigChange:
+    """Append a change to ``model``'s configuration history (the next ``seq``)."""
+    row = await conn.fetchrow(
+        """INSERT INTO config_history (model, seq, config, previous, actor, reason)
+           VALUES ($1, COALESCE((SELECT max(seq) FROM config_history WHERE model = $1), 0) + 1, $2, $3, $4, $5)
+           RETURNING *""",
+        model, config, previous, actor, reason,
+    )
+    assert row is not None
+    return ConfigChange(**dict(row))
+
+
+async def config_history(
+    conn: asyncpg.Connection | asyncpg.Pool, model: str, *, after: int, limit: int
+) -> list[ConfigChange]:
+    """The model's configuration changes with an id above ``after``, oldest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM config_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit)
+    return [ConfigChange(**dict(r)) for r in rows]
+
+
 async def save_traffic_split(conn: asyncpg.Connection, model: str, seq: int, rollout_id: str | None,
                              routes: list[dict[str, Any]]) -> bool:
     """Keep the newest routing table; False when ``seq`` is not newer."""
