@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import AliasChoices
@@ -85,3 +86,49 @@ def test_kubernetes_topics_match_the_registry() -> None:
     assert set(by_name) == set(TOPICS)
     assert by_name["traffic-split-changed"]["spec"]["config"]["cleanup.policy"] == "compact"
     assert by_name["prediction-logged"]["spec"]["partitions"] == 12
+
+
+def _console_settings(env: dict[str, Any]) -> Any:
+    from mloop.console.app import ConsoleSettings
+
+    return ConsoleSettings.from_env({k: str(v) for k, v in env.items()})
+
+
+def test_compose_runs_the_console_from_its_own_image_pointed_at_every_service_without_secrets() -> None:
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    console = doc["services"]["console"]
+    dockerfile = ROOT / console["build"]["dockerfile"]
+    assert dockerfile == ROOT / "apps" / "console" / "Dockerfile"
+    text = dockerfile.read_text()
+    assert "--package mloop-console" in text and '"mloop.console"' in text and "EXPOSE 8100" in text
+    assert set(console["depends_on"]) == set(SERVICES)
+    env = console["environment"]
+    # The console acts only with its users' tokens: no signing secret, no database, no Kafka.
+    assert not {"MLOOP_JWT_SECRET", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"} & set(env)
+    settings = _console_settings(env)
+    for svc, url in (("registry", settings.endpoints.registry), ("rollout", settings.endpoints.rollout),
+                     ("monitor", settings.endpoints.monitor), ("retrain-scheduler", settings.endpoints.retrain),
+                     ("audit", settings.endpoints.audit)):
+        port = doc["services"][svc]["environment"]["MLOOP_HTTP_PORT"]
+        assert url == f"http://{svc}:{port}", (svc, url)
+    assert settings.port == 8100 and console["ports"] == ["8100:8100"]
+    assert settings.secure_cookie  # production: the session cookie is Secure
+
+
+def test_kubernetes_console_reaches_each_service_by_its_service_name_and_holds_no_service_secret() -> None:
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "services.yaml").read_text()) if d]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert {f"mloop-{s}" for s in [*SERVICES, "console"]} <= set(deployments)
+    (container,) = deployments["mloop-console"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "mloop/console:latest"
+    env = {e["name"]: e for e in container["env"]}
+    assert not {"MLOOP_JWT_SECRET", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"} & set(env)
+    # Replicas share the CSRF key, from a secret of the console's own.
+    assert env["MLOOP_CONSOLE_CSRF_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mloop-console"
+    settings = _console_settings({k: e["value"] for k, e in env.items() if "value" in e})
+    for url in (settings.endpoints.registry, settings.endpoints.rollout, settings.endpoints.monitor,
+                settings.endpoints.retrain, settings.endpoints.audit):
+        host, port = url.removeprefix("http://").split(":")
+        assert services[host]["spec"]["ports"] == [{"port": int(port), "targetPort": int(port)}], url
+    assert services["mloop-console"]["spec"]["ports"] == [{"port": 8100, "targetPort": 8100}]
