@@ -8,7 +8,7 @@ for the shapes; the methods exist so callers need not remember paths.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -234,6 +234,22 @@ class MonitorClient(ServiceClient):
         )
         result: JSON = await self.get(path)
         return result
+
+    async def statuses(
+        self, models: Sequence[str] | None = None, *, limit: int | None = None, page_size: int | None = None
+    ) -> list[JSON]:
+        """The monitoring status of many models in few calls, ordered by model name.
+
+        Each item is what :meth:`status` answers for one model. With ``models``
+        (at most 200 names) only those; a model the monitor has not seen yet is
+        left out, not an error. Without, every model the monitor has seen, one
+        page of ``page_size`` (default 50, at most 200) per call.
+        """
+        names = list(models) if models is not None else None
+        if names == []:
+            return []
+        size = page_size or (min(len(names), 200) if names else None)
+        return await self.list_all("/status", limit=limit, model=names, page_size=size)
 
     async def drift_history(
         self,

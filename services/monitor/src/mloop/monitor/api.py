@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -118,49 +119,111 @@ class ConfigOut(BaseModel):
 # --------------------------------------------------------------------------- status
 
 
-async def _version_statuses(pool: asyncpg.Pool, model: str, version: str | None) -> list[VersionStatus]:
+async def _statuses(
+    pool: asyncpg.Pool, models: list[str], version: str | None = None
+) -> dict[str, list[VersionStatus]]:
+    """Each model's version statuses (models the monitor has not seen are absent); four queries for any number."""
     rows = await pool.fetch(
-        """SELECT v.version, v.registered, v.reference_source, (v.reference->>'row_count')::int AS reference_rows,
-                  v.metrics, v.profile_error,
+        """SELECT v.model, v.version, v.registered, v.reference_source,
+                  (v.reference->>'row_count')::int AS reference_rows, v.metrics, v.profile_error,
                   COALESCE((s.state->>'bootstrap_rows')::int, 0) AS reference_progress,
                   COALESCE((s.state->>'predictions_seen')::bigint, 0) AS predictions_seen,
                   COALESCE((s.state->>'labels_joined')::bigint, 0) AS labels_joined,
                   COALESCE((s.state->>'window_no')::int, 0) AS windows_evaluated
            FROM model_versions v LEFT JOIN monitor_state s USING (model, version)
-           WHERE v.model = $1 AND ($2::text IS NULL OR v.version = $2) ORDER BY v.first_seen_at, v.version""",
-        model, version,
+           WHERE v.model = ANY($1::text[]) AND ($2::text IS NULL OR v.version = $2)
+           ORDER BY v.model, v.first_seen_at, v.version""",
+        models, version,
     )
-    routes = await pool.fetchval("SELECT routes FROM traffic_splits WHERE model = $1", model) or []
-    route_of = {r["version"]: r for r in routes}
-    last = await pool.fetch(
-        """SELECT DISTINCT ON (version, signal) version, signal, window_no, window_start, window_end, size, alarm,
-                  severity FROM window_results WHERE model = $1 AND ($2::text IS NULL OR version = $2)
-           ORDER BY version, signal, id DESC""",
-        model, version,
-    )
-    incidents = await pool.fetch(
-        "SELECT id, version, signal, topic, opened_window, opened_at, resolved_at FROM incidents WHERE model = $1 "
-        "AND resolved_at IS NULL AND ($2::text IS NULL OR version = $2) ORDER BY opened_at",
-        model, version,
-    )
-    out = []
+    splits = await pool.fetch("SELECT model, routes FROM traffic_splits WHERE model = ANY($1::text[])", models)
+    route_of = {(s["model"], r["version"]): r for s in splits for r in s["routes"] or []}
+    last: dict[tuple[str, str], dict[str, LastWindow]] = {}
+    for w in await pool.fetch(
+        """SELECT DISTINCT ON (model, version, signal) model, version, signal, window_no, window_start, window_end,
+                  size, alarm, severity FROM window_results
+           WHERE model = ANY($1::text[]) AND ($2::text IS NULL OR version = $2)
+           ORDER BY model, version, signal, id DESC""",
+        models, version,
+    ):
+        last.setdefault((w["model"], w["version"]), {})[w["signal"]] = LastWindow(
+            window_no=w["window_no"], alarm=w["alarm"], severity=w["severity"],
+            window=WindowOut(start=w["window_start"], end=w["window_end"], size=w["size"]),
+        )
+    open_incidents: dict[tuple[str, str], list[IncidentOut]] = {}
+    for i in await pool.fetch(
+        "SELECT model, id, version, signal, topic, opened_window, opened_at, resolved_at FROM incidents "
+        "WHERE model = ANY($1::text[]) AND resolved_at IS NULL AND ($2::text IS NULL OR version = $2) "
+        "ORDER BY opened_at",
+        models, version,
+    ):
+        fields = dict(i)
+        open_incidents.setdefault((fields.pop("model"), i["version"]), []).append(IncidentOut(**fields))
+    out: dict[str, list[VersionStatus]] = {}
     for r in rows:
-        route = route_of.get(r["version"])
-        out.append(VersionStatus(
+        key = (r["model"], r["version"])
+        route = route_of.get(key)
+        out.setdefault(r["model"], []).append(VersionStatus(
             version=r["version"], registered=r["registered"], reference_source=r["reference_source"],
             reference_rows=r["reference_rows"], reference_progress=r["reference_progress"],
             predictions_seen=r["predictions_seen"], labels_joined=r["labels_joined"],
             windows_evaluated=r["windows_evaluated"],
             traffic_weight=route["weight"] if route else None, shadow=route["shadow"] if route else None,
             registered_metrics=dict(r["metrics"]), profile_error=r["profile_error"],
-            last_windows={
-                w["signal"]: LastWindow(window_no=w["window_no"], alarm=w["alarm"], severity=w["severity"],
-                                        window=WindowOut(start=w["window_start"], end=w["window_end"], size=w["size"]))
-                for w in last if w["version"] == r["version"]
-            },
-            open_incidents=[IncidentOut(**dict(i)) for i in incidents if i["version"] == r["version"]],
+            last_windows=last.get(key, {}), open_incidents=open_incidents.get(key, []),
         ))
     return out
+
+
+async def _version_statuses(pool: asyncpg.Pool, model: str, version: str | None) -> list[VersionStatus]:
+    return (await _statuses(pool, [model], version)).get(model, [])
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_MODELS_PER_CALL = 200
+
+
+@router.get(
+    "/status",
+    summary="Monitoring status of many models at once, by model name, one page at a time",
+    description="Every model the monitor has seen, or only those named by `model` (repeatable, at most "
+    f"{MAX_MODELS_PER_CALL}; names it has not seen are left out). Ordered by model name; each item is what "
+    "`/models/{model}/status` answers.",
+)
+async def model_statuses(
+    pool: Pool,
+    _: Viewer,
+    model: Annotated[list[str] | None, Query(description="Only these models (repeat the parameter)")] = None,
+    page_token: str | None = None,
+    page_size: int = Query(50, ge=1, le=MAX_MODELS_PER_CALL),
+) -> Page[ModelStatus]:
+    if model is not None:
+        if len(model) > MAX_MODELS_PER_CALL:
+            raise BadRequest(
+                f"at most {MAX_MODELS_PER_CALL} model names per call, got {len(model)}",
+                errors=[{"field": "query.model", "message": f"at most {MAX_MODELS_PER_CALL} names",
+                         "type": "too_long"}],
+            )
+        bad = next((m for m in model if not _MODEL_NAME.match(m)), None)
+        if bad is not None:
+            raise BadRequest(
+                f"{bad[:140]!r} is not a model name",
+                errors=[{"field": "query.model", "message": "not a model name", "type": "string_pattern_mismatch"}],
+            )
+    cursor = decode_cursor(page_token, model=str)
+    names = [
+        r["model"]
+        for r in await pool.fetch(
+            """SELECT DISTINCT model FROM model_versions
+               WHERE ($1::text[] IS NULL OR model = ANY($1::text[])) AND ($2::text IS NULL OR model > $2)
+               ORDER BY model LIMIT $3""",
+            model, cursor["model"] if cursor else None, page_size + 1,
+        )
+    ]
+    more, names = len(names) > page_size, names[:page_size]
+    versions = await _statuses(pool, names)
+    configured = set(await store.configured_models(pool, names))
+    items = [ModelStatus(model=n, configured=n in configured, versions=versions.get(n, [])) for n in names]
+    return Page[ModelStatus](items=items, next_page_token=encode_cursor({"model": names[-1]}) if more else None)
 
 
 @router.get("/models/{model}/status", summary="Monitoring status of every version of a model")

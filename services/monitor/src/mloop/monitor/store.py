@@ -168,6 +168,12 @@ async def get_config(conn: asyncpg.Connection | asyncpg.Pool, model: str) -> tup
     return (MonitorConfig.model_validate(raw), True) if raw is not None else (MonitorConfig(), False)
 
 
+async def configured_models(conn: asyncpg.Connection | asyncpg.Pool, models: list[str]) -> list[str]:
+    """Those of ``models`` whose configuration was set (the others run on the defaults)."""
+    rows = await conn.fetch("SELECT model FROM model_config WHERE model = ANY($1::text[])", models)
+    return [r["model"] for r in rows]
+
+
 async def put_config(conn: asyncpg.Connection, model: str, config: MonitorConfig, actor: str) -> None:
     """Store a model's configuration; its versions' in-memory windows are then reloaded."""
     await conn.execute(
