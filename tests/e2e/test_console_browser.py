@@ -10,9 +10,11 @@ Screenshots of the main pages go to reports/screenshots/.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +27,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from mloop.client import MloopClient
 from mloop.demo.sandbox import Platform, private_platform
-from mloop.devstack import repo_root
+from mloop.devstack import StackPaths, find_free_ports, repo_root, start_services
 from mloop.devstack._paths import read_pid
+from mloop.devstack.services import stop_services
 from mloop.runtime.auth import issue_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -112,6 +115,7 @@ def world() -> Iterator[World]:
             "rita": issue_token(secret, "rita", ["reviewer"]),
             "omar": issue_token(secret, "omar", ["operator"]),
             "vera": issue_token(secret, "vera", ["viewer"]),
+            "ada": issue_token(secret, "ada", ["admin"]),
         }
         pending, other = asyncio.run(_governed_setup(platform, tokens))
         console = next(s for s in platform.services if s.name == "console")
@@ -354,4 +358,156 @@ def test_the_main_pages_render_for_a_signed_in_person(world: World) -> None:
         if shot == "version":
             expect(page.locator("main")).to_contain_text(LINEAGE["dataset"]["sha256"])
             expect(page.locator("main")).to_contain_text("gates and lineage checked")  # the review
+    context.close()
+
+
+# --------------------------------------------------------------------------- live, widths, names
+
+
+def test_the_models_page_shows_a_new_model_without_a_reload(world: World) -> None:
+    context, page = _sign_in(world, "vera")
+    page.evaluate("window.__notReloaded = true")
+    _call(world, lambda api: api.registry.create_model("credit-watched", description="appears live"))
+    table = page.get_by_role("table", name="Models")
+    expect(table.get_by_role("link", name="credit-watched")).to_be_visible(timeout=20_000)
+    assert page.evaluate("window.__notReloaded") is True  # the list refreshed itself, the page did not reload
+    context.close()
+
+
+def _unnamed_controls(page: Page) -> list[str]:
+    """Interactive nodes of the page's accessibility tree (as Chromium computes it) that have no name."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    interactive = {"button", "link", "textbox", "searchbox", "combobox", "checkbox", "radio", "spinbutton",
+                   "listbox", "switch", "slider", "menuitem", "tab"}
+    out = []
+    for node in nodes:
+        role = (node.get("role") or {}).get("value")
+        if node.get("ignored") or role not in interactive:
+            continue
+        if not str((node.get("name") or {}).get("value") or "").strip():
+            out.append(f"{role} (backend node {node.get('backendDOMNodeId')})")
+    return out
+
+
+def test_every_control_has_an_accessible_name_and_every_page_fits_a_phone_and_a_laptop(world: World) -> None:
+    job = _call(world, lambda api: api.retrain.trigger(MODEL, reason="checking the page"), who="omar")
+    rollout = _rollout_of(world, "2")
+    assert rollout is not None
+    pages = [
+        "/models", f"/models/{MODEL}", f"/models/{MODEL}/versions/2", f"/models/{MODEL}/drift", "/promotions",
+        "/rollouts", f"/rollouts/{rollout['id']}", "/retrain", f"/retrain/jobs/{job['id']}", "/audit",
+        f"/audit/lifecycle?model={MODEL}&version=2", f"/audit/serving?model={MODEL}", "/audit/verify",
+    ]
+    for width, height in ((1280, 800), (390, 844)):
+        # An admin sees every button there is: the page with the most controls.
+        context, page = _sign_in(world, "ada", width=width, height=height)
+        for path in pages:
+            response = page.goto(world.console + path)
+            assert response is not None and response.status == 200, path
+            assert _unnamed_controls(page) == [], (width, path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a {width}px screen"
+            for button in page.get_by_role("button").all():
+                if button.is_visible():
+                    box = button.bounding_box()
+                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (width, path)
+        if width < 600:
+            page.goto(world.console + "/promotions")
+            _shot(page, "promotions-phone")
+        context.close()
+    context = world.browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(world.console + "/login")
+    assert _unnamed_controls(page) == []
+    expect(page.get_by_label("Token")).to_be_visible()
+    context.close()
+
+
+# --------------------------------------------------------------------------- retrain and reject actions
+
+
+def test_an_operator_cancels_a_retrain_job_and_a_viewers_forged_cancel_is_refused(world: World) -> None:
+    # A model of its own: the scheduler runs one job per model at a time.
+    _call(world, lambda api: api.registry.create_model("credit-cancelled", description="a job to cancel"))
+    job = _call(world, lambda api: api.retrain.trigger("credit-cancelled", reason="to be cancelled"), who="omar")
+    context, page = _sign_in(world, "vera")
+    page.goto(world.console + "/retrain")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    forged = context.request.post(f"{world.console}/retrain/jobs/{job['id']}/cancel",
+                                  form={"csrf": csrf or "", "reason": "x"}, max_redirects=0)
+    assert forged.status == 403
+    context.close()
+    assert _call(world, lambda api: api.retrain.get_job(job["id"]))["state"] == job["state"]
+
+    context, page = _sign_in(world, "omar")
+    page.goto(world.console + "/retrain")
+    page.get_by_role("button", name=f"Cancel job {job['id']}").click()
+    expect(page.get_by_role("status")).to_contain_text("Cancelled")
+    expect(page.get_by_role("button", name=f"Cancel job {job['id']}")).to_have_count(0)
+    assert _call(world, lambda api: api.retrain.get_job(job["id"]))["state"] == "cancelled"
+    context.close()
+
+
+def test_every_action_without_the_sessions_csrf_token_is_refused(world: World) -> None:
+    rollout = _rollout_of(world, "2")
+    assert rollout is not None
+    context, page = _sign_in(world, "ada")
+    page.goto(world.console + "/rollouts")
+    real = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    for path in (f"/promotions/{world.other_pending}/approve", f"/promotions/{world.other_pending}/reject",
+                 f"/rollouts/{rollout['id']}/pause", f"/rollouts/{rollout['id']}/resume",
+                 f"/rollouts/{rollout['id']}/abort", f"/rollouts/{rollout['id']}/promote-step",
+                 "/retrain/jobs/nope/confirm", "/retrain/jobs/nope/cancel", "/logout"):
+        tampered = real[:-2] + ("AA" if not real.endswith("AA") else "BB")
+        forms: list[dict[str, str | float | bool]] = [{}, {"csrf": ""}, {"csrf": tampered}]
+        for form in forms:
+            answer = context.request.post(world.console + path, form=form, max_redirects=0)
+            assert answer.status == 403, (path, form, answer.status)
+    # Still signed in (the logout was refused too) and nothing changed.
+    expect(page.get_by_role("heading", name="Rollouts")).to_be_visible()
+    assert page.goto(world.console + "/models") is not None and "/login" not in page.url
+    assert _rollout_of(world, "2")["phase"] == "shadowing"  # type: ignore[index]
+    assert _call(world, lambda api: api.registry.get_promotion_request(world.other_pending))["status"] == "pending"
+    context.close()
+
+
+def test_outside_development_the_session_cookie_is_secure(world: World) -> None:
+    """The console as deployed (MLOOP_ENVIRONMENT=production), signed in from a real browser."""
+    (port,) = find_free_ports(1)
+    spec = dataclasses.replace(next(s for s in world.platform.services if s.name == "console"), port=port)
+    urls = {s.env_key: s.url for s in world.platform.services if s.name != "console"}
+    paths = StackPaths(Path(tempfile.mkdtemp(prefix="mloop-console-prod-")))
+    start_services(paths, {**urls, "MLOOP_ENVIRONMENT": "production"}, [spec], timeout=60)
+    try:
+        context = world.browser.new_context()
+        page = context.new_page()
+        page.goto(spec.url + "/login")
+        page.get_by_label("Token").fill(world.tokens["rita"])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Models")).to_be_visible()
+        (cookie,) = context.cookies()
+        assert (cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (True, True, "Strict")
+        page.goto(spec.url + "/promotions")
+        expect(page.get_by_role("heading", name=re.compile("Promotion"))).to_be_visible()
+        context.close()
+    finally:
+        stop_services(paths, [spec])
+        shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def test_a_reviewer_rejects_a_promotion_with_a_comment(world: World) -> None:
+    context, page = _sign_in(world, "rita")
+    page.goto(world.console + "/promotions")
+    card = page.get_by_role("region", name=f"Promotion of {MODEL} v3")
+    card.get_by_label(f"Comment on {MODEL} v3").fill("the experiment lacks a data hash review")
+    card.get_by_role("button", name=f"Reject {MODEL} v3").click()
+    expect(page.get_by_role("status")).to_contain_text("Rejected")
+    expect(page.get_by_role("region", name=f"Promotion of {MODEL} v3")).to_have_count(0)
+    pr = _call(world, lambda api: api.registry.get_promotion_request(world.other_pending))
+    assert pr["status"] == "rejected"
+    assert "data hash review" in str(pr)
     context.close()

@@ -76,18 +76,19 @@ async def models_page(
     """Each model with champion/challengers, live split, latest drift, open incidents, rollout, last retrain."""
     who = session(request)
     api = user_api(request, who)
-    # One round trip per list (newest first, one page of 200), then one monitor status per model shown.
+    # One round trip per list (newest first, one page of 200), then the monitor's status of the models
+    # shown in one batched call: a constant number of calls, whatever the number of models.
     (models, next_token), rollouts, jobs = await asyncio.gather(
         api.registry.page("/models", page_token=page_token, page_size=MODELS_PER_PAGE, q=q or None),
         _maybe(api.rollout.page("/rollouts", page_size=200)),
         _maybe(api.retrain.page("/jobs", page_size=200)),
     )
-    statuses = await asyncio.gather(*(_maybe(api.monitor.status(m["name"])) for m in models))
+    statuses = {s["model"]: s for s in await _maybe(api.monitor.statuses([m["name"] for m in models])) or []}
     running = views.latest_by_model(r for r in (rollouts or ([], None))[0] if r.get("phase") in views.ACTIVE_PHASES)
     last_job = views.latest_by_model((jobs or ([], None))[0])
     rows = [
-        views.model_row(m, s, running.get(m["name"]), last_job.get(m["name"]))
-        for m, s in zip(models, statuses, strict=True)
+        views.model_row(m, statuses.get(m["name"]), running.get(m["name"]), last_job.get(m["name"]))
+        for m in models
     ]
     return render(request, "models.html", rows=rows, q=q or "", next_token=next_token, notice=_notice(request))
 

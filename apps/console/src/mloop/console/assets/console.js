@@ -1,5 +1,5 @@
-// Refreshes the part of a page marked data-live while it says so (a running rollout), unless
-// the person is typing in a form of that part.
+// Refreshes the part of a page marked data-live (every data-live seconds) while it says so, unless
+// the person is typing in a form of that part or the tab is hidden.
 (function(){
   var live = document.querySelector('[data-live]');
   if (!live) return;
@@ -7,8 +7,8 @@
   function tick(){
     var el = document.querySelector('[data-live]');
     if (!el) return;
-    if (el.contains(document.activeElement) && document.activeElement.tagName !== 'BODY' &&
-        document.activeElement.tagName !== 'BUTTON') { setTimeout(tick, every); return; }
+    if (document.hidden || (el.contains(document.activeElement) && document.activeElement.tagName !== 'BODY' &&
+        document.activeElement.tagName !== 'BUTTON')) { setTimeout(tick, every); return; }
     fetch(location.href, {credentials: 'same-origin', headers: {'X-Console-Refresh': '1'}})
       .then(function(r){ return r.ok ? r.text() : null; })
       .then(function(html){
