@@ -600,3 +600,52 @@ async def test_pipeline_reports_over_kafka_move_the_job_and_unknown_jobs_are_dea
         )
         (dead,) = await seen.wait_for("dead-letter", 1)
         assert dead.data.topic.endswith("retrain-failed") and "no-such-job" in dead.data.reason
+
+
+async def test_each_models_last_job_for_a_page_of_models_in_one_call(infra: Any) -> None:
+    settings = _settings(infra)
+    op = auth_headers(settings, "olga", "operator")
+    viewer = auth_headers(settings, "vic", "viewer")
+    async with running_app(create_app(settings)) as client:
+        for name in ("alpha", "bravo", "charlie"):
+            r = await client.put(f"/models/{name}/policy", json={"require_confirmation": True}, headers=op)
+            assert r.status_code == 200, r.text
+        ids: dict[str, list[str]] = {}
+        for name in ("alpha", "bravo", "alpha", "charlie", "alpha"):
+            for earlier in ids.get(name, []):  # one open job per model: cancel the previous one first
+                await client.post(f"/jobs/{earlier}/cancel", json={"reason": "superseded"}, headers=op)
+            r = await client.post("/jobs", json={"model": name, "reason": "test"}, headers=op)
+            assert r.status_code == 201, r.text
+            ids.setdefault(name, []).append(r.json()["id"])
+
+        latest = await client.get("/jobs", params={"model": ["alpha", "bravo", "nobody"], "latest_per_model": "true"},
+                                  headers=viewer)
+        assert latest.status_code == 200, latest.text
+        # Newest first, one per model: alpha's third job (newer than bravo's only one); charlie not asked for.
+        assert [(j["model"], j["id"]) for j in latest.json()["items"]] == [("alpha", ids["alpha"][2]),
+                                                                           ("bravo", ids["bravo"][0])]
+        both = await client.get("/jobs", params={"model": ["alpha", "bravo"]}, headers=viewer)
+        assert sorted(j["id"] for j in both.json()["items"]) == sorted(ids["alpha"] + ids["bravo"])
+        # Paged like any list: one model per page, every model's newest job exactly once.
+        seen, token = [], None
+        while True:
+            params: dict[str, Any] = {"latest_per_model": "true", "page_size": 1}
+            if token:
+                params["page_token"] = token
+            page = (await client.get("/jobs", params=params, headers=viewer)).json()
+            seen += [(j["model"], j["id"]) for j in page["items"]]
+            token = page["next_page_token"]
+            if not token:
+                break
+        assert seen == [("alpha", ids["alpha"][2]), ("charlie", ids["charlie"][0]), ("bravo", ids["bravo"][0])]
+        # The states filter applies before "newest": alpha's newest cancelled job is its second.
+        cancelled = await client.get("/jobs", params={"model": "alpha", "state": "cancelled",
+                                                      "latest_per_model": "true"}, headers=viewer)
+        assert [j["id"] for j in cancelled.json()["items"]] == [ids["alpha"][1]]
+
+        bad = await client.get("/jobs", params={"model": ["ok", "../etc"]}, headers=viewer)
+        assert bad.status_code == 422 and "model" in bad.text
+        assert bad.headers["content-type"] == "application/problem+json"
+        too_many = await client.get("/jobs", params={"model": [f"m{i}" for i in range(201)]}, headers=viewer)
+        assert too_many.status_code == 422
+        assert (await client.get("/jobs", params={"latest_per_model": "true"})).status_code == 401

@@ -444,3 +444,42 @@ async def test_a_restarted_service_resumes_the_rollout_where_it_was(infra: Any) 
         distinct = {e.id: e for e in seen.events if e.topic.startswith("rollout-")}
         seqs = [e.data.seq for e in distinct.values()]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), [(e.id, e.topic, e.data.seq) for e in seen.events]
+
+
+async def test_each_models_newest_rollout_for_a_page_of_models_in_one_call(running: Running) -> None:
+    client, op = running.client, running.operator
+    viewer = auth_headers(running.settings, "vic", "viewer")
+    a, b = "latest-alpha", "latest-bravo"
+    async with Kafka(running.infra) as kafka, running.collector() as seen:
+        await put_plan(client, op, a, step_min_duration_s=3600, progress_deadline_s=7200)
+        await kafka.promote(a, "1", previous=None)
+        await seen.wait_for("rollout-completed", where=of_model(a))
+        await kafka.promote(a, "2", previous="1")  # stays running: nobody sends it traffic
+        await seen.wait_for("rollout-started", where=lambda e: e.data.model == a and e.data.version == "2")
+        await kafka.promote(b, "1", previous=None)
+        await seen.wait_for("rollout-completed", where=of_model(b))
+
+    answer = await client.get("/rollouts", params={"model": [a, b, "nobody"], "latest_per_model": "true"},
+                              headers=viewer)
+    assert answer.status_code == 200, answer.text
+    newest = [(r["model"], r["candidate"], r["phase"]) for r in answer.json()["items"]]
+    assert newest == [(b, "1", "completed"), (a, "2", "progressing")]
+    every = (await client.get("/rollouts", params={"model": [a, b]}, headers=viewer)).json()["items"]
+    assert sorted((r["model"], r["candidate"]) for r in every) == [(a, "1"), (a, "2"), (b, "1")]
+    # Paged like any list.
+    first = (await client.get("/rollouts", params={"model": [a, b], "latest_per_model": "true", "page_size": 1},
+                              headers=viewer)).json()
+    assert [r["model"] for r in first["items"]] == [b] and first["next_page_token"]
+    rest = (await client.get("/rollouts", params={"model": [a, b], "latest_per_model": "true", "page_size": 1,
+                                                  "page_token": first["next_page_token"]}, headers=viewer)).json()
+    assert [r["model"] for r in rest["items"]] == [a] and rest["next_page_token"] is None
+    # The phase filter applies before "newest": a's newest completed rollout is its first.
+    done = (await client.get("/rollouts", params={"model": a, "phase": "completed", "latest_per_model": "true"},
+                             headers=viewer)).json()["items"]
+    assert [r["candidate"] for r in done] == ["1"]
+
+    bad = await client.get("/rollouts", params={"model": ["ok", "a b"]}, headers=viewer)
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/rollouts", params={"model": [f"m{i}" for i in range(201)]},
+                             headers=viewer)).status_code == 422
+    assert (await client.get("/rollouts", params={"latest_per_model": "true"})).status_code == 401

@@ -76,18 +76,23 @@ async def models_page(
     """Each model with champion/challengers, live split, latest drift, open incidents, rollout, last retrain."""
     who = session(request)
     api = user_api(request, who)
-    # One round trip per list (newest first, one page of 200), then the monitor's status of the models
-    # shown in one batched call: a constant number of calls, whatever the number of models.
-    (models, next_token), rollouts, jobs = await asyncio.gather(
-        api.registry.page("/models", page_token=page_token, page_size=MODELS_PER_PAGE, q=q or None),
-        _maybe(api.rollout.page("/rollouts", page_size=200)),
-        _maybe(api.retrain.page("/jobs", page_size=200)),
+
+    (models, next_token) = await api.registry.page(
+        "/models", page_token=page_token, page_size=MODELS_PER_PAGE, q=q or None
     )
-    statuses = {s["model"]: s for s in await _maybe(api.monitor.statuses([m["name"] for m in models])) or []}
-    running = views.latest_by_model(r for r in (rollouts or ([], None))[0] if r.get("phase") in views.ACTIVE_PHASES)
-    last_job = views.latest_by_model((jobs or ([], None))[0])
+    # Then, for the models shown, one batched call per service: a constant number of calls whatever the
+    # number of models (the monitor's statuses, each model's newest rollout and newest retrain job).
+    names = [m["name"] for m in models]
+    statuses, rollouts, jobs = await asyncio.gather(
+        _maybe(api.monitor.statuses(names)),
+        _maybe(api.rollout.list_rollouts(model=names, latest_per_model=True)),
+        _maybe(api.retrain.list_jobs(model=names, latest_per_model=True)),
+    )
+    status_of = {s["model"]: s for s in statuses or []}
+    running = {r["model"]: r for r in rollouts or [] if r.get("phase") in views.ACTIVE_PHASES}
+    last_job = {j["model"]: j for j in jobs or []}
     rows = [
-        views.model_row(m, statuses.get(m["name"]), running.get(m["name"]), last_job.get(m["name"]))
+        views.model_row(m, status_of.get(m["name"]), running.get(m["name"]), last_job.get(m["name"]))
         for m in models
     ]
     return render(request, "models.html", rows=rows, q=q or "", next_token=next_token, notice=_notice(request))

@@ -15,7 +15,6 @@ __all__ = [
     "ACTIVE_PHASES",
     "drift_plots",
     "drift_verdict",
-    "latest_by_model",
     "model_row",
     "parse_time",
     "traffic_series",
@@ -37,14 +36,6 @@ def parse_time(value: Any) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def latest_by_model(items: Iterable[JSON], *, key: str = "model") -> dict[str, JSON]:
-    """The first item of each model in a newest-first list."""
-    out: dict[str, JSON] = {}
-    for item in items:
-        out.setdefault(str(item.get(key)), item)
-    return out
 
 
 def drift_verdict(status: JSON | None, versions: Sequence[str]) -> tuple[str, str]:

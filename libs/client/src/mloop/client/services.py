@@ -162,9 +162,23 @@ class RolloutClient(ServiceClient):
     """Rollouts, their gate evidence, operator actions and plan defaults."""
 
     async def list_rollouts(
-        self, *, model: str | None = None, phase: str | None = None, limit: int | None = None
+        self,
+        *,
+        model: str | Sequence[str] | None = None,
+        phase: str | None = None,
+        latest_per_model: bool = False,
+        limit: int | None = None,
     ) -> list[JSON]:
-        return await self.list_all("/rollouts", limit=limit, model=model, phase=phase)
+        """Rollouts, newest first; of one model or several (at most 200 names).
+
+        With ``latest_per_model`` only each model's newest rollout: whether one
+        runs for each model of a page, in one call.
+        """
+        models = [model] if isinstance(model, str) else list(model) if model is not None else None
+        if models == []:
+            return []
+        return await self.list_all("/rollouts", limit=limit, model=models, phase=phase,
+                                   latest_per_model="true" if latest_per_model else None)
 
     async def get_rollout(self, rollout_id: str, *, analyses: int = 20) -> JSON:
         """A rollout with its history (published events) and the latest ``analyses`` gate checks."""
@@ -320,9 +334,23 @@ class RetrainClient(ServiceClient):
         await self.delete(f"/models/{_p(model)}/policy")
 
     async def list_jobs(
-        self, *, model: str | None = None, state: str | None = None, limit: int | None = None
+        self,
+        *,
+        model: str | Sequence[str] | None = None,
+        state: str | None = None,
+        latest_per_model: bool = False,
+        limit: int | None = None,
     ) -> list[JSON]:
-        return await self.list_all("/jobs", limit=limit, model=model, state=state)
+        """Jobs, newest first; of one model or several (at most 200 names).
+
+        With ``latest_per_model`` only each model's newest job: the last retrain
+        of each model of a page, in one call.
+        """
+        models = [model] if isinstance(model, str) else list(model) if model is not None else None
+        if models == []:
+            return []
+        return await self.list_all("/jobs", limit=limit, model=models, state=state,
+                                   latest_per_model="true" if latest_per_model else None)
 
     async def get_job(self, job_id: str) -> JSON:
         result: JSON = await self.get(f"/jobs/{_p(job_id)}")

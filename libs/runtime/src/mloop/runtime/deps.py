@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
+from pydantic import StringConstraints
 
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.service import ServiceContext
 
-__all__ = ["Ctx", "ModelPath", "Operator", "Pool", "Viewer", "get_ctx", "get_pool"]
+__all__ = ["MAX_MODELS_PER_CALL", "Ctx", "ModelNames", "ModelPath", "Operator", "Pool", "Viewer", "get_ctx", "get_pool"]
 
 
 def get_ctx(request: Request) -> ServiceContext:
@@ -30,3 +31,16 @@ Viewer = Annotated[Principal, Depends(require_roles())]
 Operator = Annotated[Principal, Depends(require_roles("operator"))]
 #: A model name in a path, with the same rule as the contracts' ``ModelName``.
 ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+#: How many model names one read may filter on (a page of a list of models asks for its rows at once).
+MAX_MODELS_PER_CALL = 200
+_ModelNameItem = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+#: ``?model=a&model=b``: at most :data:`MAX_MODELS_PER_CALL` names, each with the ``ModelName`` rule (422 naming
+#: ``query.model`` otherwise); None when the parameter is absent.
+ModelNames = Annotated[
+    list[_ModelNameItem] | None,
+    Query(max_length=MAX_MODELS_PER_CALL,
+          description=f"Only these models (repeat the parameter, at most {MAX_MODELS_PER_CALL})"),
+]

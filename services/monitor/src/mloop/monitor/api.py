@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,7 @@ from mloop.monitor import service, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
 from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import Ctx, Pool, Viewer
+from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound
 
@@ -178,10 +177,6 @@ async def _version_statuses(pool: asyncpg.Pool, model: str, version: str | None)
     return (await _statuses(pool, [model], version)).get(model, [])
 
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-MAX_MODELS_PER_CALL = 200
-
-
 @router.get(
     "/status",
     summary="Monitoring status of many models at once, by model name, one page at a time",
@@ -192,23 +187,10 @@ MAX_MODELS_PER_CALL = 200
 async def model_statuses(
     pool: Pool,
     _: Viewer,
-    model: Annotated[list[str] | None, Query(description="Only these models (repeat the parameter)")] = None,
+    model: ModelNames = None,
     page_token: str | None = None,
     page_size: int = Query(50, ge=1, le=MAX_MODELS_PER_CALL),
 ) -> Page[ModelStatus]:
-    if model is not None:
-        if len(model) > MAX_MODELS_PER_CALL:
-            raise BadRequest(
-                f"at most {MAX_MODELS_PER_CALL} model names per call, got {len(model)}",
-                errors=[{"field": "query.model", "message": f"at most {MAX_MODELS_PER_CALL} names",
-                         "type": "too_long"}],
-            )
-        bad = next((m for m in model if not _MODEL_NAME.match(m)), None)
-        if bad is not None:
-            raise BadRequest(
-                f"{bad[:140]!r} is not a model name",
-                errors=[{"field": "query.model", "message": "not a model name", "type": "string_pattern_mismatch"}],
-            )
     cursor = decode_cursor(page_token, model=str)
     names = [
         r["model"]

@@ -33,7 +33,7 @@ from mloop.retrain_scheduler.domain import (
 )
 from mloop.retrain_scheduler.scheduler import Scheduler
 from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
+from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
 
@@ -330,7 +330,9 @@ async def _detail(conn: asyncpg.Connection, job_id: str) -> JobDetail:
 async def list_jobs(
     _: Viewer,
     pool: Pool,
-    model: str | None = None,
+    model: ModelNames = None,
+    latest_per_model: Annotated[bool, Query(description="Only each model's newest job (a page of models' last "
+                                                        "retrain)")] = False,
     state: Annotated[list[JobState] | None, Query()] = None,
     trigger: str | None = None,
     requested_after: datetime | None = None,
@@ -340,7 +342,8 @@ async def list_jobs(
 ) -> Page[Job]:
     after = _after(page_token)
     flt = store.JobFilter(
-        model=model,
+        models=tuple(model or ()),
+        latest_per_model=latest_per_model,
         states=tuple(s.value for s in state or ()),
         trigger=trigger,
         requested_after=requested_after,

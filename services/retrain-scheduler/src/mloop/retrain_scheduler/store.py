@@ -415,7 +415,10 @@ async def transitions(conn: asyncpg.Connection, job_id: str) -> list[Transition]
 
 @dataclass(frozen=True)
 class JobFilter:
-    model: str | None = None
+    #: Only these models (empty: every model).
+    models: tuple[str, ...] = ()
+    #: Only each model's newest job (among those the other filters keep).
+    latest_per_model: bool = False
     states: tuple[str, ...] = ()
     trigger: str | None = None
     requested_after: datetime | None = None
@@ -437,8 +440,8 @@ async def list_jobs(
         args.append(value)
         return f"${len(args)}"
 
-    if flt.model is not None:
-        where.append(f"model = {arg(flt.model)}")
+    if flt.models:
+        where.append(f"model = ANY({arg(list(flt.models))}::text[])")
     if flt.states:
         where.append(f"state = ANY({arg(list(flt.states))}::text[])")
     if flt.trigger is not None:
@@ -447,11 +450,18 @@ async def list_jobs(
         where.append(f"requested_at >= {arg(flt.requested_after)}")
     if flt.requested_before is not None:
         where.append(f"requested_at < {arg(flt.requested_before)}")
+    source = "jobs"
+    if flt.latest_per_model:
+        # Each model's newest job first, then the page is cut from those like any other list.
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        source = (f"(SELECT DISTINCT ON (model) * FROM jobs {clause} "
+                  "ORDER BY model, requested_at DESC, id DESC) AS latest")
+        where = []
     if after is not None:
         where.append(f"(requested_at, id) < ({arg(after[0])}, {arg(after[1])})")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = await conn.fetch(
-        f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY requested_at DESC, id DESC LIMIT {arg(limit)}",
+        f"SELECT {_JOB_COLUMNS} FROM {source} {clause} ORDER BY requested_at DESC, id DESC LIMIT {arg(limit)}",
         *args,
     )
     return [_job(r) for r in rows]

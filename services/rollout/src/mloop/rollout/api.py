@@ -22,7 +22,7 @@ from mloop.rollout import store
 from mloop.rollout.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
 from mloop.rollout.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
-from mloop.runtime.deps import ModelPath, Operator, Pool, Viewer
+from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, Conflict, Forbidden, NotFound
 
@@ -166,15 +166,17 @@ class TrafficOut(BaseModel):
 async def list_rollouts(
     _: Viewer,
     pool: Pool,
-    model: Annotated[str | None, Query(max_length=128)] = None,
+    model: ModelNames = None,
     phase: Phase | None = None,
+    latest_per_model: Annotated[bool, Query(description="Only each model's newest rollout (whether one runs)")] = False,
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RolloutOut]:
     cursor = decode_cursor(page_token, c=datetime, i=str)
     before = (cursor["c"], cursor["i"]) if cursor else None
     async with pool.acquire() as conn:
-        rows = await store.list_rollouts(conn, model=model, phase=phase, before=before, limit=page_size + 1)
+        rows = await store.list_rollouts(conn, model=model, phase=phase, before=before, limit=page_size + 1,
+                                         latest_per_model=latest_per_model)
     more = len(rows) > page_size
     rows = rows[:page_size]
     token = encode_cursor({"c": rows[-1].created_at.isoformat(), "i": rows[-1].id}) if more else None

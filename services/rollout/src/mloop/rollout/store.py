@@ -107,18 +107,27 @@ async def save_rollout(conn: asyncpg.Connection, r: Rollout, *, next_analysis_at
 async def list_rollouts(
     conn: asyncpg.Connection,
     *,
-    model: str | None,
+    model: str | Sequence[str] | None,
     phase: str | None,
     before: tuple[datetime, str] | None,
     limit: int,
+    latest_per_model: bool = False,
 ) -> list[Rollout]:
-    """Newest first, keyset-paginated on ``(created_at, id)``."""
+    """Newest first, keyset-paginated on ``(created_at, id)``; ``model`` one name or several.
+
+    With ``latest_per_model`` only each model's newest rollout (among those of ``phase``).
+    """
+    models = [model] if isinstance(model, str) else list(model) if model is not None else None
+    source = "rollouts"
+    if latest_per_model:
+        source = ("(SELECT DISTINCT ON (model) * FROM rollouts WHERE ($1::text[] IS NULL OR model = ANY($1::text[])) "
+                  "AND ($2::text IS NULL OR phase = $2) ORDER BY model, created_at DESC, id DESC) AS latest")
     rows = await conn.fetch(
-        """SELECT state FROM rollouts
-           WHERE ($1::text IS NULL OR model = $1) AND ($2::text IS NULL OR phase = $2)
+        f"""SELECT state FROM {source}
+           WHERE ($1::text[] IS NULL OR model = ANY($1::text[])) AND ($2::text IS NULL OR phase = $2)
              AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
            ORDER BY created_at DESC, id DESC LIMIT $5""",
-        model,
+        models,
         phase,
         before[0] if before else None,
         before[1] if before else "",
