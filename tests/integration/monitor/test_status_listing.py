@@ -15,7 +15,8 @@ import pytest
 
 from mloop.client import MonitorClient
 from mloop.contracts.payloads import Route, TrafficSplitChanged
-from mloop.monitor.main import MonitorSettings, create_app
+from mloop.monitor.main import create_app
+from mloop.monitor.settings import MonitorSettings
 from mloop.runtime.testing import auth_headers, running_app
 
 from .streams import SMALL_WINDOWS, Traffic, records, reference_profile, registration, wait_until
