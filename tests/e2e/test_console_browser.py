@@ -70,6 +70,41 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None
         time.sleep(0.3)
 
 
+DRIFTED = "credit-drifted"
+
+
+async def _seen_by_monitor(api: MloopClient) -> bool:
+    return bool(await api.monitor.statuses([DRIFTED]))
+
+
+async def _drifted_traffic(platform: Platform, scientist: MloopClient, operator: MloopClient) -> None:
+    """Predictions of a model of its own whose income shifts after the first windows (the monitor's input)."""
+    import random
+
+    from mloop.client import PredictionLogger
+
+    # The monitor takes predictions of registered versions only.
+    await scientist.registry.create_model(DRIFTED, description="drifts")
+    await scientist.registry.register_version(DRIFTED, artifact_uri="s3://models/drifted/1", lineage=LINEAGE,
+                                              metrics={"auc": 0.8})
+    deadline = time.monotonic() + 60
+    while not await _seen_by_monitor(operator):
+        assert time.monotonic() < deadline, "the monitor never saw the drifted model's version"
+        await asyncio.sleep(0.3)
+
+    await operator.monitor.set_config(DRIFTED, {
+        "window": {"mode": "tumbling", "by": "count", "size": 500}, "reference_size": 500,
+        "resolve_after_windows": 2,
+    })
+    rng = random.Random(5)
+    async with PredictionLogger(platform.stack.bootstrap_servers, DRIFTED,
+                                topic_prefix=platform.stack.topic_prefix) as logger:
+        for i in range(2000):
+            shift = 15_000.0 if i >= 1000 else 0.0
+            await logger.log(f"d-{i}", version="1", prediction=rng.random(),
+                             features={"age": rng.gauss(40, 10), "income": rng.gauss(50_000, 12_000) + shift})
+
+
 async def _governed_setup(platform: Platform, tokens: dict[str, str]) -> tuple[str, str]:
     """v1 champion through an approved promotion; v2 and v3 requested, waiting for review."""
     ep = platform.stack.endpoints
@@ -98,6 +133,7 @@ async def _governed_setup(platform: Platform, tokens: dict[str, str]) -> tuple[s
                 while await dana.registry.champion(MODEL) != versions[0]:
                     assert time.monotonic() < deadline, "v1 never became champion"
                     await asyncio.sleep(0.3)
+        await _drifted_traffic(platform, dana, omar)
         v2 = await dora.registry.request_promotion(MODEL, versions[1], reason="weekly retrain")
         v3 = await dana.registry.request_promotion(MODEL, versions[2], reason="experiment")
         return str(v2["id"]), str(v3["id"])
@@ -516,4 +552,26 @@ def test_a_reviewer_rejects_a_promotion_with_a_comment(world: World) -> None:
     pr = _call(world, lambda api: api.registry.get_promotion_request(world.other_pending))
     assert pr["status"] == "rejected"
     assert "data hash review" in str(pr)
+    context.close()
+
+
+def test_the_drift_page_plots_each_features_statistic_against_its_threshold(world: World) -> None:
+    def windows() -> int:
+        return len(_call(world, lambda api: api.monitor.drift_history(DRIFTED, kind="data", limit=10)))
+
+    # 2,000 predictions: the first 500 are the reference, then three windows of 500, the last two shifted.
+    _wait(lambda: windows() >= 3, "three data-drift windows of the drifted model", timeout_s=90)
+    context, page = _sign_in(world, "vera")
+    page.goto(f"{world.console}/models/{DRIFTED}/drift")
+    figure = page.get_by_role("img", name=re.compile("v1 data drift per feature"))
+    expect(figure).to_be_visible()
+    for feature in ("age", "income"):
+        expect(figure).to_contain_text(feature)  # a line per feature, named in the legend
+    latest = page.get_by_role("table", name="Latest window features").first
+    expect(latest).to_contain_text("income")
+    income = latest.get_by_role("row").filter(has_text="income")
+    expect(income).to_contain_text("yes")  # the shifted feature drifted in the latest window
+    _shot(page, "drift")
+    report = context.request.get(f"{world.console}/models/{DRIFTED}/drift-report")
+    assert report.status == 200 and "<svg" in report.text()
     context.close()
