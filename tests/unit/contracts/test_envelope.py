@@ -57,6 +57,16 @@ def test_decode_round_trips_an_encoded_event() -> None:
     assert abs((back.time - event.time).total_seconds()) < 1e-3
 
 
+def test_decode_with_a_position_is_the_event_with_that_position() -> None:
+    event = new_event("model-promoted", _promoted(), source="registry", actor="user:rita")
+    rec = encode(event)
+    headers = [*rec.headers, ("x-origin", b"replay")]
+    placed = decode("model-promoted", rec.key, rec.value, headers, partition=2, offset=41)
+    assert placed == decode("model-promoted", rec.key, rec.value, headers).with_position(2, 41)
+    assert (placed.partition, placed.offset) == (2, 41)
+    assert placed.extra_headers == {"x-origin": "replay"}
+
+
 def test_uuid7_is_version_7_and_time_ordered() -> None:
     ids = [uuid7() for _ in range(50)]
     assert all(uuid.UUID(i).version == 7 for i in ids)

@@ -225,9 +225,14 @@ def decode(
     headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...] | None,
     *,
     spec: TopicSpec | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
 ) -> Event[Any]:
     """Turn a Kafka record of logical topic ``topic`` into an :class:`Event`.
 
+    ``partition`` and ``offset`` (where a consumer read it) are set on the
+    event directly: the same as ``with_position`` without building the event
+    twice, which a consumer pays per record.
     Raises a subclass of :class:`EnvelopeError` naming what is wrong.
     """
     spec = spec or spec_for(topic)
@@ -264,18 +269,6 @@ def decode(
         at = datetime.fromisoformat(time_s.replace("Z", "+00:00")) if time_s else datetime.now(UTC)
     except ValueError as exc:
         raise UndecodableMessage(f"ce_time is not an RFC 3339 timestamp: {time_s!r}") from exc
-    known = {
-        "ce_specversion",
-        "ce_id",
-        "ce_source",
-        "ce_type",
-        "ce_time",
-        "ce_subject",
-        "ce_actor",
-        "content-type",
-        "traceparent",
-        "tracestate",
-    }
     return Event(
         id=ce_id,
         type=ce_type,
@@ -288,8 +281,17 @@ def decode(
         key=key.decode(errors="replace") if key is not None else None,
         traceparent=hdrs.get("traceparent"),
         tracestate=hdrs.get("tracestate"),
-        extra_headers={k: v for k, v in hdrs.items() if k not in known},
+        partition=partition,
+        offset=offset,
+        extra_headers={k: v for k, v in hdrs.items() if k not in _KNOWN_HEADERS},
     )
+
+
+# Headers that become Event attributes; any other header is kept in ``extra_headers``.
+_KNOWN_HEADERS = frozenset({
+    "ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "ce_actor",
+    "content-type", "traceparent", "tracestate",
+})
 
 
 def _summarise(exc: pydantic.ValidationError, limit: int = 5) -> str:

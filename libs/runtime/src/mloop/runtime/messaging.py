@@ -393,7 +393,7 @@ def decode_record(msg: Record, topic_prefix: str = "") -> Event[Any]:
     """
     p = topic_prefix
     topic = msg.topic[len(p):] if p and msg.topic.startswith(p) else msg.topic
-    return decode(topic, msg.key, msg.value, msg.headers).with_position(msg.partition, msg.offset)
+    return decode(topic, msg.key, msg.value, msg.headers, partition=msg.partition, offset=msg.offset)
 
 
 class _NoCommit:

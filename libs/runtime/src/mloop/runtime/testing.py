@@ -99,7 +99,7 @@ class EventCollector:
                 self.raw.append(m)
                 topic = m.topic[len(self.prefix):]
                 with contextlib.suppress(Exception):
-                    self.events.append(decode(topic, m.key, m.value, m.headers).with_position(m.partition, m.offset))
+                    self.events.append(decode(topic, m.key, m.value, m.headers, partition=m.partition, offset=m.offset))
 
     def of(self, topic: str) -> list[Event[Any]]:
         return [e for e in self.events if e.topic == topic]
