@@ -18,7 +18,7 @@ from mloop.monitor.domain import (
     VersionMonitor,
     WindowSettings,
 )
-from mloop.monitor.domain.windows import NumericCounts, numeric_column
+from mloop.monitor.domain.windows import NumericCounts, numeric_column, numeric_columns
 from mloop.stats.profile import ReferenceProfile
 
 SCHEMA: list[dict[str, Any]] = [
@@ -250,6 +250,47 @@ def test_served_values_are_told_apart_as_missing_invalid_or_wrong_type() -> None
     col = numeric_column([1, 2.5, None, float("nan"), float("inf"), "3.5", "abc", True])
     assert col.missing == 1 and col.invalid == 2 and col.type_errors == 1
     assert col.values[5] == 3.5 and math.isnan(col.values[6]) and col.values[7] == 1.0
+
+
+def test_the_one_pass_numeric_columns_equal_the_column_by_column_conversion() -> None:
+    values = [1, 2.5, float("nan"), float("inf"), "3.5", True, -0.0]
+    features = [{"x": v, "y": float(i), "c": "a"} for i, v in enumerate(values)]
+    fast = numeric_columns(features, ["y", "x"])
+    assert fast is not None and fast[0] is not None
+    slow = numeric_column([f["y"] for f in features])
+    assert (fast[0].missing, fast[0].invalid, fast[0].type_errors) == (0, 0, 0) == (
+        slow.missing, slow.invalid, slow.type_errors)
+    np.testing.assert_array_equal(fast[0].values, slow.values)
+    clean = [f for f in features if f["x"] not in (values[2], values[3])]
+    x = numeric_columns(clean, ["x"])
+    assert x is not None and x[0] is not None
+    np.testing.assert_array_equal(x[0].values, numeric_column([f["x"] for f in clean]).values)
+    # What only the general way tells apart: a missing value (read as NaN here), NaN/inf, a wrong type,
+    # a missing key.
+    assert fast[1] is None
+    with_none = numeric_columns([*clean, {"x": None, "y": 1.0, "c": "a"}], ["x", "y"])
+    assert with_none is not None and with_none[0] is None and with_none[1] is not None
+    assert numeric_columns([*features, {"x": "abc", "y": 1.0, "c": "a"}], ["x", "y"]) is None
+    assert numeric_columns([*features, {"y": 1.0, "c": "a", "z": 2.0}], ["x", "y"]) is None
+
+
+def test_a_batch_counts_the_same_through_the_fast_and_the_general_way() -> None:
+    rng = np.random.default_rng(21)
+    batch = _batch(rng, 650, shift=0.5)
+    batch.features[3]["x"], batch.features[4]["x"], batch.features[7]["y"] = None, float("nan"), float("inf")
+    batch.features[8]["y"] = "0.25"
+    odd = [dict(f) for f in batch.features]
+    odd[5]["opt"] = 1.0  # an optional feature served: the general way, record by record
+    fast_m, slow_m = _monitor(), _monitor()
+    fast = fast_m.observe(batch, _config(size=200))
+    slow = slow_m.observe(type(batch)(batch.request_ids, batch.timestamps, odd, batch.predictions, batch.errors),
+                          _config(size=200))
+    assert len(fast.results) == len(slow.results) > 0
+    assert [(r.signal, r.alarm, r.evidence) for r in fast.results] == [
+        (r.signal, r.alarm, r.evidence) for r in slow.results]
+    fast_state, slow_state = fast_m.to_state(), slow_m.to_state()
+    assert fast_state["predictions_seen"] == 650 and fast_m.open_pane is not None
+    assert json.dumps(fast_state, sort_keys=True) == json.dumps(slow_state, sort_keys=True)
 
 
 def test_small_windows_are_tested_on_counts_by_default_and_keep_no_samples() -> None:

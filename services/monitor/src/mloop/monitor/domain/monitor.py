@@ -65,10 +65,12 @@ from mloop.monitor.domain.verdicts import (
 )
 from mloop.monitor.domain.windows import (
     CategoricalCounts,
+    NumericColumn,
     NumericCounts,
     Pane,
     merge_panes,
     numeric_column,
+    numeric_columns,
     window_profile,
 )
 from mloop.stats.changepoint import PageHinkley
@@ -207,7 +209,8 @@ class VersionMonitor:
         q = config.drift.samples_needed(config.window) // max(config.window.panes_per_window, 1)
         names = list(self.reference.features)
         required = {str(f["name"]) for f in self.schema if not f.get("optional")}
-        columns = _exact_columns(batch.features, names) if required <= set(names) else None
+        numeric = [nm for nm, ref in self.reference.features.items() if isinstance(ref, NumericProfile)]
+        columns = _exact_columns(batch.features, names, numeric) if required <= set(names) else None
         if columns is None:
             known = set(names) | {str(f["name"]) for f in self.schema}
             for feats in batch.features:
@@ -219,14 +222,16 @@ class VersionMonitor:
                     for k in required - keys:
                         pane.absent[k] = pane.absent.get(k, 0) + 1
             # One pass over the records (C-level lookups), then one column per feature.
-            columns = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
+            raws = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
+            columns = dict(zip(names, raws, strict=True))
         for i, (name, ref) in enumerate(self.reference.features.items()):
-            raw = columns[i]
+            raw = columns[name]
             counts = pane.features[name]
             if isinstance(ref, NumericProfile) and isinstance(counts, NumericCounts):
-                counts.add(ref, numeric_column(raw), pane.priorities(i, n) if q else _NO_PRIORITIES, q,
-                           config.quality.range_margin)
-            elif isinstance(ref, CategoricalProfile) and isinstance(counts, CategoricalCounts):
+                counts.add(ref, raw if isinstance(raw, NumericColumn) else numeric_column(raw),
+                           pane.priorities(i, n) if q else _NO_PRIORITIES, q, config.quality.range_margin)
+            elif (isinstance(ref, CategoricalProfile) and isinstance(counts, CategoricalCounts)
+                  and not isinstance(raw, NumericColumn)):
                 counts.add(_category_index(ref), raw)
         rp, pc = self.reference.prediction, pane.prediction
         if rp is not None and pc is not None:
@@ -463,21 +468,33 @@ def _category_index(ref: CategoricalProfile) -> dict[str, int]:
     return index
 
 
-def _exact_columns(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[tuple[Any, ...]] | None:
-    """One column per name when every record serves exactly ``names``, else None.
+def _exact_columns(
+    features: Sequence[Mapping[str, Any]], names: Sequence[str], numeric: Sequence[str]
+) -> dict[str, NumericColumn | Sequence[Any]] | None:
+    """Each name's column when every record serves exactly ``names``, else None.
 
     Records with as many keys as ``names`` and every one of them have no
-    other key: nothing unexpected, nothing absent. Both the check and the
-    transposition run as C-level loops.
+    other key: nothing unexpected, nothing absent. The ``numeric`` names come
+    as float columns in one pass (:func:`numeric_columns`) where every value
+    of theirs is a finite number; the others (and numeric ones with a missing,
+    non-finite or wrong-typed value) as the served values. The check and the
+    transpositions run as C-level loops.
     """
     if not names or not features or set(map(len, features)) != {len(names)}:
         return None
+    fast = numeric_columns(features, numeric) if numeric else None
+    out: dict[str, NumericColumn | Sequence[Any]] = {}
+    if fast is not None:
+        out.update((nm, col) for nm, col in zip(numeric, fast, strict=True) if col is not None)
+    rest = [nm for nm in names if nm not in out]
     try:
-        if len(names) == 1:
-            return [tuple(map(operator.itemgetter(names[0]), features))]
-        return list(zip(*map(operator.itemgetter(*names), features), strict=True))
+        if len(rest) == 1:
+            out[rest[0]] = tuple(map(operator.itemgetter(rest[0]), features))
+        elif rest:
+            out.update(zip(rest, zip(*map(operator.itemgetter(*rest), features), strict=True), strict=True))
     except KeyError:
         return None
+    return out
 
 
 def _distributions(window: Pane) -> dict[str, list[int]]:
