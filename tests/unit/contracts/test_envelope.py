@@ -67,6 +67,18 @@ def test_decode_with_a_position_is_the_event_with_that_position() -> None:
     assert placed.extra_headers == {"x-origin": "replay"}
 
 
+def test_a_derived_id_is_the_uuid5_of_the_hashed_request_ids() -> None:
+    import hashlib
+
+    from mloop.contracts.envelope import _DERIVED_NAMESPACE, derived_id
+
+    for topic, ids, value in (("prediction-logged", ["r-1", "r-2"], b"{}"), ("ground-truth-logged", None, b"{x}"),
+                              ("prediction-logged", ["\u00e9t\u00e9-1"], b"")):
+        h = hashlib.sha256(topic.encode())
+        h.update("\x00".join(ids).encode() if ids else value)
+        assert derived_id(topic, ids, value) == str(uuid.uuid5(_DERIVED_NAMESPACE, h.hexdigest()))
+
+
 def test_uuid7_is_version_7_and_time_ordered() -> None:
     ids = [uuid7() for _ in range(50)]
     assert all(uuid.UUID(i).version == 7 for i in ids)
