@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mloop.contracts.payloads import PerformanceDegraded
 from mloop.monitor.domain import LabelledPrediction, MonitorConfig, PerformanceSettings, VersionMonitor
-from mloop.monitor.domain.performance import MIN_ERROR_SD, loss_scale
+from mloop.monitor.domain.performance import MIN_ERROR_SD, loss_scale, mae_cusum
 from mloop.stats.changepoint import PageHinkley
 
 STREAMS = 200
@@ -156,3 +157,67 @@ def test_a_regression_window_past_its_tolerance_by_chance_alone_does_not_alarm()
     assert noisy >= 3  # the tolerance alone would have alarmed
     out = m.observe_labels(_regression(rng, 6000, 200, 3.0), config)
     assert [d["metric"] for d in out.results[0].evidence["degraded"]] == ["rmse"]
+
+
+# --------------------------------------------------------------------------- CUSUM against the registered mae
+
+
+def test_the_mae_cusum_needs_a_registered_mae_and_takes_its_spread_from_rmse() -> None:
+    assert mae_cusum({}, [1.0, -2.0], tolerance=0.1, clip=3.0, threshold=35.0) is None
+    assert mae_cusum({"rmse": RMSE_T3}, [1.0, -2.0], tolerance=0.1, clip=3.0, threshold=35.0) is None
+    built = mae_cusum({"mae": MAE_T3, "rmse": RMSE_T3}, [], tolerance=0.1, clip=3.0, threshold=35.0)
+    assert built is not None
+    cusum, cap = built
+    spread = float(np.sqrt(RMSE_T3**2 - MAE_T3**2))
+    assert cusum.target == MAE_T3 and cusum.sigma == pytest.approx(spread)
+    assert cusum.k == pytest.approx(0.1 * MAE_T3 / spread) and cusum.direction == "increase"
+    assert cap == pytest.approx(MAE_T3 + 3 * spread)
+    # Without rmse the first window's absolute errors give the spread.
+    fallback = mae_cusum({"mae": 1.0}, [1.0, -3.0, 2.0], tolerance=0.1, clip=3.0, threshold=35.0)
+    assert fallback is not None and fallback[0].sigma == pytest.approx(float(np.std([1.0, 3.0, 2.0], ddof=1)))
+
+
+def test_a_rise_of_heavy_tailed_errors_is_caught_by_the_cusum_against_the_registered_mae() -> None:
+    config, rng = MonitorConfig(), np.random.default_rng(20261205)
+    m = VersionMonitor("m", "1", metrics={"mae": MAE_T3, "rmse": RMSE_T3})
+    before = m.observe_labels(_regression(rng, 0, WARM_UP, 1.0), config)
+    assert not any(r.alarm for r in before.results)
+    after = m.observe_labels(_regression(rng, WARM_UP, 2_000, 1.3), config)
+    alarms = [r for r in after.results if r.alarm]
+    assert alarms and alarms[0].evidence["cusum"]["alarm"]
+    events = [e.payload for e in after.emissions if isinstance(e.payload, PerformanceDegraded)]
+    assert events and events[0].detector in ("cusum", "page-hinkley")
+
+
+def test_one_enormous_error_moves_the_cusum_by_the_cap_only() -> None:
+    config, rng = MonitorConfig(), np.random.default_rng(20261206)
+    m = VersionMonitor("m", "1", metrics={"mae": MAE_T3, "rmse": RMSE_T3})
+    m.observe_labels(_regression(rng, 0, 1_000, 1.0), config)
+    assert m.mae_cusum is not None
+    before = m.mae_cusum.statistic
+    batch = _regression(rng, 1_000, 200, 1.0)
+    batch[0] = LabelledPrediction("huge", 1e9, 0.0, 1_000.0, 1_060.0)
+    out = m.observe_labels(batch, config)
+    assert not out.results[0].evidence["cusum"]["alarm"]
+    assert m.mae_cusum.statistic <= before + 200 * config.performance.regression_cusum_clip
+
+
+def test_better_than_registered_errors_never_alarm_the_cusum() -> None:
+    config, rng = MonitorConfig(), np.random.default_rng(20261207)
+    m = VersionMonitor("m", "1", metrics={"mae": MAE_T3, "rmse": RMSE_T3})
+    out = m.observe_labels(_regression(rng, 0, 5_000, 0.7), config)
+    assert not any(r.evidence["cusum"]["alarm"] for r in out.results)
+    # A few large errors lift the sum for a moment; the slack drains it again.
+    assert m.mae_cusum is not None and m.mae_cusum.alarms == 0
+    assert m.mae_cusum.statistic < config.performance.regression_cusum_threshold / 3
+
+
+def test_the_cusum_state_survives_a_restart() -> None:
+    config, rng = MonitorConfig(), np.random.default_rng(20261208)
+    m = VersionMonitor("m", "1", metrics={"mae": MAE_T3, "rmse": RMSE_T3})
+    m.observe_labels(_regression(rng, 0, 1_000, 1.15), config)
+    assert m.mae_cusum is not None
+    restored = VersionMonitor.from_state("m", "1", m.to_state(), reference=None,
+                                         reference_source="first-predictions", schema=[],
+                                         metrics={"mae": MAE_T3, "rmse": RMSE_T3})
+    assert restored.mae_cusum == m.mae_cusum and restored.mae_cap == m.mae_cap

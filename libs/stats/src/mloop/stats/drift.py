@@ -35,10 +35,14 @@ parts of the default verdict.
 4. A significant test only counts if its effect clears a floor, in units a
    user can read: location shift in reference standard deviations, log
    ratio of standard deviations, share of probability mass moved
-   (noise-corrected), change of the missing share. The effect estimates'
-   noise shrinks as the window grows, so on ordinary windows a significant
-   effect is already above the floors (they cost no power), while on huge
-   windows they keep significant but negligible changes quiet.
+   (noise-corrected), change of the missing share. The effect must clear
+   the floor by its own standard error (``effect - se >= floor``), which
+   depends on both sample sizes: on a huge window the reference's own
+   noise remains (a 5,000-row reference alone puts 0.014 sd of noise on a
+   shift), and an estimate one standard error above a negligible true
+   change would otherwise pass. On ordinary windows significance already
+   needs an effect several standard errors from 0, so the floors cost no
+   power there.
 5. Severity: each drifted test's effect against the ``severity_*`` bounds,
    the worst of them, raised by breadth (:func:`drift_severity`).
 
@@ -119,6 +123,10 @@ BINNED_METHODS: frozenset[str] = frozenset({"omnibus", "chi2", "psi", "js"})
 SAMPLE_METHODS: frozenset[str] = frozenset({"wasserstein", "ks", "cvm"})
 
 _SEVERITY_ORDER: dict[Severity, int] = {"low": 0, "medium": 1, "high": 2}
+# Standard error of the normal-equivalent shift sqrt(2) * Phi^-1(AUC), per unit of sqrt(1/n + 1/m).
+_SHIFT_SE = math.sqrt(math.pi / 3.0)
+# Standard deviation over mean of a half-normal variable.
+_HALF_NORMAL_CV = math.sqrt(math.pi / 2.0 - 1.0)
 
 
 # --------------------------------------------------------------------------- single tests
@@ -607,8 +615,11 @@ class FeatureDrift:
     ``log_scale`` (log of the standard-deviation ratio), ``mass`` (share of
     probability mass moved, noise-corrected), ``missing`` (change of the
     missing share), ``psi`` or ``wasserstein`` for those methods.
-    ``drifted`` needs both significance and an effect at or above its
-    floor. ``detail`` holds the evidence (JSON-safe).
+    ``drifted`` needs both significance and an effect that clears its
+    floor by its standard error (``detail['effect_se']``, same unit):
+    ``effect_size - effect_se >= detail['effect_floor']`` (a floor of 0:
+    significance alone). ``detail`` holds
+    the evidence (JSON-safe).
     """
 
     name: str
@@ -710,6 +721,7 @@ class _Tested:
     severity: Severity
     detail: dict[str, float | int | str | bool | None]
     kind: Kind = "distribution"
+    effect_se: float = 0.0
 
 
 def detect_drift(
@@ -908,7 +920,9 @@ def _test_missing(name: str, ref: FeatureProfile, cur: FeatureProfile, config: D
         "current_total": cur.total,
     }
     severity = _level(abs(change), config.severity_missing)
-    return _Tested(name, "fisher", cur.missing_rate, p, change, config.min_missing, severity, detail, "missing")
+    pooled = (ref.missing + cur.missing) / (ref.total + cur.total)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / ref.total + 1.0 / cur.total))
+    return _Tested(name, "fisher", cur.missing_rate, p, change, config.min_missing, severity, detail, "missing", se)
 
 
 def _test_column(
@@ -946,6 +960,9 @@ def _test_column(
     )
     # In quadrature: bins that really moved carry little noise on top, bins that did not carry all of it.
     excess_mass = math.sqrt(max(moved * moved - moved_noise * moved_noise, 0.0))
+    inv_n = 1.0 / ref.valid + 1.0 / cur.valid
+    # The spread of the mass moved: a sum of half-normal bin differences (sd/mean of one is sqrt(pi/2 - 1)).
+    mass_se = 0.5 * math.sqrt((1.0 - 2.0 / math.pi) * inv_n * float(np.sum(p_ref * (1.0 - p_ref))))
     detail: dict[str, float | int | str | bool | None] = {
         "mass_moved": moved,
         "mass_moved_noise": moved_noise,
@@ -966,8 +983,9 @@ def _test_column(
             log_scale = math.log(cur.moments.std / scale)
 
     p_value: float | None = None
-    # Candidate effects: (kind, value, floor, severity bounds); the one furthest past its floor decides.
-    effects: list[tuple[str, float, float, tuple[float, float]]] = []
+    # Candidate effects: (kind, value, standard error, floor, severity bounds). A value counts
+    # against its floor less one standard error; the one furthest past its floor decides.
+    effects: list[tuple[str, float, float, float, tuple[float, float]]] = []
     if method == "omnibus":
         chi = _chi2(ref_f, cur_f, config.min_expected)
         detail["chi2_p_value"] = chi.p_value
@@ -981,26 +999,32 @@ def _test_column(
             detail["scale_p_value"] = ranks.scale_p
             detail["shift"] = ranks.shift
             detail["log_scale"] = log_scale
-            effects.append(("shift", abs(ranks.shift), config.min_shift, config.severity_shift))
+            # Delta method on the AUC: se(shift) = sqrt(pi / 3) * sqrt(1/n + 1/m), in reference sds.
+            effects.append(("shift", abs(ranks.shift), _SHIFT_SE * math.sqrt(inv_n), config.min_shift,
+                            config.severity_shift))
             if log_scale is not None:
-                effects.append(("log_scale", abs(log_scale), config.min_log_scale, config.severity_log_scale))
+                # Normal theory: var(log s) = 1 / (2 n) per sample.
+                effects.append(("log_scale", abs(log_scale), math.sqrt(inv_n / 2.0), config.min_log_scale,
+                                config.severity_log_scale))
         else:
             p_value = chi.p_value
         # -log10 of the combined p-value: 0 for identical counts, 2 at p = 0.01.
         statistic = -math.log10(max(p_value, 1e-300))
-        effects.append(("mass", excess_mass, config.min_mass, config.severity_mass))
+        effects.append(("mass", excess_mass, mass_se, config.min_mass, config.severity_mass))
     elif method == "chi2":
         res = chi2_homogeneity(ref_bins, cur_bins, min_expected=config.min_expected)
         statistic, p_value = res.statistic, res.p_value
         detail["dof"] = res.dof
-        effects.append(("mass", excess_mass, config.min_mass, config.severity_mass))
+        effects.append(("mass", excess_mass, mass_se, config.min_mass, config.severity_mass))
     elif method in ("psi", "js"):
         raw_psi = psi(ref_bins, cur_bins, epsilon=config.psi_epsilon)
         noise = psi_noise(occupied, ref.valid, cur.valid)
         detail["psi"] = raw_psi
         detail["psi_noise"] = noise
         statistic = raw_psi if method == "psi" else jensen_shannon(ref_bins, cur_bins)
-        effects.append(("psi", max(raw_psi - noise, 0.0), config.min_psi, config.severity_psi))
+        # PSI of two samples of one distribution is about chi-squared(bins - 1) * (1/n + 1/m).
+        psi_se = math.sqrt(2.0 * max(occupied - 1, 0)) * inv_n
+        effects.append(("psi", max(raw_psi - noise, 0.0), psi_se, config.min_psi, config.severity_psi))
     else:
         assert isinstance(ref, NumericProfile)  # categorical was rejected above
         ref_sample = ref.sample.values
@@ -1019,15 +1043,18 @@ def _test_column(
             statistic, p_value = cvm_test(ref_sample, sample)
         else:
             statistic = raw_w
-        effects.append(
-            ("wasserstein", max(raw_w - w_noise, 0.0), config.min_wasserstein, config.severity_wasserstein)
-        )
-    kind, effect, floor, _ = max(effects, key=lambda e: e[1] / e[2] if e[2] > 0 else math.inf)
-    detail["effect_kind"] = kind
-    severity = max(
-        (_level(value, sev) for _, value, _, sev in effects), key=_SEVERITY_ORDER.__getitem__
+        # The distance's noise is a mean of half-normal terms: its spread is about sqrt(pi/2 - 1) of it.
+        effects.append(("wasserstein", max(raw_w - w_noise, 0.0), _HALF_NORMAL_CV * w_noise,
+                        config.min_wasserstein, config.severity_wasserstein))
+    kind, effect, effect_se, floor, _ = max(
+        effects, key=lambda e: (e[1] - e[2]) / e[3] if e[3] > 0 else math.inf
     )
-    return _Tested(name, method, statistic, p_value, effect, floor, severity, detail)
+    detail["effect_kind"] = kind
+    detail["effect_se"] = effect_se
+    severity = max(
+        (_level(value, sev) for _, value, _, _, sev in effects), key=_SEVERITY_ORDER.__getitem__
+    )
+    return _Tested(name, method, statistic, p_value, effect, floor, severity, detail, effect_se=effect_se)
 
 
 def _sample_of(profile: FeatureProfile) -> FloatArray:
@@ -1037,9 +1064,13 @@ def _sample_of(profile: FeatureProfile) -> FloatArray:
 
 
 def _decide(t: _Tested, cutoff: float, adjusted_p: float | None, config: DriftConfig) -> FeatureDrift:
-    big_enough = abs(t.effect) >= t.floor
+    # The effect must clear the floor by its own standard error: an estimate one standard error
+    # above a negligible true change (the reference's noise on a huge window) does not count.
+    # A floor of 0 is no floor at all: significance alone decides.
+    big_enough = t.floor <= 0 or abs(t.effect) - t.effect_se >= t.floor
     detail = dict(t.detail)
     detail["effect_floor"] = t.floor
+    detail["effect_se"] = t.effect_se
     if t.p_value is not None:
         threshold = cutoff
         significant = t.p_value <= cutoff

@@ -36,12 +36,13 @@ from mloop.contracts.payloads import (
     ReferenceInfo,
     Window,
 )
-from mloop.monitor.domain.config import MonitorConfig
+from mloop.monitor.domain.config import MonitorConfig, PerformanceSettings
 from mloop.monitor.domain.incidents import Incident, track
 from mloop.monitor.domain.performance import (
     compute_metrics,
     loss_of,
     loss_scale,
+    mae_cusum,
     score_of,
     task_of,
 )
@@ -73,7 +74,7 @@ from mloop.monitor.domain.windows import (
     numeric_columns,
     window_profile,
 )
-from mloop.stats.changepoint import PageHinkley
+from mloop.stats.changepoint import Cusum, PageHinkley
 from mloop.stats.drift import FeatureDrift, detect_drift, drift_severity
 from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
@@ -107,6 +108,8 @@ class VersionMonitor:
     page_hinkley: PageHinkley | None = None
     loss_unit: float | None = None
     loss_cap: float | None = None
+    mae_cusum: Cusum | None = None
+    mae_cap: float | None = None
     window_signature: str = ""
 
     # -- reference -------------------------------------------------------------------
@@ -340,7 +343,7 @@ class VersionMonitor:
         task, values = compute_metrics([(p, y) for p, y, _ in pairs])
         scores = [score_of(p) for p, _, _ in pairs]
         labelled = [(s, y) for s, (_, y, _) in zip(scores, pairs, strict=True) if s is not None and y is not None]
-        ph_alarm = False
+        ph_alarm = cusum_alarm = False
         if labelled:
             t = task_of([s for s, _ in labelled], [y if isinstance(y, str) else float(y) for _, y in labelled])
             losses = [loss_of(t, s, y if isinstance(y, str) else float(y)) for s, y in labelled]
@@ -365,6 +368,8 @@ class VersionMonitor:
             update = self.page_hinkley.update
             for x in losses:
                 ph_alarm |= update(x / scale)
+            if t == "regression":
+                cusum_alarm = self._update_mae_cusum(labelled, ps)
         times = [ts for _, _, ts in pairs]
         span = Window(start=as_datetime(min(times)), end=as_datetime(max(times)), size=len(pairs))
         errors = ([float(s) - float(y) for s, y in labelled if not isinstance(s, str) and not isinstance(y, str)]
@@ -374,12 +379,18 @@ class VersionMonitor:
             self.page_hinkley = PageHinkley(delta=ps.page_hinkley_delta, threshold=ps.page_hinkley_threshold,
                                             min_samples=ps.page_hinkley_min_samples, direction="increase")
         ph = self.page_hinkley
-        alarm = bool(degraded) or ph_alarm
+        alarm = bool(degraded) or ph_alarm or cusum_alarm
         worst = max(degraded, key=lambda d: d["drop"]) if degraded else None
-        severity = performance_severity(worst, ph_alarm)
+        severity = performance_severity(worst, ph_alarm or cusum_alarm)
         evidence = {"task": task, "metrics": values, "baseline": dict(self.metrics), "degraded": degraded,
                     "page_hinkley": {"statistic": ph.statistic, "threshold": ph.threshold, "alarm": ph_alarm,
                                      "alarms": ph.alarms}}
+        cusum = self.mae_cusum
+        if cusum is not None:
+            cusum_evidence: dict[str, Any] = {"statistic": cusum.statistic, "threshold": cusum.h,
+                                              "alarm": cusum_alarm, "alarms": cusum.alarms,
+                                              "target": cusum.target, "cap": self.mae_cap}
+            evidence["cusum"] = cusum_evidence
         result = WindowResult("performance", self.perf_window_no, span, alarm, severity, evidence)
 
         def event(iid: str) -> PerformanceDegraded:
@@ -389,12 +400,31 @@ class VersionMonitor:
                     baseline=worst["baseline"], threshold=worst["threshold"], severity=severity or "low",
                     window=span, detector="threshold", incident_id=iid)
             metric = "error_rate" if task != "regression" else "mae"
+            by_cusum = cusum_alarm and not ph_alarm and cusum is not None
             return PerformanceDegraded(
                 model=self.model, version=self.version, metric=metric, value=values.get(metric, math.nan),
-                baseline=self.metrics.get(metric), threshold=ph.threshold, severity=severity or "medium",
-                window=span, detector="page-hinkley", incident_id=iid)
+                baseline=self.metrics.get(metric), threshold=cusum.h if by_cusum and cusum else ph.threshold,
+                severity=severity or "medium", window=span, detector="cusum" if by_cusum else "page-hinkley",
+                incident_id=iid)
 
         return Outcome([result], self._track(result, config, event))
+
+    def _update_mae_cusum(self, labelled: Sequence[tuple[Any, Any]], ps: PerformanceSettings) -> bool:
+        # Built once, at the first window, from the registered metrics (no registered mae: no CUSUM).
+        errors = [float(s) - float(y) for s, y in labelled if not isinstance(s, str) and not isinstance(y, str)]
+        if self.mae_cusum is None:
+            built = mae_cusum(self.metrics, errors, tolerance=ps.tolerance, clip=ps.regression_cusum_clip,
+                              threshold=ps.regression_cusum_threshold)
+            if built is None:
+                return False
+            self.mae_cusum, self.mae_cap = built
+        cap = self.mae_cap if self.mae_cap is not None else math.inf
+        update = self.mae_cusum.update
+        alarm = False
+        for e in errors:
+            a = abs(e)
+            alarm |= update(a if a < cap else cap)
+        return alarm
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -415,6 +445,8 @@ class VersionMonitor:
             "page_hinkley": self.page_hinkley.to_dict() if self.page_hinkley is not None else None,
             "loss_unit": self.loss_unit,
             "loss_cap": self.loss_cap,
+            "mae_cusum": self.mae_cusum.to_dict() if self.mae_cusum is not None else None,
+            "mae_cap": self.mae_cap,
             "window_signature": self.window_signature,
         }
 
@@ -448,6 +480,8 @@ class VersionMonitor:
         m.page_hinkley = PageHinkley.from_dict(state["page_hinkley"]) if state.get("page_hinkley") else None
         m.loss_unit = state.get("loss_unit")
         m.loss_cap = state.get("loss_cap")
+        m.mae_cusum = Cusum.from_dict(state["mae_cusum"]) if state.get("mae_cusum") else None
+        m.mae_cap = state.get("mae_cap")
         m.window_signature = state.get("window_signature", "")
         return m
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mloop.stats import StatsError, classification_metrics, higher_is_better, regression_metrics
+from mloop.stats.changepoint import Cusum
 
 __all__ = [
     "Task",
@@ -23,6 +24,7 @@ __all__ = [
     "direction",
     "loss_of",
     "loss_scale",
+    "mae_cusum",
     "regression_standard_error",
     "score_of",
 ]
@@ -132,6 +134,45 @@ def regression_standard_error(metric: str, value: float, errors: Sequence[float]
     if metric == "mse":
         return se_mse
     return se_mse / (2.0 * value) if value > 0 else 0.0
+
+
+def mae_cusum(
+    metrics: Mapping[str, float],
+    first_errors: Sequence[float],
+    *,
+    tolerance: float,
+    clip: float,
+    threshold: float,
+) -> tuple[Cusum, float] | None:
+    """A one-sided CUSUM of absolute errors against the registered MAE, and the cap on each error.
+
+    Returns ``(cusum, cap)``: feed it ``min(|error|, cap)``. ``None`` when no
+    usable ``mae`` is registered. In units of the in-control spread of the
+    absolute error (``sqrt(rmse² - mae²)`` from the registered metrics, or
+    the standard deviation of ``first_errors``, the first window's absolute
+    errors, when ``rmse``/``mse`` is not registered): target the registered
+    MAE, slack ``tolerance * mae`` (a rise within the tolerance the threshold
+    detector also allows accumulates nothing), decision interval
+    ``threshold``. Errors are capped at ``mae + clip * spread``: a single huge
+    error of a heavy-tailed model moves the sum by at most ``clip``, and the
+    cap only lowers the in-control mean, so it never adds false alarms.
+    """
+    mae = metrics.get("mae")
+    if mae is None or not (math.isfinite(mae) and mae > 0):
+        return None
+    rmse = metrics.get("rmse")
+    if rmse is None and metrics.get("mse") is not None and metrics["mse"] >= 0:
+        rmse = math.sqrt(metrics["mse"])
+    spread = math.nan
+    if rmse is not None and math.isfinite(rmse) and rmse > mae:
+        spread = math.sqrt(rmse * rmse - mae * mae)
+    elif len(first_errors) >= 2:
+        spread = float(np.std(np.abs(np.asarray(first_errors, dtype=np.float64)), ddof=1))
+    if not (math.isfinite(spread) and spread > 0):
+        return None
+    cusum = Cusum(target=float(mae), sigma=spread, k=tolerance * mae / spread, h=threshold, warmup=2,
+                  direction="increase")
+    return cusum, mae + clip * spread
 
 
 def _class(label: float | str) -> str:
