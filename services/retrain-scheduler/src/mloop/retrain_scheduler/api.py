@@ -1,7 +1,7 @@
 """HTTP: policies, jobs, the training pipelines' callback and cycle-time statistics.
 
 Every write runs in one transaction with the events it publishes (through
-:class:`~mloop.retrain_scheduler.scheduler.Scheduler`). Domain errors become
+:class:`~mloop.retrain_scheduler.service.Scheduler`). Domain errors become
 problem documents: an unknown job is a 404, an illegal transition a 409
 naming the job's state, an invalid policy a 422 naming the field.
 """
@@ -31,7 +31,7 @@ from mloop.retrain_scheduler.domain import (
     effective_policy,
     summarise_cycles,
 )
-from mloop.retrain_scheduler.scheduler import Scheduler
+from mloop.retrain_scheduler.service import Scheduler
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
