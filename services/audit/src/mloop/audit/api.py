@@ -26,9 +26,9 @@ from starlette.background import BackgroundTask
 
 from mloop.audit import store
 from mloop.audit.checkpointing import Checkpointer, read_checkpoint_dir
-from mloop.audit.exporting import export_bundle
-from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
+from mloop.audit.domain.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
 from mloop.audit.live_verify import verify_ledger
+from mloop.audit.service import export_bundle
 from mloop.ledger.checkpoint import public_key_to_base64, public_key_to_pem, public_key_to_vkey
 from mloop.ledger.merkle import verify_inclusion
 from mloop.runtime.deps import Ctx, Operator, Pool, Viewer

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from mloop.contracts.payloads import GateResult, ModelName, Route, VersionId
 from mloop.rollout import store
-from mloop.rollout.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
-from mloop.rollout.plan import RolloutPlan, Strategy
+from mloop.rollout.domain.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
+from mloop.rollout.domain.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor

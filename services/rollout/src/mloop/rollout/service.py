@@ -2,7 +2,7 @@
 
 HTTP routes (``api.py``), Kafka handlers and the analysis loop
 (``handlers.py``) all change rollouts through :class:`RolloutService`.
-Decisions come from the pure state machine (:mod:`mloop.rollout.machine`),
+Decisions come from the pure state machine (:mod:`mloop.rollout.domain.machine`),
 SQL from :mod:`mloop.rollout.store`; the routing table and the rollout
 events go to the outbox in the same transaction as the new state.
 """
@@ -33,8 +33,8 @@ from mloop.contracts.payloads import (
     TrafficSplitChanged,
 )
 from mloop.rollout import store
-from mloop.rollout.evidence import VersionStats, is_correct
-from mloop.rollout.machine import (
+from mloop.rollout.domain.evidence import VersionStats, is_correct
+from mloop.rollout.domain.machine import (
     Action,
     Rollout,
     RolloutError,
@@ -47,8 +47,8 @@ from mloop.rollout.machine import (
     samples_reached,
     start,
 )
+from mloop.rollout.domain.plan import RolloutPlan
 from mloop.rollout.metrics import RolloutMetrics
-from mloop.rollout.plan import RolloutPlan
 from mloop.runtime.errors import PermanentError
 from mloop.runtime.outbox import enqueue
 
@@ -254,7 +254,7 @@ class RolloutService:
     ) -> Rollout:
         """A new rollout with the given plan (or the model's default), started unless ``begin`` is false.
 
-        Raises :class:`~mloop.rollout.machine.RolloutError` when the model
+        Raises :class:`~mloop.rollout.domain.machine.RolloutError` when the model
         already has an open rollout.
         """
         if await store.open_rollout(conn, model, for_update=True) is not None:

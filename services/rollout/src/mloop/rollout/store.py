@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from mloop.contracts.payloads import Route
-from mloop.rollout.evidence import Evidence, VersionStats
-from mloop.rollout.machine import Rollout
-from mloop.rollout.plan import RolloutPlan
+from mloop.rollout.domain.evidence import Evidence, VersionStats
+from mloop.rollout.domain.machine import Rollout
+from mloop.rollout.domain.plan import RolloutPlan
 
 __all__ = [
     "OPEN_PHASES",
