@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import pydantic
@@ -34,8 +34,9 @@ from mloop.retrain_scheduler.domain import (
 from mloop.retrain_scheduler.service import Scheduler
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
+from mloop.runtime.problems import Conflict, NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
@@ -214,29 +215,14 @@ async def delete_model_policy(
     return Response(status_code=204)
 
 
-class PolicyChangeOut(BaseModel):
-    seq: int = Field(description="Sequence of changes of this policy", examples=[1])
-    at: datetime
-    actor: str = Field(examples=["user:olga"])
-    reason: str | None
-    previous: dict[str, Any] | None = Field(description="The stored policy before; null when none was")
+class PolicyChangeOut(SettingChangeOut):
+    value_field: ClassVar[str] = "policy"
     policy: dict[str, Any] | None = Field(description="The stored policy after; null when it was removed")
 
 
 async def _history(pool: asyncpg.Pool, key: str, page_token: str | None, page_size: int) -> Page[PolicyChangeOut]:
-    cursor = decode_cursor(page_token) or {"i": 0}
-    after = cursor.get("i")
-    if not isinstance(after, int) or isinstance(after, bool):
-        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
-    async with pool.acquire() as conn:
-        rows = await store.policy_history(conn, key, after=after, limit=page_size + 1)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return Page[PolicyChangeOut](
-        items=[PolicyChangeOut(seq=r["seq"], at=r["at"], actor=r["actor"], reason=r["reason"],
-                               previous=r["previous"], policy=r["body"]) for r in rows],
-        next_page_token=encode_cursor({"i": rows[-1]["id"]}) if more else None,
-    )
+    changes, token = await store.POLICY_HISTORY.page(pool, key, page_token, page_size)
+    return Page[PolicyChangeOut](items=[PolicyChangeOut.of(c) for c in changes], next_page_token=token)
 
 
 @router.get("/default-policy/history", tags=["policies"], summary="Every change of the default policy, oldest first")

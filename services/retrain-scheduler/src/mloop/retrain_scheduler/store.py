@@ -27,10 +27,11 @@ from mloop.retrain_scheduler.domain import (
     in_flight,
     not_serving,
 )
+from mloop.runtime.history import SettingsHistory
 
 __all__ = [
+    "POLICY_HISTORY",
     "DEFAULT_POLICY_KEY",
-    "add_policy_change",
     "JobFilter",
     "Transition",
     "attach_signals",
@@ -53,7 +54,6 @@ __all__ = [
     "load_override",
     "lock_model",
     "model_state",
-    "policy_history",
     "put_policy",
     "rollout_outcome",
     "transitions",
@@ -124,31 +124,8 @@ async def delete_override(conn: asyncpg.Connection, model: str) -> bool:
     return status.endswith(" 1")
 
 
-async def add_policy_change(
-    conn: asyncpg.Connection, model: str, body: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
-    actor: str, reason: str | None,
-) -> asyncpg.Record:
-    """Append one change to the history of the default (``DEFAULT_POLICY_KEY``) or a model's override."""
-    row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO policy_history (model, seq, body, previous, actor, reason) "
-        "VALUES ($1, COALESCE((SELECT max(seq) FROM policy_history WHERE model = $1), 0) + 1, $2, $3, $4, $5) "
-        "RETURNING *",
-        model,
-        None if body is None else dict(body),
-        None if previous is None else dict(previous),
-        actor,
-        reason,
-    )
-    return row
-
-
-async def policy_history(conn: asyncpg.Connection, model: str, *, after: int, limit: int) -> list[asyncpg.Record]:
-    """Changes of the default (``DEFAULT_POLICY_KEY``) or a model's override with an id above ``after``."""
-    return list(
-        await conn.fetch(
-            "SELECT * FROM policy_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit
-        )
-    )
+#: Every change of the default policy (``DEFAULT_POLICY_KEY``) or a model's override; ``body`` null when removed.
+POLICY_HISTORY = SettingsHistory("policy_history", value_column="body")
 
 
 # --------------------------------------------------------------------------- signals

@@ -50,6 +50,7 @@ from mloop.rollout.domain.machine import (
 from mloop.rollout.domain.plan import RolloutPlan
 from mloop.rollout.metrics import RolloutMetrics
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.history import SettingChange
 from mloop.runtime.outbox import enqueue
 
 __all__ = ["SERVICE_ACTOR", "OpenRolloutExists", "RolloutNotFound", "RolloutRefused", "RolloutService", "utcnow"]
@@ -227,14 +228,15 @@ class RolloutService:
 
     async def put_plan(
         self, conn: asyncpg.Connection, model: str, plan: RolloutPlan, *, actor: str, reason: str | None = None
-    ) -> tuple[store.StoredPlan, store.PlanChange]:
+    ) -> tuple[store.StoredPlan, SettingChange]:
         """Set the model's plan, keep the change in its history and publish ``rollout-plan-changed``."""
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rollout-plan:{model}")
         before = await store.get_plan(conn, model)
         previous = before.plan.model_dump(mode="json") if before is not None else None
         stored = await store.put_plan(conn, model, plan, actor)
-        change = await store.add_plan_change(conn, model, plan.model_dump(mode="json"), previous, actor, reason)
-        event = RolloutPlanChanged(model=model, plan=change.plan, previous=previous, changed_by=actor, reason=reason,
+        doc = plan.model_dump(mode="json")
+        change = await store.PLAN_HISTORY.append(conn, model, doc, previous, actor=actor, reason=reason)
+        event = RolloutPlanChanged(model=model, plan=doc, previous=previous, changed_by=actor, reason=reason,
                                    seq=change.seq)
         await enqueue(conn, new_event("rollout-plan-changed", event, source=self.source, actor=actor))
         self._count_event("rollout-plan-changed")
