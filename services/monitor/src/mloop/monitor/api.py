@@ -6,15 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from mloop.monitor import service, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
-from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, Pool, Viewer
+from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound
@@ -22,8 +21,6 @@ from mloop.runtime.problems import BadRequest, NotFound
 __all__ = ["router"]
 
 router = APIRouter(tags=["monitor"])
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
-ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 # --------------------------------------------------------------------------- models

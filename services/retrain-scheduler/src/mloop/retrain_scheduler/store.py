@@ -30,6 +30,7 @@ from mloop.retrain_scheduler.domain import (
 from mloop.runtime.history import SettingsHistory
 
 __all__ = [
+    "cycle_of",
     "POLICY_HISTORY",
     "DEFAULT_POLICY_KEY",
     "JobFilter",
@@ -630,6 +631,12 @@ def _cycle(r: asyncpg.Record) -> CycleTime:
         sla_seconds=r["sla_seconds"],
         sla_breached=r["sla_breached"],
     )
+
+
+async def cycle_of(conn: asyncpg.Connection, job_id: str) -> CycleTime | None:
+    """The recorded cycle time of a job, None until its loop closed."""
+    row = await conn.fetchrow("SELECT * FROM cycle_times WHERE job_id = $1", job_id)
+    return _cycle(row) if row is not None else None
 
 
 async def cycles(
