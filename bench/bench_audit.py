@@ -28,9 +28,9 @@ from typing import Any
 import asyncpg
 
 from mloop.audit.checkpointing import Checkpointer
+from mloop.audit.domain.records import columns_of
 from mloop.audit.live_verify import verify_ledger
 from mloop.audit.main import create_app
-from mloop.audit.records import columns_of
 from mloop.audit.settings import AuditSettings
 from mloop.contracts import payloads as p
 from mloop.contracts.envelope import Event, encode, new_event

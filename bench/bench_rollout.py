@@ -26,9 +26,9 @@ import numpy as np
 
 from mloop.client.router import TrafficRouter
 from mloop.contracts.payloads import Route, TrafficSplitChanged
-from mloop.rollout.evidence import Evidence, VersionStats, prediction_key
-from mloop.rollout.machine import analyse, new_rollout, start
-from mloop.rollout.plan import Gate, RolloutPlan
+from mloop.rollout.domain.evidence import Evidence, VersionStats, prediction_key
+from mloop.rollout.domain.machine import analyse, new_rollout, start
+from mloop.rollout.domain.plan import Gate, RolloutPlan
 from mloop.stats.sequential import log_mixture_lr
 
 RATE = 100.0  # requests per second

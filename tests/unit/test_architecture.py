@@ -90,3 +90,26 @@ def test_package_imports_with_only_its_declared_dependencies(member: Path) -> No
         cwd=env_dir, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, f"{project} alone cannot import its modules:\n{run.stderr[-3000:]}"
+
+
+#: The files every service has, with the same role in each (the root README's layout table).
+SERVICE_ROLES = ("settings.py", "main.py", "api.py", "handlers.py", "service.py", "domain/__init__.py", "store.py",
+                 "migrations/__init__.py")
+SERVICES = sorted(p for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists())
+
+
+def test_there_are_five_services_to_check() -> None:
+    assert [p.name for p in SERVICES] == ["audit", "monitor", "registry", "retrain-scheduler", "rollout"]
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=[p.name for p in SERVICES])
+def test_every_service_has_the_same_file_roles(service: Path) -> None:
+    (package,) = [p for p in (service / "src" / "mloop").iterdir() if p.is_dir() and p.name != "__pycache__"]
+    missing = [role for role in SERVICE_ROLES if not (package / role).exists()]
+    assert not missing, f"{service.name} lacks {missing}"
+    assert not (package / "domain.py").exists(), "decisions live in the domain/ package"
+    assert list((package / "migrations").glob("0001_*.sql")), "migrations are numbered SQL files"
+    readme = (service / "README.md").read_text()
+    named = [role.split("/")[0] for role in SERVICE_ROLES]
+    unnamed = [n for n in named if f"`{n}" not in readme]
+    assert not unnamed, f"{service.name}/README.md does not name {unnamed}"

@@ -17,7 +17,9 @@ from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import CodeRef, FeatureSchema, FeatureSpec, Lineage, ModelRegistered
 from mloop.stats.profile import ReferenceProfile
 
-T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# Yesterday noon: recent enough that the prediction store's retention (7 days)
+# never prunes a stream, aligned to whole hours like the windows.
+T0 = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
 NUMERIC = ["age", "income", "score", "tenure"]
 
 

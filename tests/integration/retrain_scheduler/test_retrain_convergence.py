@@ -28,7 +28,7 @@ from mloop.retrain_scheduler.main import create_app
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
 from mloop.runtime.testing import EventCollector, EventPublisher, auth_headers, running_app
 
-from .test_retrain_scheduler_service import eventually, jobs_of
+from .test_retrain_service import eventually, jobs_of
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
-from mloop.audit.records import append_entry, chain_of, cloudevent_of, columns_of
+from mloop.audit.domain.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
+from mloop.audit.domain.records import append_entry, chain_of, cloudevent_of, columns_of
 from mloop.contracts import payloads as p
 from mloop.contracts.envelope import decode, encode, new_event
 from mloop.ledger.canonical import canonicalize

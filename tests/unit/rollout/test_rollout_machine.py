@@ -16,8 +16,8 @@ from mloop.contracts.payloads import (
     Route,
     TrafficSplitChanged,
 )
-from mloop.rollout.evidence import Evidence, VersionStats, prediction_key
-from mloop.rollout.machine import (
+from mloop.rollout.domain.evidence import Evidence, VersionStats, prediction_key
+from mloop.rollout.domain.machine import (
     ACTIONS,
     Action,
     IllegalTransition,
@@ -37,7 +37,7 @@ from mloop.rollout.machine import (
     routes_for,
     start,
 )
-from mloop.rollout.plan import Gate, RolloutPlan, ThresholdRange
+from mloop.rollout.domain.plan import Gate, RolloutPlan, ThresholdRange
 
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mloop.rollout.plan import MAX_STEPS, RolloutPlan
+from mloop.rollout.domain.plan import MAX_STEPS, RolloutPlan
 
 
 @pytest.mark.parametrize("fields", [

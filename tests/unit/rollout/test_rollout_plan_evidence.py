@@ -6,9 +6,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from mloop.rollout.evidence import Evidence, VersionStats, is_correct, prediction_distance
-from mloop.rollout.gates import evaluate
-from mloop.rollout.plan import Gate, RolloutPlan, ThresholdRange
+from mloop.rollout.domain.evidence import Evidence, VersionStats, is_correct, prediction_distance
+from mloop.rollout.domain.gates import evaluate
+from mloop.rollout.domain.plan import Gate, RolloutPlan, ThresholdRange
 
 
 def test_plan_steps_accept_numbers_and_drop_the_final_full_step() -> None:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mloop.client.router import TrafficRouter
 from mloop.contracts.payloads import Route, TrafficSplitChanged
-from mloop.rollout.evidence import VersionStats
+from mloop.rollout.domain.evidence import VersionStats
 from mloop.stats.sequential import MSPRT
 
 weights = st.floats(min_value=0.001, max_value=0.999, allow_nan=False)

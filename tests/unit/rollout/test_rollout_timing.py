@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from mloop.rollout.evidence import Evidence, VersionStats
-from mloop.rollout.machine import Rollout, analyse, new_rollout, next_analysis_at, samples_reached, start
-from mloop.rollout.plan import RolloutPlan
+from mloop.rollout.domain.evidence import Evidence, VersionStats
+from mloop.rollout.domain.machine import Rollout, analyse, new_rollout, next_analysis_at, samples_reached, start
+from mloop.rollout.domain.plan import RolloutPlan
 
 T0 = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 

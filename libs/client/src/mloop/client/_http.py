@@ -83,6 +83,29 @@ class ServiceClient:
         """
         if method in ("POST", "PUT", "PATCH") and idempotency_key is None:
             idempotency_key = str(uuid.uuid4())
+        resp = await self._send(method, path, json=json, params=params, idempotency_key=idempotency_key)
+        if not resp.content:
+            return None
+        ctype = resp.headers.get("content-type", "")
+        if "json" not in ctype:
+            return resp.text
+        return resp.json()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """The response of a successful request.
+
+        Raises :class:`TransportError` when the service cannot be reached and
+        the :class:`ApiError` subclass of the status for a 4xx/5xx answer,
+        carrying its problem document.
+        """
         url = self.base_url + path
         try:
             resp = await self._http.request(
@@ -98,45 +121,18 @@ class ServiceClient:
                 problem = {"title": resp.reason_phrase, "detail": resp.text[:500]}
             problem.setdefault("status", resp.status_code)
             raise error_for_status(resp.status_code)(resp.status_code, problem, method=method, url=url)
-        if not resp.content:
-            return None
-        ctype = resp.headers.get("content-type", "")
-        if "json" not in ctype:
-            return resp.text
-        return resp.json()
+        return resp
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params)
 
     async def text(self, path: str, **params: Any) -> str:
         """GET a non-JSON body (an HTML report, JSON Lines) as text."""
-        url = self.base_url + path
-        try:
-            resp = await self._http.get(url, params=_clean(params), headers=self._headers(None))
-        except httpx.TransportError as exc:
-            raise TransportError(f"GET {url}: {exc!r}") from exc
-        if resp.status_code >= 400:
-            try:
-                problem = resp.json()
-            except ValueError:
-                problem = {"detail": resp.text[:500]}
-            raise error_for_status(resp.status_code)(resp.status_code, problem, method="GET", url=url)
-        return resp.text
+        return (await self._send("GET", path, params=params)).text
 
     async def download(self, path: str, **params: Any) -> bytes:
         """GET a binary body (an evidence archive)."""
-        url = self.base_url + path
-        try:
-            resp = await self._http.get(url, params=_clean(params), headers=self._headers(None))
-        except httpx.TransportError as exc:
-            raise TransportError(f"GET {url}: {exc!r}") from exc
-        if resp.status_code >= 400:
-            try:
-                problem = resp.json()
-            except ValueError:
-                problem = {"detail": resp.text[:500]}
-            raise error_for_status(resp.status_code)(resp.status_code, problem, method="GET", url=url)
-        return resp.content
+        return (await self._send("GET", path, params=params)).content
 
     async def post(self, path: str, body: Any = None, *, idempotency_key: str | None = None) -> Any:
         return await self.request("POST", path, json=body, idempotency_key=idempotency_key)

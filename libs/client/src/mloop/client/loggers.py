@@ -51,7 +51,10 @@ from mloop.client._buffer import OverflowPolicy, RecordBuffer
 from mloop.client._exceptions import LoggerClosed
 from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import (
+    MAX_ERROR_LENGTH,
     MAX_RECORDS_PER_MESSAGE,
+    MAX_REQUEST_ID_LENGTH,
+    MAX_VERSION_LENGTH,
     GroundTruthLogged,
     GroundTruthRecord,
     Payload,
@@ -539,11 +542,11 @@ def _prediction_record(
         ok
         and feats is not None
         and type(request_id) is str
-        and 0 < len(request_id) <= 256
+        and 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
         and type(version) is str
-        and 0 < len(version) <= 64
+        and 0 < len(version) <= MAX_VERSION_LENGTH
         and (latency_ms is None or (type(latency_ms) in (float, int) and latency_ms >= 0))
-        and (error is None or (type(error) is str and len(error) <= 128))
+        and (error is None or (type(error) is str and len(error) <= MAX_ERROR_LENGTH))
     ):
         if timestamp is None:
             return (request_id, version, time.time(), feats, pred, latency_ms, error)
@@ -621,7 +624,7 @@ class _Stamper:
 def _ground_truth_record(request_id: str, label: Any, timestamp: datetime | None) -> _Record:
     lab = _plain(label)
     if (
-        _short_str(request_id, 256)
+        _short_str(request_id, MAX_REQUEST_ID_LENGTH)
         and type(lab) in (int, float, str, bool)
         and (timestamp is None or isinstance(timestamp, datetime))
     ):

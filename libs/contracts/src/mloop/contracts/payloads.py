@@ -14,7 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MAX_ERROR_LENGTH",
+    "MAX_MODEL_NAME_LENGTH",
     "MAX_RECORDS_PER_MESSAGE",
+    "MAX_REQUEST_ID_LENGTH",
+    "MAX_VERSION_LENGTH",
+    "MODEL_NAME_PATTERN",
     "AliasChanged",
     "CodeRef",
     "CycleTimeRecorded",
@@ -73,20 +78,27 @@ __all__ = [
 #: is rejected as a whole (it goes to ``dead-letter``) so a consumer's memory
 #: stays bounded whatever a producer sends.
 MAX_RECORDS_PER_MESSAGE = 20_000
+#: Longest model name, version id, request id and serving error code a record may carry
+#: (the SDK's fast path and the monitor's decoder check the same limits).
+MAX_MODEL_NAME_LENGTH = 128
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+MAX_VERSION_LENGTH = 64
+MAX_REQUEST_ID_LENGTH = 256
+MAX_ERROR_LENGTH = 128
 
 ModelName = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=MAX_MODEL_NAME_LENGTH,
+        pattern=MODEL_NAME_PATTERN,
         description="Registered model name; letters, digits, '.', '_' and '-'.",
         examples=["credit-risk"],
     ),
 ]
 VersionId = Annotated[
     str,
-    Field(min_length=1, max_length=64, description="Model version", examples=["3"]),
+    Field(min_length=1, max_length=MAX_VERSION_LENGTH, description="Model version", examples=["3"]),
 ]
 Severity = Literal["low", "medium", "high"]
 FeatureValue = float | int | str | bool | None
@@ -104,7 +116,7 @@ class Payload(BaseModel):
 class PredictionRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    request_id: str = Field(min_length=1, max_length=256, examples=["r-000123"])
+    request_id: str = Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH, examples=["r-000123"])
     version: VersionId
     timestamp: datetime = Field(examples=["2026-11-26T14:00:00.123Z"])
     features: dict[str, FeatureValue] = Field(
@@ -119,7 +131,7 @@ class PredictionRecord(BaseModel):
     )
     latency_ms: float | None = Field(default=None, ge=0, examples=[4.2])
     error: str | None = Field(
-        default=None, max_length=128, description="Null, or a short error code when serving failed."
+        default=None, max_length=MAX_ERROR_LENGTH, description="Null, or a short error code when serving failed."
     )
 
 
@@ -163,7 +175,7 @@ class PredictionLogged(Payload):
 class GroundTruthRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    request_id: str = Field(min_length=1, max_length=256, examples=["r-000123"])
+    request_id: str = Field(min_length=1, max_length=MAX_REQUEST_ID_LENGTH, examples=["r-000123"])
     label: float | int | str | bool = Field(examples=[1])
     timestamp: datetime = Field(examples=["2026-11-26T15:00:00Z"])
 

@@ -8,7 +8,6 @@ race. A file whose checksum changed after it was applied is refused.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import importlib.resources
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import stamina
 
 from mloop.runtime.errors import MigrationError
 
@@ -130,10 +130,10 @@ async def connect_pool(
     Waits up to ``wait_s`` for the database to accept connections, so a service
     started together with its database does not fail on the first try.
     """
-    deadline = asyncio.get_running_loop().time() + wait_s
-    delay = 0.2
-    while True:
-        try:
+    async for attempt in stamina.retry_context(
+        on=_not_reachable_yet, attempts=None, timeout=wait_s, wait_initial=0.2, wait_max=2.0, wait_jitter=0.2
+    ):
+        with attempt:
             # Create the schema before the pool so search_path resolves.
             conn = await asyncpg.connect(dsn)
             try:
@@ -151,12 +151,14 @@ async def connect_pool(
             )
             assert pool is not None
             return pool
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError) as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable: the retry context either returns or raises")
+
+
+def _not_reachable_yet(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)):
+        log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
+        return True
+    return False
 
 
 async def apply_migrations(pool: asyncpg.Pool, schema: str, migrations: list[Migration]) -> list[str]:

@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import Depends, Path, Query, Request
 from pydantic import StringConstraints
 
+from mloop.contracts.payloads import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.service import ServiceContext
 
@@ -30,12 +31,12 @@ Viewer = Annotated[Principal, Depends(require_roles())]
 #: The ``operator`` role (or ``admin``): writes that change how the platform behaves.
 Operator = Annotated[Principal, Depends(require_roles("operator"))]
 #: A model name in a path, with the same rule as the contracts' ``ModelName``.
-ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+ModelPath = Annotated[str, Path(min_length=1, max_length=MAX_MODEL_NAME_LENGTH, pattern=MODEL_NAME_PATTERN)]
 
 #: How many model names one read may filter on (a page of a list of models asks for its rows at once).
 MAX_MODELS_PER_CALL = 200
 _ModelNameItem = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str, StringConstraints(min_length=1, max_length=MAX_MODEL_NAME_LENGTH, pattern=MODEL_NAME_PATTERN)
 ]
 #: ``?model=a&model=b``: at most :data:`MAX_MODELS_PER_CALL` names, each with the ``ModelName`` rule (422 naming
 #: ``query.model`` otherwise); None when the parameter is absent.

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+import stamina
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
@@ -189,21 +190,18 @@ def create_broker(settings: ServiceSettings, metrics: ServiceMetrics | None = No
 
 async def connect_broker(broker: KafkaBroker, wait_s: float = 60.0) -> None:
     """Connect the broker's producer, retrying while Kafka is not reachable yet."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
-    delay = 0.2
-    while True:
-        try:
-            await broker.connect()
-            return
-        except KafkaConnectionError:
-            if loop.time() > deadline:
+    async for attempt in stamina.retry_context(
+        on=KafkaConnectionError, attempts=None, timeout=wait_s, wait_initial=0.2, wait_max=2.0, wait_jitter=0.2
+    ):
+        with attempt:
+            try:
+                await broker.connect()
+                return
+            except KafkaConnectionError:
+                log.warning("kafka not reachable yet; retrying")
+                with contextlib.suppress(Exception):
+                    await broker.stop()
                 raise
-            log.warning("kafka not reachable yet; retrying")
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 def kafka_producer(broker: KafkaBroker) -> AIOKafkaProducer:
@@ -357,28 +355,34 @@ class _Subscription:
 
         Returns the last error when it gave up, None on success.
         """
-        attempt = 0
-        delay = self.retry_delay_s
-        while True:
-            attempt += 1
-            try:
-                await fn()
-                return None
-            except (PermanentError, EnvelopeError):
-                raise
-            except Exception as exc:
-                if _transient(exc):
-                    log.warning("%s failed transiently (%r); retrying", what, exc)
-                    attempt -= 1  # does not count against the event
-                    await asyncio.sleep(min(delay, _MAX_TRANSIENT_DELAY_S))
-                    delay = min(delay * 2, _MAX_TRANSIENT_DELAY_S)
-                    continue
-                if attempt >= self.max_attempts:
-                    log.exception("%s failed %d times; giving up", what, attempt)
-                    return exc
-                log.warning("%s failed (%r); attempt %d of %d", what, exc, attempt, self.max_attempts)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        counted = 0
+
+        def retry_on(exc: BaseException) -> bool:
+            nonlocal counted
+            if not isinstance(exc, Exception) or isinstance(exc, (PermanentError, EnvelopeError)):
+                return False
+            if _transient(exc):
+                log.warning("%s failed transiently (%r); retrying", what, exc)
+                return True  # does not count against the event
+            counted += 1
+            if counted >= self.max_attempts:
+                return False
+            log.warning("%s failed (%r); attempt %d of %d", what, exc, counted, self.max_attempts)
+            return True
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=retry_on, attempts=None, timeout=None, wait_initial=self.retry_delay_s,
+                wait_max=_MAX_TRANSIENT_DELAY_S, wait_jitter=self.retry_delay_s,
+            ):
+                with attempt:
+                    await fn()
+        except (PermanentError, EnvelopeError):
+            raise
+        except Exception as exc:
+            log.exception("%s failed %d times; giving up", what, counted)
+            return exc
+        return None
 
     def decode_event(self, msg: Record) -> Event[Any]:
         return decode_record(msg, self.bound.settings.topic_prefix)

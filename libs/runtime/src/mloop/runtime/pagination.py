@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from mloop.runtime.problems import BadRequest
 
-__all__ = ["Page", "decode_cursor", "encode_cursor"]
+__all__ = ["Page", "decode_cursor", "encode_cursor", "keyset_after", "keyset_token"]
 
 T = TypeVar("T")
 #: Cursor values end up as SQL parameters: keep integers inside bigint.
@@ -79,3 +79,18 @@ def decode_cursor(token: str | None, **shape: type) -> dict[str, Any] | None:
     if missing:
         raise _malformed(f"{', '.join(missing)} missing")
     return {name: _typed(name, out[name], kind) for name, kind in shape.items()}
+
+
+def keyset_after(page_token: str | None) -> tuple[datetime, str] | None:
+    """The (time, id) position a :func:`keyset_token` stands for; None without a token.
+
+    For lists ordered by a timestamp with an id as tie-breaker. A token this
+    API did not issue raises :class:`BadRequest` (400) naming ``page_token``.
+    """
+    cursor = decode_cursor(page_token, t=datetime, id=str)
+    return (cursor["t"], cursor["id"]) if cursor else None
+
+
+def keyset_token(at: datetime, id: str) -> str:
+    """The token of the page that follows the row at (``at``, ``id``)."""
+    return encode_cursor({"t": at.isoformat(), "id": id})

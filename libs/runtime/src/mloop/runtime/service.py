@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import stamina
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -78,23 +79,29 @@ async def _supervise(name: str, fn: Callable[[], Awaitable[None]]) -> None:
     it has run for a while, so an outage next week is not met with last week's delay.
     """
     loop = asyncio.get_running_loop()
-    delay = 0.5
+    began = loop.time()
+
+    def crashed_soon(exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):  # cancelled: the service is stopping
+            return False
+        if is_connection_error(exc):
+            log.warning("%s stopped: database unreachable (%r); restarting", name, exc)
+        else:
+            log.error("%s crashed; restarting", name, exc_info=exc)
+        return loop.time() - began <= 60
+
     while True:
-        began = loop.time()
         try:
-            await fn()
+            async for attempt in stamina.retry_context(
+                on=crashed_soon, attempts=None, timeout=None, wait_initial=0.5, wait_max=30.0, wait_jitter=0.5
+            ):
+                with attempt:
+                    began = loop.time()
+                    await fn()
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if loop.time() - began > 60:
-                delay = 0.5
-            if is_connection_error(exc):
-                log.warning("%s stopped: database unreachable (%r); restarting in %.1fs", name, exc, delay)
-            else:
-                log.exception("%s crashed; restarting in %.1fs", name, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        except Exception:  # logged by crashed_soon
+            # It ran for a while before failing: start over with the shortest delay.
+            continue
 
 
 class _ProblemGuard:

@@ -26,13 +26,13 @@ from starlette.background import BackgroundTask
 
 from mloop.audit import store
 from mloop.audit.checkpointing import Checkpointer, read_checkpoint_dir
-from mloop.audit.exporting import export_bundle
-from mloop.audit.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
+from mloop.audit.domain.lifecycle import approval_of, lifecycle_status, lifecycle_steps, model_steps, serving_split
 from mloop.audit.live_verify import verify_ledger
+from mloop.audit.service import export_bundle
 from mloop.ledger.checkpoint import public_key_to_base64, public_key_to_pem, public_key_to_vkey
 from mloop.ledger.merkle import verify_inclusion
 from mloop.runtime.deps import Ctx, Operator, Pool, Viewer
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.pagination import Page, decode_cursor, encode_cursor, keyset_after, keyset_token
 from mloop.runtime.problems import NotFound, UnprocessableEntity
 
 __all__ = ["router"]
@@ -85,16 +85,11 @@ def _record_out(row: asyncpg.Record) -> RecordOut:
     )
 
 
-def _after(page_token: str | None) -> tuple[datetime, str] | None:
-    cursor = decode_cursor(page_token, t=datetime, id=str)
-    return (cursor["t"], cursor["id"]) if cursor else None
-
-
 def _next_token(rows: list[asyncpg.Record], page_size: int) -> str | None:
     if len(rows) <= page_size:
         return None
     last = rows[page_size - 1]
-    return encode_cursor({"t": last["event_time"].isoformat(), "id": last["event_id"]})
+    return keyset_token(last["event_time"], last["event_id"])
 
 
 def _range(since: datetime | None, until: datetime | None) -> None:
@@ -125,7 +120,7 @@ async def list_records(
     _range(since, until)
     flt = store.RecordFilter(model, version, type, actor, since, until, chain)
     async with pool.acquire() as conn:
-        rows = await store.find_records(conn, flt, after=_after(page_token), limit=page_size + 1)
+        rows = await store.find_records(conn, flt, after=keyset_after(page_token), limit=page_size + 1)
     return Page[RecordOut](items=[_record_out(r) for r in rows[:page_size]],
                            next_page_token=_next_token(rows, page_size))
 
@@ -327,7 +322,7 @@ async def model_lifecycle(
     _range(since, until)
     async with pool.acquire() as conn:
         rows = await store.find_records(conn, store.RecordFilter(model=model, since=since, until=until),
-                                        after=_after(page_token), limit=page_size + 1)
+                                        after=keyset_after(page_token), limit=page_size + 1)
     records = [{"event": json.loads(bytes(r["canonical"])), "chain": r["chain"], "seq": r["seq"]}
                for r in rows[:page_size]]
     return Page[ModelStepOut](items=[ModelStepOut(**asdict(s)) for s in model_steps(records)],
@@ -396,7 +391,7 @@ async def approvals(
     _range(since, until)
     async with pool.acquire() as conn:
         rows = await store.find_approvals(conn, model=model, since=since, until=until,
-                                          after=_after(page_token), limit=page_size + 1)
+                                          after=keyset_after(page_token), limit=page_size + 1)
     items = []
     for r in rows[:page_size]:
         event = json.loads(bytes(r["canonical"]))

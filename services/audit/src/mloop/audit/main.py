@@ -4,8 +4,8 @@ Kafka events enter in ``handlers.py`` and are appended to their chain by
 ``store.ChainWriter`` (rows, Merkle nodes and the consumer offset in one
 transaction). ``checkpointing.py`` signs tree heads in the background and
 copies them out of Postgres; ``api.py`` answers queries, proofs, exports
-and verification. The pure core: ``canonical``, ``merkle``, ``checkpoint``,
-``ledger_domain``, ``verify``, ``records`` and ``lifecycle``.
+(``service.py``) and verification (``live_verify.py``). Pure: the
+``domain`` package (``records``, ``lifecycle``) over ``mloop.ledger``.
 """
 
 from __future__ import annotations

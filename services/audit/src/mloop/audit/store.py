@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from mloop.audit.records import LedgerEntry, append_entry, chain_of
+from mloop.audit.domain.records import LedgerEntry, append_entry, chain_of
 from mloop.contracts.envelope import Event
 from mloop.contracts.topics import TOPICS
 from mloop.ledger.checkpoint import SignedCheckpoint

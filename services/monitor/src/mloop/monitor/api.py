@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from mloop.monitor import service, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
-from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, Pool, Viewer
+from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["monitor"])
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
-ModelPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 # --------------------------------------------------------------------------- models
@@ -295,12 +293,8 @@ async def put_config(
     return ConfigOut(model=model, configured=True, config=config)
 
 
-class ConfigChangeOut(BaseModel):
-    seq: int = Field(description="Per-model sequence of configuration changes", examples=[1])
-    at: datetime
-    actor: str = Field(examples=["user:olga"])
-    reason: str | None
-    previous: dict[str, Any] | None = Field(description="The configuration before; null when defaults applied")
+class ConfigChangeOut(SettingChangeOut):
+    value_field: ClassVar[str] = "config"
     config: dict[str, Any] = Field(description="The configuration set")
 
 
@@ -310,18 +304,8 @@ async def config_history(
     page_token: Annotated[str | None, Query(max_length=512)] = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[ConfigChangeOut]:
-    cursor = decode_cursor(page_token) or {"i": 0}
-    after = cursor.get("i")
-    if not isinstance(after, int) or isinstance(after, bool):
-        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
-    rows = await service.config_history(pool, model, after=after, limit=page_size + 1)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return Page[ConfigChangeOut](
-        items=[ConfigChangeOut(seq=r.seq, at=r.at, actor=r.actor, reason=r.reason, previous=r.previous,
-                               config=r.config) for r in rows],
-        next_page_token=encode_cursor({"i": rows[-1].id}) if more else None,
-    )
+    changes, token = await store.CONFIG_HISTORY.page(pool, model, page_token, page_size)
+    return Page[ConfigChangeOut](items=[ConfigChangeOut.of(c) for c in changes], next_page_token=token)
 
 
 # --------------------------------------------------------------------------- reports

@@ -33,7 +33,14 @@ import numpy as np
 import numpy.typing as npt
 
 from mloop.contracts.envelope import InvalidPayload, UndecodableMessage, UnknownEventType, derived_id
-from mloop.contracts.payloads import MAX_RECORDS_PER_MESSAGE
+from mloop.contracts.payloads import (
+    MAX_ERROR_LENGTH,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_RECORDS_PER_MESSAGE,
+    MAX_REQUEST_ID_LENGTH,
+    MAX_VERSION_LENGTH,
+    MODEL_NAME_PATTERN,
+)
 from mloop.contracts.topics import spec_for
 
 __all__ = ["TOPIC", "PredictionColumns", "PredictionMessage", "decode_prediction_message"]
@@ -45,18 +52,18 @@ _FEATURE_TYPES = frozenset({float, int, str, bool, type(None)})
 
 class _Record(msgspec.Struct):
     # Field for field the rules of ``PredictionRecord`` (unknown fields ignored).
-    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-    version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REQUEST_ID_LENGTH)]
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_VERSION_LENGTH)]
     timestamp: datetime
     # Values are checked per column after the decode: msgspec's errors would not name the feature.
     features: dict[str, Any] = {}
     prediction: float | str | list[float] | None = None
     latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    error: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    error: Annotated[str, msgspec.Meta(max_length=MAX_ERROR_LENGTH)] | None = None
 
 
 class _Message(msgspec.Struct):
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MODEL_NAME_LENGTH, pattern=MODEL_NAME_PATTERN)]
     records: Annotated[list[_Record], msgspec.Meta(min_length=1)]
 
 

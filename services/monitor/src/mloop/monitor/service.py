@@ -5,7 +5,7 @@
   the per-version monitors of ``domain``.
 * :func:`on_model_registered` and :func:`on_traffic_split_changed` keep each
   version's registration and the newest routing table.
-* :func:`change_config` and :func:`config_history`: a model's windows and
+* :func:`change_config`: a model's windows and
   thresholds decide when drift is an alarm, so changing them is a governance
   act: the new configuration, the change (who, when, old -> new, why) in the
   model's history and ``monitor-config-changed``, in one transaction.
@@ -47,18 +47,16 @@ from mloop.monitor.domain import (
     VersionMonitor,
 )
 from mloop.monitor.ingest import PredictionColumns, PredictionMessage
-from mloop.monitor.store import ConfigChange
 from mloop.runtime import outbox
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.history import SettingChange
 from mloop.runtime.metrics import ServiceMetrics
 from mloop.stats import ProfileFormatError
 from mloop.stats.profile import ReferenceProfile
 
 __all__ = [
-    "ConfigChange",
     "Monitoring",
     "change_config",
-    "config_history",
     "on_model_registered",
     "on_traffic_split_changed",
 ]
@@ -337,21 +335,14 @@ async def on_traffic_split_changed(event: Event[TrafficSplitChanged], conn: asyn
 
 async def change_config(
     conn: asyncpg.Connection, model: str, config: MonitorConfig, *, actor: str, reason: str | None, source: str
-) -> ConfigChange:
+) -> SettingChange:
     """Set ``model``'s configuration in the caller's transaction; returns the recorded change."""
     await store.lock_config(conn, model)
     previous = await store.raw_config(conn, model)
     await store.put_config(conn, model, config, actor)
     doc = config.model_dump(mode="json")
-    change = await store.append_config_change(conn, model, doc, previous, actor, reason)
+    change = await store.CONFIG_HISTORY.append(conn, model, doc, previous, actor=actor, reason=reason)
     await outbox.enqueue(conn, new_event("monitor-config-changed", MonitorConfigChanged(
         model=model, config=doc, previous=previous, changed_by=actor, reason=reason, seq=change.seq,
     ), source=source, actor=actor))
     return change
-
-
-async def config_history(
-    conn: asyncpg.Connection | asyncpg.Pool, model: str, *, after: int, limit: int
-) -> list[ConfigChange]:
-    """The model's configuration changes with an id above ``after``, oldest first."""
-    return await store.config_history(conn, model, after=after, limit=limit)

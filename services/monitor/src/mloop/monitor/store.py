@@ -17,6 +17,7 @@ import msgspec
 from mloop.contracts.payloads import IncidentResolved, ModelRegistered, Payload
 from mloop.monitor.domain import MonitorConfig, WindowResult
 from mloop.monitor.ingest import PredictionColumns
+from mloop.runtime.history import SettingsHistory
 
 __all__ = [
     "JoinedLabel",
@@ -196,38 +197,8 @@ async def raw_config(conn: asyncpg.Connection, model: str) -> dict[str, Any] | N
     return doc
 
 
-@dataclass(frozen=True)
-class ConfigChange:
-    id: int
-    model: str
-    seq: int
-    config: dict[str, Any]
-    previous: dict[str, Any] | None
-    actor: str
-    reason: str | None
-    at: datetime
-
-
-async def append_config_change(conn: asyncpg.Connection, model: str, config: dict[str, Any],
-                               previous: dict[str, Any] | None, actor: str, reason: str | None) -> ConfigChange:
-    """Append a change to ``model``'s configuration history (the next ``seq``)."""
-    row = await conn.fetchrow(
-        """INSERT INTO config_history (model, seq, config, previous, actor, reason)
-           VALUES ($1, COALESCE((SELECT max(seq) FROM config_history WHERE model = $1), 0) + 1, $2, $3, $4, $5)
-           RETURNING *""",
-        model, config, previous, actor, reason,
-    )
-    assert row is not None
-    return ConfigChange(**dict(row))
-
-
-async def config_history(
-    conn: asyncpg.Connection | asyncpg.Pool, model: str, *, after: int, limit: int
-) -> list[ConfigChange]:
-    """The model's configuration changes with an id above ``after``, oldest first."""
-    rows = await conn.fetch(
-        "SELECT * FROM config_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit)
-    return [ConfigChange(**dict(r)) for r in rows]
+#: Every change of a model's configuration (``service.change_config``).
+CONFIG_HISTORY = SettingsHistory("config_history", value_column="config")
 
 
 async def save_traffic_split(conn: asyncpg.Connection, model: str, seq: int, rollout_id: str | None,

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Path, Request
 
+from mloop.contracts.payloads import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
 from mloop.registry.service import Registry
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.problems import UnprocessableEntity
@@ -54,7 +55,7 @@ Operator = Annotated[Principal, Depends(require_roles("operator"))]
 
 ModelPath = Annotated[
     str,
-    Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Model name",
+    Path(min_length=1, max_length=MAX_MODEL_NAME_LENGTH, pattern=MODEL_NAME_PATTERN, description="Model name",
          examples=["credit-risk"]),
 ]
 VersionPath = Annotated[int, Path(ge=1, le=999_999_999, description="Version number", examples=[3])]

@@ -3,7 +3,7 @@
 HTTP requests enter in ``api.py`` (routers ``api_models``, ``api_versions``,
 ``api_promotions``, ``mlflow_api``), Kafka events in ``handlers.py``. Both go
 through the service layer (``service.py``), whose decisions are pure
-(``domain.py``) and whose state is written by ``store.py`` in one
+(the ``domain`` package) and whose state is written by ``store.py`` in one
 transaction with the events it publishes (outbox).
 """
 

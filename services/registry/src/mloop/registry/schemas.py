@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mloop.contracts.payloads import Lineage, ModelName, ValidationCheck
 from mloop.registry.domain import Policy, VersionStatus
+from mloop.runtime.history import SettingChangeOut
 
 __all__ = [
     "RequestBody",
@@ -300,10 +301,9 @@ class VersionDetail(RegistrationOut):
     run_id: str | None = None
 
 
-class PolicyChange(BaseModel):
+class PolicyChange(SettingChangeOut):
+    value_field: ClassVar[str] = "policy"
     policy: dict[str, Any] | None = Field(description="The stored policy (a model's override); null when removed")
-    actor: str
-    at: datetime
 
 
 class PolicyView(BaseModel):

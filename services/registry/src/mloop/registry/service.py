@@ -144,7 +144,7 @@ class Registry:
                 raise ModelNotFound(name)
             if new_name == name:
                 return (await self.model_views(conn, [row]))[0]
-            if row["last_version"] > 0 or await store.policy_history(conn, _model_scope(name)):
+            if row["last_version"] > 0 or await store.POLICY_HISTORY.changes(conn, _model_scope(name), limit=1):
                 raise ConflictError(f"model {name!r} has versions or a policy history published under its name; "
                                     "its name is final (create a new model instead)")
             renamed = await store.rename_model(conn, name, new_name)
@@ -162,7 +162,7 @@ class Registry:
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, name, for_update=True) is None:
                 raise ModelNotFound(name)
-            if await store.policy_history(conn, _model_scope(name)):
+            if await store.POLICY_HISTORY.changes(conn, _model_scope(name), limit=1):
                 raise ConflictError(f"model {name!r} has a validation-policy history; it cannot be deleted")
             rows = await store.search_versions(conn, store.VersionFilter(model=name), after_id=None,
                                                limit=1_000_000)
@@ -194,6 +194,7 @@ class Registry:
     async def put_default_policy(self, pool: asyncpg.Pool, who: Principal, policy: Policy) -> PolicyView:
         async with pool.acquire() as conn, conn.transaction():
             doc = policy.model_dump(mode="json")
+            await self._keep_change(conn, who, DEFAULT_SCOPE, doc)
             await store.put_policy(conn, DEFAULT_SCOPE, doc, who.actor)
             return await self._policy_changed(conn, who, None, doc)
 
@@ -205,6 +206,7 @@ class Registry:
                 raise ModelNotFound(model)
             default = Policy.model_validate(await store.get_policy(conn, DEFAULT_SCOPE) or {})
             domain.effective_policy(default, override)  # refuses an invalid override
+            await self._keep_change(conn, who, _model_scope(model), dict(override))
             await store.put_policy(conn, _model_scope(model), dict(override), who.actor)
             return await self._policy_changed(conn, who, model, override)
 
@@ -212,15 +214,27 @@ class Registry:
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
-            await store.delete_policy(conn, _model_scope(model), who.actor)
+            scope = _model_scope(model)
+            await store.lock_policy(conn, scope)
+            previous = await store.get_policy(conn, scope)
+            if await store.delete_policy(conn, scope):
+                await store.POLICY_HISTORY.append(conn, scope, None, previous, actor=who.actor, reason=None)
             return await self._policy_changed(conn, who, model, {}, removed=True)
 
     async def policy_history(self, conn: asyncpg.Connection, model: str | None) -> list[PolicyChange]:
         """Every change of the default policy (``model`` None) or of a model's override, oldest first."""
         if model is not None and await store.get_model(conn, model) is None:
             raise ModelNotFound(model)
-        rows = await store.policy_history(conn, _model_scope(model) if model else DEFAULT_SCOPE)
-        return [PolicyChange(policy=r["policy"], actor=r["actor"], at=r["at"]) for r in rows]
+        changes = await store.POLICY_HISTORY.changes(conn, _model_scope(model) if model else DEFAULT_SCOPE)
+        return [PolicyChange.of(c) for c in changes]
+
+    async def _keep_change(
+        self, conn: asyncpg.Connection, who: Principal, scope: str, policy: dict[str, Any]
+    ) -> None:
+        """Append the change about to be stored to the policy's history (before and after)."""
+        await store.lock_policy(conn, scope)
+        previous = await store.get_policy(conn, scope)
+        await store.POLICY_HISTORY.append(conn, scope, policy, previous, actor=who.actor, reason=None)
 
     # ------------------------------------------------------------------ versions
 
@@ -549,8 +563,8 @@ class Registry:
         """Who last set the policy that holds the model's auto-approval (its override, else the default)."""
         override = await store.get_policy(conn, _model_scope(model)) or {}
         scope = _model_scope(model) if "auto_approval" in override else DEFAULT_SCOPE
-        history = await store.policy_history(conn, scope)
-        return str(history[-1]["actor"]) if history else None
+        history = await store.POLICY_HISTORY.changes(conn, scope)
+        return history[-1].actor if history else None
 
     async def review_request(
         self, pool: asyncpg.Pool, who: Principal, request_id: str, decision: Decision, comment: str | None

@@ -15,7 +15,11 @@ from typing import Any
 import asyncpg
 from asyncpg import Record
 
+from mloop.runtime.history import SettingsHistory
+
 __all__ = [
+    "POLICY_HISTORY",
+    "lock_policy",
     "MODEL_ORDER",
     "VERSION_ORDER",
     "VersionFilter",
@@ -42,7 +46,6 @@ __all__ = [
     "next_seq",
     "next_version_number",
     "pending_request",
-    "policy_history",
     "put_policy",
     "rename_model",
     "record_rollout",
@@ -381,26 +384,27 @@ async def get_policy(conn: asyncpg.Connection, scope: str) -> dict[str, Any] | N
     return p
 
 
+async def lock_policy(conn: asyncpg.Connection, scope: str) -> None:
+    """Serialise changes of one policy until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"registry-policy:{scope}")
+
+
 async def put_policy(conn: asyncpg.Connection, scope: str, policy: Mapping[str, Any], by: str) -> None:
-    """Store a policy and keep the change in its history."""
+    """Store a policy; the service layer keeps the change in ``POLICY_HISTORY``."""
     await conn.execute(
         "INSERT INTO policies (scope, policy, updated_by) VALUES ($1, $2, $3) ON CONFLICT (scope) DO UPDATE "
         "SET policy = EXCLUDED.policy, updated_by = EXCLUDED.updated_by, updated_at = clock_timestamp()",
         scope, dict(policy), by,
     )
-    await conn.execute("INSERT INTO policy_history (scope, policy, actor) VALUES ($1, $2, $3)", scope, dict(policy), by)
 
 
-async def delete_policy(conn: asyncpg.Connection, scope: str, by: str) -> None:
-    if await conn.fetchval("DELETE FROM policies WHERE scope = $1 RETURNING true", scope):
-        await conn.execute("INSERT INTO policy_history (scope, policy, actor) VALUES ($1, NULL, $2)", scope, by)
+async def delete_policy(conn: asyncpg.Connection, scope: str) -> bool:
+    """Remove a policy; False when there was none."""
+    return bool(await conn.fetchval("DELETE FROM policies WHERE scope = $1 RETURNING true", scope))
 
 
-async def policy_history(conn: asyncpg.Connection, scope: str) -> list[Record]:
-    rows: list[Record] = await conn.fetch(
-        "SELECT policy, actor, at FROM policy_history WHERE scope = $1 ORDER BY id", scope
-    )
-    return rows
+#: Every change of the default policy or a model's override (``policy`` null when removed).
+POLICY_HISTORY = SettingsHistory("policy_history", value_column="policy", subject_column="scope")
 
 
 # --------------------------------------------------------------------------- promotion

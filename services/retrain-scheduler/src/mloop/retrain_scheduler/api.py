@@ -1,7 +1,7 @@
 """HTTP: policies, jobs, the training pipelines' callback and cycle-time statistics.
 
 Every write runs in one transaction with the events it publishes (through
-:class:`~mloop.retrain_scheduler.scheduler.Scheduler`). Domain errors become
+:class:`~mloop.retrain_scheduler.service.Scheduler`). Domain errors become
 problem documents: an unknown job is a 404, an illegal transition a 409
 naming the job's state, an invalid policy a 422 naming the field.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import pydantic
@@ -31,11 +31,12 @@ from mloop.retrain_scheduler.domain import (
     effective_policy,
     summarise_cycles,
 )
-from mloop.retrain_scheduler.scheduler import Scheduler
+from mloop.retrain_scheduler.service import Scheduler
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest, Conflict, NotFound, UnprocessableEntity
+from mloop.runtime.history import SettingChangeOut
+from mloop.runtime.pagination import Page, keyset_after, keyset_token
+from mloop.runtime.problems import Conflict, NotFound, UnprocessableEntity
 
 __all__ = ["router"]
 
@@ -214,29 +215,14 @@ async def delete_model_policy(
     return Response(status_code=204)
 
 
-class PolicyChangeOut(BaseModel):
-    seq: int = Field(description="Sequence of changes of this policy", examples=[1])
-    at: datetime
-    actor: str = Field(examples=["user:olga"])
-    reason: str | None
-    previous: dict[str, Any] | None = Field(description="The stored policy before; null when none was")
+class PolicyChangeOut(SettingChangeOut):
+    value_field: ClassVar[str] = "policy"
     policy: dict[str, Any] | None = Field(description="The stored policy after; null when it was removed")
 
 
 async def _history(pool: asyncpg.Pool, key: str, page_token: str | None, page_size: int) -> Page[PolicyChangeOut]:
-    cursor = decode_cursor(page_token) or {"i": 0}
-    after = cursor.get("i")
-    if not isinstance(after, int) or isinstance(after, bool):
-        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
-    async with pool.acquire() as conn:
-        rows = await store.policy_history(conn, key, after=after, limit=page_size + 1)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return Page[PolicyChangeOut](
-        items=[PolicyChangeOut(seq=r["seq"], at=r["at"], actor=r["actor"], reason=r["reason"],
-                               previous=r["previous"], policy=r["body"]) for r in rows],
-        next_page_token=encode_cursor({"i": rows[-1]["id"]}) if more else None,
-    )
+    changes, token = await store.POLICY_HISTORY.page(pool, key, page_token, page_size)
+    return Page[PolicyChangeOut](items=[PolicyChangeOut.of(c) for c in changes], next_page_token=token)
 
 
 @router.get("/default-policy/history", tags=["policies"], summary="Every change of the default policy, oldest first")
@@ -266,28 +252,10 @@ class TransitionView(BaseModel):
     detail: str
 
 
-class CycleTimeView(BaseModel):
-    job_id: str
-    model: str
-    version: str | None
-    outcome: str
-    started_at: datetime
-    finished_at: datetime
-    seconds: float
-    steps: dict[str, float]
-    shares: dict[str, float]
-    sla_seconds: float | None
-    sla_breached: bool
-
-    @classmethod
-    def of(cls, c: CycleTime) -> CycleTimeView:
-        return cls.model_validate(c, from_attributes=True)
-
-
 # The ignore is for type checks that cannot resolve the package's own modules.
 class JobDetail(Job):  # type: ignore[misc,unused-ignore]
     transitions: list[TransitionView] = Field(default_factory=list)
-    cycle_time: CycleTimeView | None = None
+    cycle_time: CycleTime | None = None
 
 
 class TriggerRequest(BaseModel):
@@ -309,20 +277,13 @@ class StatusReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-def _after(page_token: str | None) -> tuple[datetime, str] | None:
-    """The (time, id) position a page token stands for."""
-    cursor = decode_cursor(page_token, t=datetime, id=str)
-    return (cursor["t"], cursor["id"]) if cursor else None
-
-
 async def _detail(conn: asyncpg.Connection, job_id: str) -> JobDetail:
     job = await store.get_job(conn, job_id)
     transitions = await store.transitions(conn, job_id)
-    cycle = await conn.fetchrow("SELECT * FROM cycle_times WHERE job_id = $1", job_id)
     return JobDetail(
         **job.model_dump(),
         transitions=[TransitionView.model_validate(t, from_attributes=True) for t in transitions],
-        cycle_time=CycleTimeView.model_validate(dict(cycle)) if cycle else None,
+        cycle_time=await store.cycle_of(conn, job_id),
     )
 
 
@@ -340,7 +301,7 @@ async def list_jobs(
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: str | None = None,
 ) -> Page[Job]:
-    after = _after(page_token)
+    after = keyset_after(page_token)
     flt = store.JobFilter(
         models=tuple(model or ()),
         latest_per_model=latest_per_model,
@@ -355,7 +316,7 @@ async def list_jobs(
     if len(jobs) > page_size:
         jobs = jobs[:page_size]
         last = jobs[-1]
-        next_token = encode_cursor({"t": last.requested_at.isoformat(), "id": last.id})
+        next_token = keyset_token(last.requested_at, last.id)
     return Page[Job](items=jobs, next_page_token=next_token)
 
 
@@ -439,14 +400,14 @@ async def list_signals(
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: str | None = None,
 ) -> Page[SignalView]:
-    after = _after(page_token)
+    after = keyset_after(page_token)
     async with pool.acquire() as conn:
         rows = await store.list_signals(conn, model, after=after, limit=page_size + 1)
     next_token = None
     if len(rows) > page_size:
         rows = rows[:page_size]
         last = rows[-1]
-        next_token = encode_cursor({"t": last["received_at"].isoformat(), "id": last["event_id"]})
+        next_token = keyset_token(last["received_at"], last["event_id"])
     return Page[SignalView](items=[SignalView(**dict(r)) for r in rows], next_page_token=next_token)
 
 
@@ -471,15 +432,15 @@ async def list_cycle_times(
     model: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: str | None = None,
-) -> Page[CycleTimeView]:
-    after = _after(page_token)
+) -> Page[CycleTime]:
+    after = keyset_after(page_token)
     async with pool.acquire() as conn:
         found = await store.cycles(conn, model, after=after, limit=page_size + 1)
     next_token = None
     if len(found) > page_size:
         found = found[:page_size]
-        next_token = encode_cursor({"t": found[-1].finished_at.isoformat(), "id": found[-1].job_id})
-    return Page[CycleTimeView](items=[CycleTimeView.of(c) for c in found], next_page_token=next_token)
+        next_token = keyset_token(found[-1].finished_at, found[-1].job_id)
+    return Page[CycleTime](items=found, next_page_token=next_token)
 
 
 async def _stats(conn: asyncpg.Connection, model: str, since: datetime | None) -> CycleStatsView:

@@ -37,7 +37,7 @@ import httpx
 
 from mloop.retrain_scheduler import store
 from mloop.retrain_scheduler.domain import RetrainPolicy
-from mloop.retrain_scheduler.scheduler import Scheduler, utcnow
+from mloop.retrain_scheduler.service import Scheduler, utcnow
 
 __all__ = [
     "SIGNATURE_HEADER",

@@ -14,7 +14,7 @@ import asyncpg
 
 from mloop.contracts.envelope import Event
 from mloop.retrain_scheduler.domain import IllegalTransition, JobNotFound
-from mloop.retrain_scheduler.scheduler import Scheduler
+from mloop.retrain_scheduler.service import Scheduler
 from mloop.runtime.errors import PermanentError
 from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.settings import ServiceSettings

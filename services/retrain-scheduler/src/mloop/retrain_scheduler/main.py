@@ -1,8 +1,8 @@
 """Composition root of the retrain scheduler.
 
 Kafka events enter in ``handlers.py``, HTTP requests in ``api.py``; both
-go through the service layer (``scheduler.py``), whose decisions are pure
-(``domain.py``) and whose state is written by ``store.py`` together with
+go through the service layer (``service.py``), whose decisions are pure
+(the ``domain`` package) and whose state is written by ``store.py`` together with
 its events (outbox). ``dispatch.py`` releases jobs and calls the training
 webhooks in the background.
 """
@@ -19,7 +19,7 @@ from mloop.retrain_scheduler.api import router
 from mloop.retrain_scheduler.dispatch import WebhookDispatcher
 from mloop.retrain_scheduler.handlers import build_router
 from mloop.retrain_scheduler.metrics import RetrainMetrics
-from mloop.retrain_scheduler.scheduler import Scheduler, utcnow
+from mloop.retrain_scheduler.service import Scheduler, utcnow
 from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
 from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.service import ServiceContext, create_service_app, serve

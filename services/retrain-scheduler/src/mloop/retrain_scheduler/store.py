@@ -27,10 +27,12 @@ from mloop.retrain_scheduler.domain import (
     in_flight,
     not_serving,
 )
+from mloop.runtime.history import SettingsHistory
 
 __all__ = [
+    "cycle_of",
+    "POLICY_HISTORY",
     "DEFAULT_POLICY_KEY",
-    "add_policy_change",
     "JobFilter",
     "Transition",
     "attach_signals",
@@ -53,7 +55,6 @@ __all__ = [
     "load_override",
     "lock_model",
     "model_state",
-    "policy_history",
     "put_policy",
     "rollout_outcome",
     "transitions",
@@ -124,31 +125,8 @@ async def delete_override(conn: asyncpg.Connection, model: str) -> bool:
     return status.endswith(" 1")
 
 
-async def add_policy_change(
-    conn: asyncpg.Connection, model: str, body: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
-    actor: str, reason: str | None,
-) -> asyncpg.Record:
-    """Append one change to the history of the default (``DEFAULT_POLICY_KEY``) or a model's override."""
-    row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO policy_history (model, seq, body, previous, actor, reason) "
-        "VALUES ($1, COALESCE((SELECT max(seq) FROM policy_history WHERE model = $1), 0) + 1, $2, $3, $4, $5) "
-        "RETURNING *",
-        model,
-        None if body is None else dict(body),
-        None if previous is None else dict(previous),
-        actor,
-        reason,
-    )
-    return row
-
-
-async def policy_history(conn: asyncpg.Connection, model: str, *, after: int, limit: int) -> list[asyncpg.Record]:
-    """Changes of the default (``DEFAULT_POLICY_KEY``) or a model's override with an id above ``after``."""
-    return list(
-        await conn.fetch(
-            "SELECT * FROM policy_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit
-        )
-    )
+#: Every change of the default policy (``DEFAULT_POLICY_KEY``) or a model's override; ``body`` null when removed.
+POLICY_HISTORY = SettingsHistory("policy_history", value_column="body")
 
 
 # --------------------------------------------------------------------------- signals
@@ -653,6 +631,12 @@ def _cycle(r: asyncpg.Record) -> CycleTime:
         sla_seconds=r["sla_seconds"],
         sla_breached=r["sla_breached"],
     )
+
+
+async def cycle_of(conn: asyncpg.Connection, job_id: str) -> CycleTime | None:
+    """The recorded cycle time of a job, None until its loop closed."""
+    row = await conn.fetchrow("SELECT * FROM cycle_times WHERE job_id = $1", job_id)
+    return _cycle(row) if row is not None else None
 
 
 async def cycles(

@@ -12,19 +12,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from mloop.contracts.payloads import GateResult, ModelName, Route, VersionId
 from mloop.rollout import store
-from mloop.rollout.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
-from mloop.rollout.plan import RolloutPlan, Strategy
+from mloop.rollout.domain.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
+from mloop.rollout.domain.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
-from mloop.runtime.problems import BadRequest, Conflict, Forbidden, NotFound
+from mloop.runtime.problems import Conflict, Forbidden, NotFound
 
 __all__ = ["router"]
 
@@ -298,12 +299,8 @@ async def put_plan(
     )
 
 
-class PlanChangeOut(BaseModel):
-    seq: int = Field(description="Per-model sequence of plan changes", examples=[1])
-    at: datetime
-    actor: str = Field(examples=["user:olga"])
-    reason: str | None
-    previous: dict[str, Any] | None = Field(description="The plan before; null when the built-in plan applied")
+class PlanChangeOut(SettingChangeOut):
+    value_field: ClassVar[str] = "plan"
     plan: dict[str, Any] = Field(description="The plan set")
 
 
@@ -315,21 +312,11 @@ async def plan_history(
     page_token: Annotated[str | None, Query(max_length=512)] = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[PlanChangeOut]:
-    cursor = decode_cursor(page_token) or {"i": 0}
-    after = cursor.get("i")
-    if not isinstance(after, int) or isinstance(after, bool):
-        raise BadRequest("page_token is not a token this API issued", field="query.page_token")
     async with pool.acquire() as conn:
-        rows = await store.plan_history(conn, model, after=after, limit=page_size + 1)
-        if not rows and after == 0:
+        changes, token = await store.PLAN_HISTORY.page(conn, model, page_token, page_size)
+        if not changes and page_token is None:
             await _require_known(conn, model)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return Page[PlanChangeOut](
-        items=[PlanChangeOut(seq=r.seq, at=r.at, actor=r.actor, reason=r.reason, previous=r.previous, plan=r.plan)
-               for r in rows],
-        next_page_token=encode_cursor({"i": rows[-1].id}) if more else None,
-    )
+    return Page[PlanChangeOut](items=[PlanChangeOut.of(c) for c in changes], next_page_token=token)
 
 
 @router.get("/default-plan", tags=["plans"], summary="The built-in plan of a strategy")

@@ -2,8 +2,8 @@
 
 Kafka events and analysis ticks enter in ``handlers.py``, HTTP requests in
 ``api.py``; both go through the service layer (``service.py``), whose
-decisions are the pure state machine's (``machine.py``, with ``plan.py``,
-``gates.py`` and ``evidence.py``) and whose state is written by
+decisions are the pure state machine's (``domain/machine.py``, with
+``plan.py``, ``gates.py`` and ``evidence.py``) and whose state is written by
 ``store.py`` together with the events it publishes (outbox).
 """
 

@@ -2,7 +2,7 @@
 
 HTTP routes (``api.py``), Kafka handlers and the analysis loop
 (``handlers.py``) all change rollouts through :class:`RolloutService`.
-Decisions come from the pure state machine (:mod:`mloop.rollout.machine`),
+Decisions come from the pure state machine (:mod:`mloop.rollout.domain.machine`),
 SQL from :mod:`mloop.rollout.store`; the routing table and the rollout
 events go to the outbox in the same transaction as the new state.
 """
@@ -33,8 +33,8 @@ from mloop.contracts.payloads import (
     TrafficSplitChanged,
 )
 from mloop.rollout import store
-from mloop.rollout.evidence import VersionStats, is_correct
-from mloop.rollout.machine import (
+from mloop.rollout.domain.evidence import VersionStats, is_correct
+from mloop.rollout.domain.machine import (
     Action,
     Rollout,
     RolloutError,
@@ -47,9 +47,10 @@ from mloop.rollout.machine import (
     samples_reached,
     start,
 )
+from mloop.rollout.domain.plan import RolloutPlan
 from mloop.rollout.metrics import RolloutMetrics
-from mloop.rollout.plan import RolloutPlan
 from mloop.runtime.errors import PermanentError
+from mloop.runtime.history import SettingChange
 from mloop.runtime.outbox import enqueue
 
 __all__ = ["SERVICE_ACTOR", "OpenRolloutExists", "RolloutNotFound", "RolloutRefused", "RolloutService", "utcnow"]
@@ -227,14 +228,15 @@ class RolloutService:
 
     async def put_plan(
         self, conn: asyncpg.Connection, model: str, plan: RolloutPlan, *, actor: str, reason: str | None = None
-    ) -> tuple[store.StoredPlan, store.PlanChange]:
+    ) -> tuple[store.StoredPlan, SettingChange]:
         """Set the model's plan, keep the change in its history and publish ``rollout-plan-changed``."""
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"rollout-plan:{model}")
         before = await store.get_plan(conn, model)
         previous = before.plan.model_dump(mode="json") if before is not None else None
         stored = await store.put_plan(conn, model, plan, actor)
-        change = await store.add_plan_change(conn, model, plan.model_dump(mode="json"), previous, actor, reason)
-        event = RolloutPlanChanged(model=model, plan=change.plan, previous=previous, changed_by=actor, reason=reason,
+        doc = plan.model_dump(mode="json")
+        change = await store.PLAN_HISTORY.append(conn, model, doc, previous, actor=actor, reason=reason)
+        event = RolloutPlanChanged(model=model, plan=doc, previous=previous, changed_by=actor, reason=reason,
                                    seq=change.seq)
         await enqueue(conn, new_event("rollout-plan-changed", event, source=self.source, actor=actor))
         self._count_event("rollout-plan-changed")
@@ -254,7 +256,7 @@ class RolloutService:
     ) -> Rollout:
         """A new rollout with the given plan (or the model's default), started unless ``begin`` is false.
 
-        Raises :class:`~mloop.rollout.machine.RolloutError` when the model
+        Raises :class:`~mloop.rollout.domain.machine.RolloutError` when the model
         already has an open rollout.
         """
         if await store.open_rollout(conn, model, for_update=True) is not None:

@@ -14,21 +14,20 @@ from typing import Any
 import asyncpg
 
 from mloop.contracts.payloads import Route
-from mloop.rollout.evidence import Evidence, VersionStats
-from mloop.rollout.machine import Rollout
-from mloop.rollout.plan import RolloutPlan
+from mloop.rollout.domain.evidence import Evidence, VersionStats
+from mloop.rollout.domain.machine import Rollout
+from mloop.rollout.domain.plan import RolloutPlan
+from mloop.runtime.history import SettingsHistory
 
 __all__ = [
+    "PLAN_HISTORY",
     "OPEN_PHASES",
     "OpenRollout",
-    "PlanChange",
     "Promotion",
     "StoredPlan",
     "TrafficRow",
-    "add_plan_change",
     "get_promotion",
     "link_promotion",
-    "plan_history",
     "promotion_used",
     "record_promotion",
     "add_evidence",
@@ -285,39 +284,8 @@ async def put_plan(conn: asyncpg.Connection, model: str, plan: RolloutPlan, acto
     return StoredPlan(plan, actor, row["updated_at"])
 
 
-@dataclass(frozen=True)
-class PlanChange:
-    id: int
-    model: str
-    seq: int
-    plan: dict[str, Any]
-    previous: dict[str, Any] | None
-    actor: str
-    reason: str | None
-    at: datetime
-
-
-async def add_plan_change(
-    conn: asyncpg.Connection, model: str, plan: dict[str, Any], previous: dict[str, Any] | None, actor: str,
-    reason: str | None,
-) -> PlanChange:
-    """Append one change to the model's plan history (the caller holds the plan row's lock)."""
-    row = await conn.fetchrow(
-        """INSERT INTO plan_history (model, seq, plan, previous, actor, reason)
-           VALUES ($1, COALESCE((SELECT max(seq) FROM plan_history WHERE model = $1), 0) + 1, $2, $3, $4, $5)
-           RETURNING *""",
-        model, plan, previous, actor, reason,
-    )
-    assert row is not None
-    return PlanChange(**dict(row))
-
-
-async def plan_history(conn: asyncpg.Connection, model: str, *, after: int, limit: int) -> list[PlanChange]:
-    """The model's plan changes with an id above ``after``, oldest first."""
-    rows = await conn.fetch(
-        "SELECT * FROM plan_history WHERE model = $1 AND id > $2 ORDER BY id LIMIT $3", model, after, limit
-    )
-    return [PlanChange(**dict(r)) for r in rows]
+#: Every change of a model's plan (``Rollouts.put_plan``).
+PLAN_HISTORY = SettingsHistory("plan_history", value_column="plan")
 
 
 # --------------------------------------------------------------------------- promotions

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mloop.rollout.plan import Gate
+from mloop.rollout.domain.plan import Gate
 from mloop.stats.sequential import MSPRT, log_mixture_lr, quantile_exceedance
 
 #: The error-rate gate as every default plan configures it.

@@ -35,7 +35,7 @@ def _router(service: str) -> ServiceRouter:
                               batch_max_messages=10)
     if service == "retrain-scheduler":
         from mloop.retrain_scheduler.handlers import build_router as scheduler_router
-        from mloop.retrain_scheduler.scheduler import Scheduler
+        from mloop.retrain_scheduler.service import Scheduler
         from mloop.retrain_scheduler.settings import RetrainSchedulerSettings
 
         return scheduler_router(RetrainSchedulerSettings(environment="test"), Scheduler(source="retrain-scheduler"))

@@ -34,9 +34,9 @@ from mloop.contracts.payloads import (
     RolloutStarted,
     Route,
 )
-from mloop.rollout.evidence import Evidence
-from mloop.rollout.gates import Outcome, Verdict, evaluate
-from mloop.rollout.plan import RolloutPlan
+from mloop.rollout.domain.evidence import Evidence
+from mloop.rollout.domain.gates import Outcome, Verdict, evaluate
+from mloop.rollout.domain.plan import RolloutPlan
 
 __all__ = [
     "ACTIONS",

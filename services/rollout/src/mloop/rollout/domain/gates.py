@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mloop.contracts.payloads import GateResult
-from mloop.rollout.evidence import Evidence, VersionStats, latency_histograms, prediction_distance
-from mloop.rollout.plan import Gate
+from mloop.rollout.domain.evidence import Evidence, VersionStats, latency_histograms, prediction_distance
+from mloop.rollout.domain.plan import Gate
 from mloop.stats.sequential import MSPRT, SequentialResult, quantile_exceedance
 
 __all__ = ["Outcome", "Verdict", "evaluate", "evaluate_gate"]
@@ -93,7 +93,7 @@ def evaluate(
     """Check every gate; ``previous_p`` holds each sequential gate's running p-value.
 
     ``alphas`` maps a sequential gate's name to the level it tests at (a
-    plan's :meth:`~mloop.rollout.plan.RolloutPlan.gate_alphas`); a gate not
+    plan's :meth:`~mloop.rollout.domain.plan.RolloutPlan.gate_alphas`); a gate not
     in it tests at its own ``alpha``.
     """
     prev = previous_p or {}

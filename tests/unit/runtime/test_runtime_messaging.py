@@ -126,3 +126,47 @@ async def test_faststream_publish_adds_its_own_headers_so_the_relay_keeps_the_br
     assert "correlation_id" in seen[0]
     with pytest.raises(RuntimeError):
         kafka_producer(create_broker(_settings()))  # not connected: no producer to hand out
+
+
+# --------------------------------------------------------------------------- retries of one event
+
+
+def _failing(errors: list[BaseException]) -> tuple[Any, list[int]]:
+    calls: list[int] = []
+
+    async def fn() -> None:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+
+    return fn, calls
+
+
+async def test_a_failing_handler_is_tried_max_attempts_times_then_given_up() -> None:
+    from mloop.runtime.messaging import _Subscription
+
+    sub = _Subscription(["t"], max_attempts=3, retry_delay_s=0.001)
+    fn, calls = _failing([ValueError("bad")] * 10)
+    error = await sub.retrying("event", fn)
+    assert isinstance(error, ValueError)
+    assert len(calls) == 3
+
+
+async def test_transient_failures_do_not_count_against_the_event() -> None:
+    from mloop.runtime.messaging import _Subscription
+
+    sub = _Subscription(["t"], max_attempts=2, retry_delay_s=0.001)
+    fn, calls = _failing([ConnectionRefusedError("db restarting")] * 4 + [ValueError("bad")])
+    assert await sub.retrying("event", fn) is None
+    assert len(calls) == 6  # four transient, one counted failure, then success
+
+
+async def test_a_permanent_error_is_raised_at_once() -> None:
+    from mloop.runtime.errors import PermanentError
+    from mloop.runtime.messaging import _Subscription
+
+    sub = _Subscription(["t"], max_attempts=5, retry_delay_s=0.001)
+    fn, calls = _failing([PermanentError("no such model")])
+    with pytest.raises(PermanentError):
+        await sub.retrying("event", fn)
+    assert len(calls) == 1

@@ -1,4 +1,5 @@
-"""Evidence bundles straight from the database (format: ``verify.py``).
+"""The audit service's use cases beyond appending: evidence bundles straight
+from the database (format: ``mloop.ledger.bundle``).
 
 Without a filter every chain is exported in full, with all its
 checkpoints: the auditor replays each chain. For a model or a time range

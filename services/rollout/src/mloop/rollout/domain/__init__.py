@@ -1,14 +1,13 @@
 """The rollout domain: decisions only, no I/O.
 
-Read in this order: :mod:`~mloop.rollout.plan` (what a rollout should do),
-:mod:`~mloop.rollout.evidence` (what it has seen per version),
-:mod:`~mloop.rollout.gates` (what the evidence says) and
-:mod:`~mloop.rollout.machine` (what happens next, and what to publish).
+Read in this order: ``plan.py`` (what a rollout should do), ``evidence.py``
+(what it has seen per version), ``gates.py`` (what the evidence says) and
+``machine.py`` (what happens next, and what to publish).
 """
 
-from mloop.rollout.evidence import Evidence, VersionStats, is_correct, prediction_distance
-from mloop.rollout.gates import Verdict, evaluate
-from mloop.rollout.machine import (
+from mloop.rollout.domain.evidence import Evidence, VersionStats, is_correct, prediction_distance
+from mloop.rollout.domain.gates import Verdict, evaluate
+from mloop.rollout.domain.machine import (
     ACTIONS,
     ACTIVE,
     ALLOWED,
@@ -33,7 +32,7 @@ from mloop.rollout.machine import (
     routes_for,
     start,
 )
-from mloop.rollout.plan import Gate, RolloutPlan, Step, Strategy, ThresholdRange, default_plan
+from mloop.rollout.domain.plan import Gate, RolloutPlan, Step, Strategy, ThresholdRange, default_plan
 
 __all__ = [
     "ACTIONS",

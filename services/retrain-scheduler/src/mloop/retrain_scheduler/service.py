@@ -62,6 +62,7 @@ from mloop.retrain_scheduler.domain import (
     quiet_until,
 )
 from mloop.retrain_scheduler.metrics import RetrainMetrics
+from mloop.runtime.history import SettingChange
 from mloop.runtime.outbox import enqueue
 
 __all__ = ["SERVICE_ACTOR", "Scheduler", "utcnow"]
@@ -98,12 +99,12 @@ class Scheduler:
         *,
         actor: str,
         reason: str | None = None,
-    ) -> asyncpg.Record | None:
+    ) -> SettingChange | None:
         """Set the default policy (``model`` None) or a model's override, or remove the override (``body`` None).
 
         The caller has validated ``body``. Keeps the change in the history and
         publishes ``retrain-policy-changed`` in the caller's transaction.
-        Returns the history row, or None when there was no override to remove.
+        Returns the recorded change, or None when there was no override to remove.
         """
         key = store.DEFAULT_POLICY_KEY if model is None else model
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"retrain-policy:{key}")
@@ -113,14 +114,16 @@ class Scheduler:
                 return None
         else:
             await store.put_policy(conn, key, body, actor, self.clock())
-        change = await store.add_policy_change(conn, key, body, previous, actor, reason)
+        change = await store.POLICY_HISTORY.append(
+            conn, key, None if body is None else dict(body), None if previous is None else dict(previous),
+            actor=actor, reason=reason)
         effective = await store.load_default_policy(conn)
         if model is not None:
             effective = effective_policy(effective, body)
         await enqueue(conn, new_event("retrain-policy-changed", RetrainPolicyChanged(
             model=key, scope="default" if model is None else "model", policy=dict(body or {}),
             effective=effective.snapshot(), previous=previous, removed=body is None, changed_by=actor,
-            reason=reason, seq=change["seq"],
+            reason=reason, seq=change.seq,
         ), source=self.source, actor=actor))
         return change
 
