@@ -38,7 +38,7 @@ def _plan(**fields: Any) -> dict[str, Any]:
     return {"strategy": "canary", **fields}
 
 
-#: service -> (method, path, json body, role, expected status, field the problem names)
+#: service -> (method, path, json body (or raw JSON text), role, expected status, field the problem names)
 CRAFTED: dict[str, list[tuple[str, str, Any, str, int, str]]] = {
     "registry": [
         *[("GET", f"/models?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
@@ -66,11 +66,21 @@ CRAFTED: dict[str, list[tuple[str, str, Any, str, int, str]]] = {
            None, "viewer", 400, "page_token") for t in WRONG_SHAPES],
         ("PUT", "/models/m/config", {"window": {"mode": "sliding", "size": 1_000_000, "slide": 1}},
          "operator", 422, "window"),
+        # Infinity and NaN (which Python's JSON writes) or a floor no change can clear would silence a detector.
+        ("PUT", "/models/m/config", '{"drift": {"min_shift": Infinity}}', "operator", 422, "min_shift"),
+        ("PUT", "/models/m/config", '{"performance": {"tolerance": NaN}}', "operator", 422, "tolerance"),
+        ("PUT", "/models/m/config", {"drift": {"min_mass": 2}}, "operator", 422, "min_mass"),
+        ("PUT", "/models/m/config", {"performance": {"page_hinkley_threshold": 1e300}}, "operator", 422,
+         "page_hinkley_threshold"),
     ],
     "retrain_scheduler": [
         ("GET", "/jobs?status=bogus", None, "viewer", 422, "status"),
         ("GET", "/jobs?state=bogus", None, "viewer", 422, "state"),
         *[("GET", f"/jobs?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
+        # Durations past a year overflow date arithmetic when a job waits or stays in flight.
+        ("PUT", "/models/m/policy", {"post_signal_data": {"max_wait": "P999999D"}}, "operator", 422, "max_wait"),
+        ("PUT", "/default-policy", {"storm_guard": {"in_flight_max": "P9999D"}}, "operator", 422, "in_flight_max"),
+        ("PUT", "/models/m/policy", {"post_signal_data": {"min_rows": 10**30}}, "operator", 422, "min_rows"),
     ],
     "audit": [
         *[("GET", f"/checkpoints?page_token={t}", None, "viewer", 400, "page_token") for t in WRONG_OR_42],
@@ -91,7 +101,12 @@ async def test_crafted_requests_answer_4xx_and_the_connection_survives(
         first = await client.get("/healthz")
         port = first.extensions["network_stream"].get_extra_info("client_addr")[1]
         for method, path, body, role, status, field in CRAFTED[service]:
-            r = await client.request(method, path, json=body, headers=auth_headers(settings, "mallory", role))
+            headers = auth_headers(settings, "mallory", role)
+            if isinstance(body, str):  # raw JSON text, as some clients write it (Infinity, NaN)
+                r = await client.request(method, path, content=body,
+                                         headers={**headers, "content-type": "application/json"})
+            else:
+                r = await client.request(method, path, json=body, headers=headers)
             assert r.status_code == status, (method, path, body, r.status_code, r.text)
             assert field in r.text, (path, r.text)
             if not path.startswith("/api/2.0/mlflow/"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mloop.monitor.domain.records import PREDICTION
 from mloop.stats.drift import Correction, DriftConfig, Method
@@ -30,6 +30,9 @@ _MAX_SECONDS = 30 * 86400.0
 
 class WindowSettings(BaseModel):
     """How traffic is cut into windows (at most ``MAX_PANES`` panes per sliding window)."""
+
+    # A number from a request is finite: Infinity or NaN would silence a detector without saying so.
+    model_config = ConfigDict(allow_inf_nan=False)
 
     mode: Literal["tumbling", "sliding"] = "tumbling"
     by: Literal["count", "time"] = "count"
@@ -79,16 +82,19 @@ class WindowSettings(BaseModel):
 class DriftSettings(BaseModel):
     """Drift tests (see ``mloop.stats.drift.DriftConfig``)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise false-alarm rate of one window")
     correction: Correction = "bh"
     methods: dict[str, Method] = Field(
         default_factory=dict, description="Per feature, a drift method of mloop.stats.drift (default: omnibus)")
-    min_shift: float = Field(0.05, ge=0, description="Effect floor: location shift in reference standard deviations")
-    min_log_scale: float = Field(0.05, ge=0, description="Effect floor: |log| of the standard-deviation ratio")
-    min_mass: float = Field(0.025, ge=0, description="Effect floor: share of probability mass moved")
-    min_missing: float = Field(0.01, ge=0, description="Effect floor: change of the missing share")
-    min_psi: float = Field(0.02, ge=0, description="Effect floor of the psi and js methods")
-    min_wasserstein: float = Field(0.1, ge=0)
+    min_shift: float = Field(0.05, ge=0, le=10,
+                             description="Effect floor: location shift in reference standard deviations")
+    min_log_scale: float = Field(0.05, ge=0, le=10, description="Effect floor: |log| of the standard-deviation ratio")
+    min_mass: float = Field(0.025, ge=0, le=1, description="Effect floor: share of probability mass moved")
+    min_missing: float = Field(0.01, ge=0, le=1, description="Effect floor: change of the missing share")
+    min_psi: float = Field(0.02, ge=0, le=100, description="Effect floor of the psi and js methods")
+    min_wasserstein: float = Field(0.1, ge=0, le=1e12)
     small_window_rows: int = Field(0, ge=0, le=1_000_000,
                                    description="Below this many values numeric features use KS on "
                                    "samples (0: never)")
@@ -121,18 +127,22 @@ class DriftSettings(BaseModel):
 class QualitySettings(BaseModel):
     """Rates above which a window violates data quality."""
 
+    model_config = ConfigDict(allow_inf_nan=False)
+
     max_missing_increase: float = Field(0.1, ge=0, le=1, description="Over the reference's missing rate")
     max_invalid_rate: float = Field(0.01, ge=0, le=1, description="NaN/inf values")
     max_type_error_rate: float = Field(0.01, ge=0, le=1)
     max_out_of_range_rate: float = Field(0.05, ge=0, le=1)
-    range_margin: float = Field(0.1, ge=0, description="Share of the reference range tolerated outside it")
+    range_margin: float = Field(0.1, ge=0, le=1000, description="Share of the reference range tolerated outside it")
     max_unseen_increase: float = Field(0.1, ge=0, le=1, description="Over the reference's 'other' share")
     max_schema_mismatch_rate: float = Field(0.01, ge=0, le=1)
 
 
 class PerformanceSettings(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     window_labels: int = Field(200, ge=10, le=1_000_000, description="Joined labels per performance window")
-    tolerance: float = Field(0.1, ge=0, description="Relative degradation of a registered metric that alarms")
+    tolerance: float = Field(0.1, ge=0, le=100, description="Relative degradation of a registered metric that alarms")
     label_horizon_s: float = Field(7 * 86400.0, gt=0, le=366 * 86400.0,
                                    description="How late a label may arrive and still join")
     # Page-Hinkley works on the per-prediction loss (0/1 error, or absolute
@@ -141,9 +151,9 @@ class PerformanceSettings(BaseModel):
     # by simulation: on clean traffic under 5% of streams of 5,000 labels
     # alarm, and an accuracy drop from 0.85 to 0.75 is caught within 800
     # labels in more than 95% of streams.
-    page_hinkley_delta: float = Field(0.025, ge=0, description="Tolerated increase of the loss (0/1 error, or "
+    page_hinkley_delta: float = Field(0.025, ge=0, le=1e6, description="Tolerated increase of the loss (0/1 error, or "
                                       "absolute error rescaled to the spread of a 0/1 error)")
-    page_hinkley_threshold: float = Field(20.0, gt=0, description="Alarm level of the cumulative increase")
+    page_hinkley_threshold: float = Field(20.0, gt=0, le=1e9, description="Alarm level of the cumulative increase")
     page_hinkley_min_samples: int = Field(200, ge=1, le=1_000_000_000,
                                           description="Labels before the detector may alarm")
     # Regression errors can be heavy-tailed: one huge error would move a detector on the raw
@@ -159,22 +169,25 @@ class PerformanceSettings(BaseModel):
     # Calibrated by simulation on Student-t(3) errors (1,000 streams): 0.2 % of clean streams of
     # 5,000 labels alarm, a 20 % rise of the mean absolute error after 1,000 clean labels is caught
     # within 2,000 labels in 99 % (the CUSUM alone 97 %, Page-Hinkley alone 88 %).
-    regression_clip: float = Field(3.0, gt=0, description="Absolute errors are capped at this multiple of the "
+    regression_clip: float = Field(3.0, gt=0, le=1e6, description="Absolute errors are capped at this multiple of the "
                                    "first window's median absolute error before the sequential detector")
-    regression_page_hinkley_delta: float = Field(0.0125, ge=0, description="Page-Hinkley delta for regression")
-    regression_page_hinkley_threshold: float = Field(38.0, gt=0, description="Page-Hinkley threshold for "
+    regression_page_hinkley_delta: float = Field(0.0125, ge=0, le=1e6, description="Page-Hinkley delta for regression")
+    regression_page_hinkley_threshold: float = Field(38.0, gt=0, le=1e9, description="Page-Hinkley threshold for "
                                                      "regression")
-    regression_cusum_threshold: float = Field(35.0, gt=0, description="Decision interval of the CUSUM of "
+    regression_cusum_threshold: float = Field(35.0, gt=0, le=1e9, description="Decision interval of the CUSUM of "
                                               "absolute errors against the registered mae, in in-control "
                                               "standard deviations of the absolute error")
-    regression_cusum_clip: float = Field(3.0, gt=0, description="Absolute errors enter that CUSUM capped at "
+    regression_cusum_clip: float = Field(3.0, gt=0, le=1e6, description="Absolute errors enter that CUSUM capped at "
                                          "the registered mae plus this many in-control standard deviations")
-    significance_z: float = Field(3.0, ge=0, description="A regression metric (mae, mse, rmse) alarms only when "
+    significance_z: float = Field(3.0, ge=0, le=100,
+                                  description="A regression metric (mae, mse, rmse) alarms only when "
                                   "past its threshold by this many of the window's standard errors")
 
 
 class MonitorConfig(BaseModel):
     """Thresholds and windows of one model (every version)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     window: WindowSettings = Field(default_factory=WindowSettings)
     reference_size: int = Field(1000, ge=50, le=100_000, description="First predictions taken as the "

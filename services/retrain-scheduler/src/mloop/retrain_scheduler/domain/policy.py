@@ -206,13 +206,13 @@ class PostSignalData(_PolicyPart):
         default_factory=lambda: list[SignalKind](["drift-detected"]),
         description="Signal kinds whose jobs wait; other jobs are requested at once.",
     )
-    min_rows: int = Field(default=5000, ge=0, description="Predictions logged at or after the signal.")
+    min_rows: int = Field(default=5000, ge=0, le=10**12, description="Predictions logged at or after the signal.")
     min_labelled_rows: int = Field(
-        default=0, ge=0, description="Of those, how many must have their label (ground truth) too."
+        default=0, ge=0, le=10**12, description="Of those, how many must have their label (ground truth) too."
     )
     max_wait: timedelta = Field(
         default=timedelta(hours=24),
-        gt=timedelta(0),
+        gt=timedelta(0), le=MAX_SPAN,
         description="Ask for the window after this long even with less data.",
     )
     window_start: Literal["data-window", "signal"] = Field(
@@ -241,7 +241,7 @@ class StormGuard(_PolicyPart):
     )
     in_flight_max: timedelta = Field(
         default=timedelta(days=3),
-        gt=timedelta(0),
+        gt=timedelta(0), le=MAX_SPAN,
         description="A finished job whose version never finishes a rollout stops being in flight after this.",
     )
 
