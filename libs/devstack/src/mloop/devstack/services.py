@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mloop.devstack._paths import (
     StackPaths,
+    kill_pid,
     port_is_open,
     process_alive,
     read_pid,
@@ -24,9 +25,11 @@ __all__ = [
     "SERVICES",
     "ServiceError",
     "ServiceSpec",
+    "kill_service",
     "probe_ready",
     "service_pid",
     "service_urls",
+    "signal_service",
     "start_services",
     "stop_services",
     "wait_services_ready",
@@ -215,3 +218,25 @@ def stop_services(paths: StackPaths, services: Sequence[ServiceSpec] = SERVICES,
             stopped.append(spec.name)
         paths.service_pid(spec.name).unlink(missing_ok=True)
     return stopped
+
+
+def kill_service(paths: StackPaths, spec: ServiceSpec) -> int | None:
+    """``kill -9`` the service, as a crash would, and wait until it is gone; returns its pid (None: not running).
+
+    :func:`start_services` starts it again (it starts whatever does not run).
+    """
+    pid = service_pid(paths, spec)
+    if pid is None:
+        return None
+    kill_pid(pid, spec.module)
+    _reap_children()
+    paths.service_pid(spec.name).unlink(missing_ok=True)
+    return pid
+
+
+def signal_service(paths: StackPaths, spec: ServiceSpec, signum: int) -> int | None:
+    """Send ``signum`` (e.g. SIGSTOP, SIGCONT) to the running service; returns its pid (None: not running)."""
+    pid = service_pid(paths, spec)
+    if pid is not None:
+        os.kill(pid, signum)
+    return pid
