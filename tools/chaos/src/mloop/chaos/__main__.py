@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--span", type=float, default=60.0, help="seconds over which the faults are spread")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds the loop has to close after drift")
     parser.add_argument("--reports", type=Path, default=None, help="folder for the report (default: reports/)")
+    parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                        help="keep the platform up this long after the check, to inspect it")
     parser.add_argument("--plan-only", action="store_true", help="print the schedule and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     repo = _repo_root()
     report = run_chaos(args.seed, span_s=args.span, work_root=repo / ".local" / "chaos", repo=repo,
-                       deadline_s=args.deadline, say=lambda m: print(m, flush=True))
+                       deadline_s=args.deadline, say=lambda m: print(m, flush=True), hold_s=args.hold)
     js, txt = report.write(args.reports or repo / "reports")
     print()
     print(report.render())

@@ -58,10 +58,18 @@ def predictions_counted_exactly_once(h: History) -> Verdict:
     if delivered < 0:
         return _fail(name, "the SDK's delivered count is missing")
     if seen != delivered:
-        worst = max(h.monitor, key=lambda v: int(v.get("predictions_seen", 0)), default=None)
         how = "more (counted twice)" if seen > delivered else "fewer (lost)"
-        return _fail(name, f"the monitor counted {seen} prediction records, the SDK delivered {delivered}: "
-                     f"{abs(seen - delivered)} {how}", worst)
+        detail = f"the monitor counted {seen} prediction records, the SDK delivered {delivered}: " \
+                 f"{abs(seen - delivered)} {how}"
+        dead = [d for d in h.dead_letters if d.get("topic") == "prediction-logged"]
+        if dead:
+            detail += f"; {len(dead)} prediction message(s) dead-lettered"
+            return _fail(name, detail, dead[0], dead[0].get("at"))
+        behind = [o for o in h.consumer_offsets if o["topic"] == "prediction-logged" and o["applied"] != o["end"]]
+        if behind:
+            return _fail(name, detail + "; the monitor has not applied every message", behind[0])
+        worst = max(h.monitor, key=lambda v: int(v.get("predictions_seen", 0)), default=None)
+        return _fail(name, detail, worst)
     return _ok(name, f"{seen} records counted, {delivered} delivered")
 
 
@@ -190,6 +198,17 @@ def no_job_stuck(h: History) -> Verdict:
     return _ok(name, f"{len(h.jobs)} job(s), none stuck")
 
 
+def traffic_consumed_to_the_end(h: History) -> Verdict:
+    name = "the monitor applied every prediction and label message"
+    if not h.consumer_offsets:
+        return _fail(name, "no applied offsets of the traffic topics")
+    for o in h.consumer_offsets:
+        if int(o["applied"]) != int(o["end"]):
+            return _fail(name, f"{o['topic']}/{o['partition']}: applied up to {o['applied']}, the topic ends at "
+                         f"{o['end']}", o)
+    return _ok(name, f"{len(h.consumer_offsets)} partitions applied to their end")
+
+
 def outboxes_drained(h: History) -> Verdict:
     name = "every outbox drained"
     for o in h.outboxes:
@@ -231,6 +250,7 @@ INVARIANTS: tuple[Callable[[History], Verdict], ...] = (
     no_rollout_stuck,
     no_job_stuck,
     outboxes_drained,
+    traffic_consumed_to_the_end,
     routing_topic_matches_rollouts,
     cycle_ends,
 )

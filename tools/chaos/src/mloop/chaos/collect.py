@@ -56,12 +56,27 @@ async def read_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float
         out: list[tuple[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(await consumer.position(tp) >= ends[tp] for tp in tps):
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
                 break
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
                 out += [(tp.topic, r) for r in records if r.offset < ends[tp]]
         return out
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The current end offset of every partition of ``topics``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
+        return {(tp.topic, tp.partition): int(end) for tp, end in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
 
@@ -127,10 +142,15 @@ async def collect(
     # ---- the topics: audited events produced, and the routing table on the compacted topic
     audited = [s.name for s in audited_topics() if s.name != "dead-letter"]
     routing_topic = TOPICS["traffic-split-changed"].name
-    for topic, rec in await read_topics(bootstrap, [*audited, routing_topic]):
+    for topic, rec in await read_topics(bootstrap, [*audited, routing_topic, "dead-letter"]):
         try:
             event = decode(topic, rec.key, rec.value, rec.headers)
         except EnvelopeError:
+            continue
+        if topic == "dead-letter":
+            d = event.data
+            h.dead_letters.append({"topic": d.topic, "partition": d.partition, "offset": d.offset,
+                                   "reason": d.reason, "service": d.service, "at": event.time.timestamp()})
             continue
         if topic == routing_topic:
             data = event.data
@@ -187,6 +207,12 @@ async def collect(
             row = await conn.fetchrow(
                 f'SELECT count(*) AS n, min(created_at) AS oldest FROM "{schema}".outbox WHERE sent_at IS NULL')
             h.outboxes.append({"schema": schema, "unsent": int(row["n"]), "oldest_unsent_at": _ts(row["oldest"])})
+        traffic_topics = ["prediction-logged", "ground-truth-logged"]
+        applied = {(r["topic"], r["partition"]): int(r["next_offset"])
+                   for r in await conn.fetch("SELECT topic, partition, next_offset FROM monitor.applied_offsets")}
+        for (topic, partition), end in sorted((await end_offsets(bootstrap, traffic_topics)).items()):
+            h.consumer_offsets.append({"topic": topic, "partition": partition,
+                                       "applied": applied.get((topic, partition), 0), "end": end})
         h.labelled_rows = int(await conn.fetchval(
             "SELECT count(*) FROM monitor.predictions WHERE model = $1 AND label IS NOT NULL", model))
     finally:
@@ -206,11 +232,11 @@ def _lease(job: dict[str, Any]) -> float | None:
         from datetime import timedelta
 
         timeout = _duration(policy.get("job_timeout"))
-        return (job["dispatched_at"] + timedelta(seconds=timeout)).timestamp() if timeout else None
+        return float((job["dispatched_at"] + timedelta(seconds=timeout)).timestamp()) if timeout else None
     if job["state"] == "requested":
         waits = _duration((policy.get("post_signal_data") or {}).get("max_wait"))
         start = job["dispatch_not_before"] or job["requested_at"]
-        return start.timestamp() + (waits or 0)
+        return float(start.timestamp()) + (waits or 0)
     return None  # awaiting-confirmation waits for a person
 
 
@@ -225,5 +251,5 @@ def _duration(value: Any) -> float | None:
 
         from pydantic import TypeAdapter
 
-        return TypeAdapter(timedelta).validate_python(value).total_seconds()
+        return float(TypeAdapter(timedelta).validate_python(value).total_seconds())
     return None

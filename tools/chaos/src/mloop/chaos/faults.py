@@ -1,9 +1,10 @@
 """The injector: plays a :class:`~mloop.chaos.schedule.Schedule` against a private platform.
 
-Faults run one at a time, each at its planned offset or as soon as the one
-before it has recovered, whichever is later: a fault's target is back (the
-service answers ``/readyz``, the broker serves metadata, Postgres accepts
-connections) before the next fault begins. Each fault is recorded with the
+Process faults run one at a time, each at its planned offset or as soon as
+the one before it has recovered, whichever is later: a fault's target is back
+(the service answers ``/readyz``, the broker serves metadata, Postgres
+accepts connections) before the next fault begins. A webhook fault only arms
+the receiver, at its own planned time. Each fault is recorded with the
 wall-clock times it began and ended.
 """
 
@@ -25,6 +26,8 @@ from mloop.devstack.services import service_urls
 __all__ = ["Injector", "WebhookFaults"]
 
 log = logging.getLogger(__name__)
+
+_WEBHOOK = (FaultKind.WEBHOOK_FAILING, FaultKind.WEBHOOK_SLOW)
 
 
 @dataclass
@@ -68,17 +71,25 @@ class Injector:
     async def run(self, schedule: Schedule) -> None:
         """Play every fault of ``schedule``; returns when the last one has recovered."""
         began = time.monotonic()
+        spoilers = [f for f in schedule.faults if f.kind in _WEBHOOK]
+        # A webhook fault only arms the receiver: it runs at its own time, beside the process faults.
+        armed = [asyncio.create_task(self._at(began, f)) for f in spoilers]
         for fault in schedule.faults:
-            wait = began + fault.at_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            start = time.time()
-            detail = await self._inject(fault)
-            record = FaultRecord(fault.kind.value, fault.target, start, time.time(), detail)
-            self.records.append(record)
-            log.info("fault %s %s: %s", fault.kind.value, fault.target, detail)
-            if self.on_fault is not None:
-                self.on_fault(record)
+            if fault not in spoilers:
+                await self._at(began, fault)
+        await asyncio.gather(*armed)
+
+    async def _at(self, began: float, fault: Fault) -> None:
+        wait = began + fault.at_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        start = time.time()
+        detail = await self._inject(fault)
+        record = FaultRecord(fault.kind.value, fault.target, start, time.time(), detail)
+        self.records.append(record)
+        log.info("fault %s %s: %s", fault.kind.value, fault.target, detail)
+        if self.on_fault is not None:
+            self.on_fault(record)
 
     async def _inject(self, fault: Fault) -> str:
         if fault.kind is FaultKind.KILL_SERVICE:

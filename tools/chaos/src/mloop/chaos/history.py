@@ -43,6 +43,9 @@ class History:
     * ``jobs``: retrain jobs ``{"id", "state", "delivery", "next_attempt_at", "updated_at", "lease_until"}``.
     * ``outboxes``: per schema ``{"schema", "unsent", "oldest_unsent_at"}``.
     * ``routing_topic`` / ``routing_service``: model -> routes ``[{"version", "weight", "shadow"}]``.
+    * ``dead_letters``: ``{"topic", "partition", "offset", "reason", "service", "at"}``.
+    * ``consumer_offsets``: the monitor's applied offsets of the traffic topics against their end
+      ``{"topic", "partition", "applied", "end"}``.
     """
 
     seed: int
@@ -65,6 +68,8 @@ class History:
     outboxes: list[dict[str, Any]] = field(default_factory=list)
     routing_topic: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     routing_service: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    consumer_offsets: list[dict[str, Any]] = field(default_factory=list)
     candidate: str | None = None
     outcome: str | None = None
 

@@ -122,10 +122,13 @@ async def run_on(
     loop_task = asyncio.create_task(workload.run())
 
     async def faults() -> None:
-        await workload.serving.wait()
-        say("  fault phase begins")
-        await injector.run(schedule)
-        say("  fault phase over")
+        try:
+            await workload.serving.wait()
+            say("  fault phase begins")
+            await injector.run(schedule)
+            say("  fault phase over")
+        finally:
+            workload.may_stop.set()
 
     fault_task = asyncio.create_task(faults())
     try:
@@ -133,10 +136,13 @@ async def run_on(
     except WorkloadFailed as exc:
         report.error = f"workload: {exc}"
         report.loop = workload.result
+        workload.may_stop.set()
     finally:
         if not loop_task.done():
             loop_task.cancel()
     report.seconds["loop"] = time.monotonic() - began
+    if not workload.serving.is_set():
+        fault_task.cancel()  # the loop never started serving: there is nothing to put under faults
     # The schedule always plays to its end, so every run holds every fault.
     try:
         await asyncio.wait_for(fault_task, timeout=max(60.0, schedule.span_s * 3))
@@ -172,8 +178,12 @@ def run_chaos(
     repo: Path,
     deadline_s: float = 300.0,
     say: Callable[[str], None] = print,
+    hold_s: float = 0.0,
 ) -> ChaosReport:
-    """Start a private platform, play ``plan(seed)`` on it, and stop everything; returns the report."""
+    """Start a private platform, play ``plan(seed)`` on it, and stop everything; returns the report.
+
+    ``hold_s`` keeps the platform up that long after the checker ran, to inspect it.
+    """
     schedule = plan(seed, span_s=span_s)
     say(schedule.render())
     secret = secrets.token_urlsafe(24)
@@ -184,5 +194,9 @@ def run_chaos(
         report = asyncio.run(run_on(platform, schedule, webhook_secret=secret, work_root=work_root, repo=repo,
                                     deadline_s=deadline_s, say=say))
         report.seconds["platform_start"] = platform.startup_seconds
+        if hold_s > 0:
+            say(f"holding the platform for {hold_s:g}s: DATABASE_URL={platform.database_url} "
+                f"KAFKA_BOOTSTRAP_SERVERS={platform.stack.bootstrap_servers}")
+            time.sleep(hold_s)
     report.seconds["wall"] = time.monotonic() - began
     return report

@@ -118,7 +118,7 @@ def plan(
     Each service is killed once, the broker once, Postgres once, one service
     (drawn) is paused for ``session_timeout_s`` plus two to five seconds, and
     the webhook receiver is spoiled (failing or slow, drawn) for one to three
-    deliveries, early in the span so it meets the retrain job's delivery.
+    deliveries, in the first seconds so it meets the retrain job's delivery.
     Raises ValueError for an empty service list or a span too short to hold them.
     """
     if not services:
@@ -137,6 +137,7 @@ def plan(
     times = sorted(round(rng.uniform(0.0, span_s), 1) for _ in faults)
     placed = [Fault(t, f.kind, f.target, f.duration_s) for t, f in zip(times, faults, strict=True)]
     kind = rng.choice([FaultKind.WEBHOOK_FAILING, FaultKind.WEBHOOK_SLOW])
-    placed.append(Fault(round(rng.uniform(0.0, span_s * 0.3), 1), kind, "webhook", 0.0, rng.randint(1, 3)))
+    # At the start: the receiver spoils the next deliveries from then on, and the job's delivery comes early.
+    placed.append(Fault(round(rng.uniform(0.0, min(5.0, span_s * 0.1)), 1), kind, "webhook", 0.0, rng.randint(1, 3)))
     placed.sort(key=lambda f: (f.at_s, f.kind.value, f.target))
     return Schedule(seed, span_s, tuple(placed))

@@ -107,6 +107,9 @@ class Workload:
         self.note = note
         self.result = LoopOutcome(self.model, self.root)
         self.serving = asyncio.Event()  # set once the simulator serves: the fault phase may begin
+        #: Set by the caller when serving may stop (the fault phase is over): until then the simulator
+        #: keeps serving the drifted world after the cycle ended, so late faults still meet traffic.
+        self.may_stop = asyncio.Event()
 
     def _token(self, sub: str, *roles: str) -> str:
         return issue_token(self.stack.jwt_secret, sub, list(roles), ttl_s=3600)
@@ -200,6 +203,7 @@ class Workload:
                 res.marks["drift_injected"] = time.time()
                 self.note("drift injected")
                 await self._follow(ops, v1, sim)
+                await self._until(self.may_stop.is_set, self.deadline_s, "the fault phase to end", sim)
             finally:
                 reviewer.cancel()
                 await asyncio.gather(reviewer, return_exceptions=True)
@@ -235,7 +239,7 @@ class Workload:
                 return
             jobs = await ops.retrain.list_jobs(model=self.model)
             if jobs:
-                res.job_id = str(jobs[-1]["id"])
+                res.job_id = str(jobs[0]["id"])
                 failed = [j for j in jobs if j["state"] in ("failed", "timed-out", "cancelled")]
                 if failed and not mine:
                     res.outcome = f"retrain-{failed[0]['state']}"
