@@ -195,6 +195,7 @@ def run_chaos(
                                     deadline_s=deadline_s, say=say))
         report.seconds["platform_start"] = platform.startup_seconds
         if hold_s > 0:
+            say(report.render())
             say(f"holding the platform for {hold_s:g}s: DATABASE_URL={platform.database_url} "
                 f"KAFKA_BOOTSTRAP_SERVERS={platform.stack.bootstrap_servers}")
             time.sleep(hold_s)
