@@ -48,8 +48,7 @@ async def read_topics(bootstrap: str, topics: Iterable[str], *, timeout_s: float
                                 isolation_level="read_committed")
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or
-                                                               await _partitions(consumer, t))]
+        tps = [TopicPartition(t, p) for t in topics for p in await _partitions(consumer, t)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -82,8 +81,8 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, 
 
 
 async def _partitions(consumer: Any, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()
+    await consumer.topics()  # fetches the cluster's metadata
+    return set(consumer.partitions_for_topic(topic) or ())
 
 
 async def _readonly(url: str) -> asyncpg.Connection:
