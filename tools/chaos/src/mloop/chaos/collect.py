@@ -80,6 +80,13 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, 
         await consumer.stop()
 
 
+def _event_id(topic: str, rec: Any) -> str | None:
+    try:
+        return decode(topic, rec.key, rec.value, rec.headers).id
+    except EnvelopeError:
+        return None
+
+
 def _partitions(topic: str) -> range:
     """The partitions of a registry topic, as the platform created them."""
     return range(TOPICS[topic].partitions)
@@ -89,26 +96,29 @@ async def _readonly(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url, server_settings={"default_transaction_read_only": "on"})
 
 
-async def settle(api: MloopClient, database_url: str, model: str, delivered: int, *, timeout_s: float = 90.0) -> float:
+async def settle(api: MloopClient, database_url: str, bootstrap: str, model: str, delivered: int, *,
+                 timeout_s: float = 90.0) -> float:
     """Wait until the platform is quiet: outboxes empty, the monitor has counted ``delivered``
-    records, and every event the services produced is in the ledger. Returns the seconds waited;
+    records, and every event on the audited topics is in the ledger. Returns the seconds waited;
     after ``timeout_s`` it returns anyway (the checker then says what did not settle).
     """
     began = time.monotonic()
+    audited = [s.name for s in audited_topics() if s.name != "dead-letter"]
     while time.monotonic() - began < timeout_s:
         try:
             conn = await _readonly(database_url)
             try:
                 unsent = sum([await conn.fetchval(f'SELECT count(*) FROM "{s}".outbox WHERE sent_at IS NULL')
                               for s in SCHEMAS])
-                ledger = await conn.fetchval("SELECT count(*) FROM audit.ledger")
-                produced = sum([await conn.fetchval(f'SELECT count(*) FROM "{s}".outbox') for s in SCHEMAS[:-1]])
+                recorded = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM audit.ledger")}
             finally:
                 await conn.close()
             status = await api.monitor.status(model)
             seen = sum(int(v["predictions_seen"]) for v in status["versions"])
-            if unsent == 0 and seen >= delivered and ledger >= produced:
-                return time.monotonic() - began
+            if unsent == 0 and seen >= delivered:
+                produced = {_event_id(t, r) for t, r in await read_topics(bootstrap, audited)} - {None}
+                if produced <= recorded:
+                    return time.monotonic() - began
         except Exception:  # a service or the database still recovering: look again
             pass
         await asyncio.sleep(1.0)

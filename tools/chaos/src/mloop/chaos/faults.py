@@ -1,20 +1,24 @@
 """The injector: plays a :class:`~mloop.chaos.schedule.Schedule` against a private platform.
 
-Process faults run one at a time, each at its planned offset or as soon as
-the one before it has recovered, whichever is later: a fault's target is back
-(the service answers ``/readyz``, the broker serves metadata, Postgres
-accepts connections) before the next fault begins. A webhook fault only arms
-the receiver, at its own planned time. Each fault is recorded with the
+Each fault begins at its planned offset. Faults on different services
+overlap (one service may be restarting while another is killed); a fault of
+the broker or of Postgres waits until no service is being restarted and
+holds the others back until its target is back (the broker serves metadata,
+Postgres accepts connections): a service restarted with its database down
+would be refused, which is not the fault under test. A fault has recovered
+when its target is back (a service answers ``/readyz``). A webhook fault only
+arms the receiver. Each fault is recorded with the
 wall-clock times it began and ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from mloop.chaos.history import FaultRecord
@@ -28,6 +32,46 @@ __all__ = ["Injector", "WebhookFaults"]
 log = logging.getLogger(__name__)
 
 _WEBHOOK = (FaultKind.WEBHOOK_FAILING, FaultKind.WEBHOOK_SLOW)
+_INFRA = (FaultKind.KILL_KAFKA, FaultKind.RESTART_POSTGRES)
+
+
+class _Gate:
+    """Faults on different services overlap; a broker or database fault runs alone.
+
+    A service is restarted while others are down, as in a bad day; the broker
+    or Postgres is taken down only when no service is being restarted, so a
+    restart is never refused for want of its database. Two faults on one
+    service never overlap.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._services: set[str] = set()
+        self._infra = False
+
+    @contextlib.asynccontextmanager
+    async def service(self, name: str) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._infra and name not in self._services)
+            self._services.add(name)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._services.discard(name)
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def infra(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._infra and not self._services)
+            self._infra = True
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._infra = False
+                self._cond.notify_all()
 
 
 @dataclass
@@ -63,6 +107,7 @@ class Injector:
         self.on_fault = on_fault
         self.ready_timeout_s = ready_timeout_s
         self.records: list[FaultRecord] = []
+        self._gate = _Gate()
         self._env: Mapping[str, str] = {**service_urls(platform.services), **platform.env}
 
     def _spec(self, name: str) -> ServiceSpec:
@@ -71,20 +116,21 @@ class Injector:
     async def run(self, schedule: Schedule) -> None:
         """Play every fault of ``schedule``; returns when the last one has recovered."""
         began = time.monotonic()
-        spoilers = [f for f in schedule.faults if f.kind in _WEBHOOK]
-        # A webhook fault only arms the receiver: it runs at its own time, beside the process faults.
-        armed = [asyncio.create_task(self._at(began, f)) for f in spoilers]
-        for fault in schedule.faults:
-            if fault not in spoilers:
-                await self._at(began, fault)
-        await asyncio.gather(*armed)
+        await asyncio.gather(*(self._at(began, f) for f in schedule.faults))
 
     async def _at(self, began: float, fault: Fault) -> None:
         wait = began + fault.at_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        start = time.time()
-        detail = await self._inject(fault)
+        if fault.kind in _WEBHOOK:
+            guard: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        elif fault.kind in _INFRA:
+            guard = self._gate.infra()
+        else:
+            guard = self._gate.service(fault.target)
+        async with guard:
+            start = time.time()
+            detail = await self._inject(fault)
         record = FaultRecord(fault.kind.value, fault.target, start, time.time(), detail)
         self.records.append(record)
         log.info("fault %s %s: %s", fault.kind.value, fault.target, detail)

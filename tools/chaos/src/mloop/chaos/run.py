@@ -156,7 +156,7 @@ async def run_on(
     ops = MloopClient(platform.stack.endpoints, token, transport=RetryingTransport())
     try:
         delivered = int(report.loop.simulator.get("predictions_logger", {}).get("delivered", 0))
-        t = await settle(ops, platform.database_url, report.loop.model, delivered)
+        t = await settle(ops, platform.database_url, platform.stack.bootstrap_servers, report.loop.model, delivered)
         report.seconds["settle"] = t
         say(f"  settled in {t:.1f}s; collecting the history")
         report.history = await collect(ops, bootstrap=platform.stack.bootstrap_servers,
