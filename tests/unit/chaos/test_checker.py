@@ -66,8 +66,10 @@ def good() -> History:
                   for s in ("registry", "rollout", "monitor", "retrain_scheduler", "audit")],
         routing_topic={"credit-risk-abc": [{"version": "2", "weight": 1.0, "shadow": False}]},
         routing_service={"credit-risk-abc": [{"version": "2", "weight": 1.0, "shadow": False}]},
-        consumer_offsets=[{"topic": "prediction-logged", "partition": 0, "applied": 300, "end": 300},
-                          {"topic": "ground-truth-logged", "partition": 0, "applied": 280, "end": 280}],
+        consumer_offsets=[
+            {"consumer": "monitor/applied", "topic": "prediction-logged", "partition": 0, "applied": 300, "end": 300},
+            {"consumer": "rollout/rollout-evidence", "topic": "ground-truth-logged", "partition": 0, "applied": 280,
+             "end": 280}],
         candidate="2",
         outcome="completed",
     )
@@ -217,7 +219,8 @@ BREAKS: dict[str, tuple[Callable[[History], None], str]] = {
     "routing missing on the topic": (_routing_missing,
                                      "the routing table on the compacted topic equals the rollout service's"),
     "prediction message dead-lettered": (_dead_lettered, "predictions counted exactly once"),
-    "label messages not applied": (_label_consumer_behind, "the monitor applied every prediction and label message"),
+    "label messages not applied": (_label_consumer_behind,
+                                   "every consumer that stores its offsets applied its topics to the end"),
     "cycle never ends": (_cycle_open, "the cycle ends (completed or rolled back)"),
 }
 

@@ -198,15 +198,16 @@ def no_job_stuck(h: History) -> Verdict:
     return _ok(name, f"{len(h.jobs)} job(s), none stuck")
 
 
-def traffic_consumed_to_the_end(h: History) -> Verdict:
-    name = "the monitor applied every prediction and label message"
+def consumers_reached_the_end(h: History) -> Verdict:
+    name = "every consumer that stores its offsets applied its topics to the end"
     if not h.consumer_offsets:
-        return _fail(name, "no applied offsets of the traffic topics")
+        return _fail(name, "no stored offsets")
     for o in h.consumer_offsets:
         if int(o["applied"]) != int(o["end"]):
-            return _fail(name, f"{o['topic']}/{o['partition']}: applied up to {o['applied']}, the topic ends at "
-                         f"{o['end']}", o)
-    return _ok(name, f"{len(h.consumer_offsets)} partitions applied to their end")
+            return _fail(name, f"{o.get('consumer')} on {o['topic']}/{o['partition']}: applied up to {o['applied']}, "
+                         f"the partition ends at {o['end']}", o)
+    consumers = {o.get("consumer") for o in h.consumer_offsets}
+    return _ok(name, f"{len(consumers)} consumers, {len(h.consumer_offsets)} partitions applied to their end")
 
 
 def outboxes_drained(h: History) -> Verdict:
@@ -250,7 +251,7 @@ INVARIANTS: tuple[Callable[[History], Verdict], ...] = (
     no_rollout_stuck,
     no_job_stuck,
     outboxes_drained,
-    traffic_consumed_to_the_end,
+    consumers_reached_the_end,
     routing_topic_matches_rollouts,
     cycle_ends,
 )

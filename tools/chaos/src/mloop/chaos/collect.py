@@ -96,10 +96,34 @@ async def _readonly(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url, server_settings={"default_transaction_read_only": "on"})
 
 
+async def stored_offsets(conn: asyncpg.Connection, bootstrap: str) -> list[dict[str, Any]]:
+    """Offsets stored with state (the monitor's applied offsets, every service's stored consumer
+    offsets) against the end of each partition of their topics."""
+    stored: dict[tuple[str, str], dict[int, int]] = {}
+    for r in await conn.fetch("SELECT topic, partition, next_offset FROM monitor.applied_offsets"):
+        stored.setdefault(("monitor/applied", str(r["topic"])), {})[r["partition"]] = int(r["next_offset"])
+    for schema in SCHEMAS:
+        for r in await conn.fetch(
+                f'SELECT consumer_group, topic, partition, next_offset FROM "{schema}".consumer_offsets'):
+            group = (f"{schema}/{r['consumer_group']}", str(r["topic"]))
+            stored.setdefault(group, {})[r["partition"]] = int(r["next_offset"])
+    for topic in ("prediction-logged", "ground-truth-logged"):
+        stored.setdefault(("monitor/applied", topic), {})
+    ends = await end_offsets(bootstrap, sorted({t for _, t in stored}))
+    out: list[dict[str, Any]] = []
+    for (consumer, topic), applied in sorted(stored.items()):
+        for (t, partition), end in sorted(ends.items()):
+            if t == topic:
+                out.append({"consumer": consumer, "topic": topic, "partition": partition,
+                            "applied": applied.get(partition, 0), "end": end})
+    return out
+
+
 async def settle(api: MloopClient, database_url: str, bootstrap: str, model: str, delivered: int, *,
                  timeout_s: float = 90.0) -> float:
     """Wait until the platform is quiet: outboxes empty, the monitor has counted ``delivered``
-    records, and every event on the audited topics is in the ledger. Returns the seconds waited;
+    records, every consumer storing its offsets has reached its topics' end, and every event on
+    the audited topics is in the ledger. Returns the seconds waited;
     after ``timeout_s`` it returns anyway (the checker then says what did not settle).
     """
     began = time.monotonic()
@@ -111,11 +135,12 @@ async def settle(api: MloopClient, database_url: str, bootstrap: str, model: str
                 unsent = sum([await conn.fetchval(f'SELECT count(*) FROM "{s}".outbox WHERE sent_at IS NULL')
                               for s in SCHEMAS])
                 recorded = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM audit.ledger")}
+                lagging = [o for o in await stored_offsets(conn, bootstrap) if o["applied"] != o["end"]]
             finally:
                 await conn.close()
             status = await api.monitor.status(model)
             seen = sum(int(v["predictions_seen"]) for v in status["versions"])
-            if unsent == 0 and seen >= delivered:
+            if unsent == 0 and seen >= delivered and not lagging:
                 produced = {_event_id(t, r) for t, r in await read_topics(bootstrap, audited)} - {None}
                 if produced <= recorded:
                     return time.monotonic() - began
@@ -216,12 +241,7 @@ async def collect(
             row = await conn.fetchrow(
                 f'SELECT count(*) AS n, min(created_at) AS oldest FROM "{schema}".outbox WHERE sent_at IS NULL')
             h.outboxes.append({"schema": schema, "unsent": int(row["n"]), "oldest_unsent_at": _ts(row["oldest"])})
-        traffic_topics = ["prediction-logged", "ground-truth-logged"]
-        applied = {(r["topic"], r["partition"]): int(r["next_offset"])
-                   for r in await conn.fetch("SELECT topic, partition, next_offset FROM monitor.applied_offsets")}
-        for (topic, partition), end in sorted((await end_offsets(bootstrap, traffic_topics)).items()):
-            h.consumer_offsets.append({"topic": topic, "partition": partition,
-                                       "applied": applied.get((topic, partition), 0), "end": end})
+        h.consumer_offsets = await stored_offsets(conn, bootstrap)
         h.labelled_rows = int(await conn.fetchval(
             "SELECT count(*) FROM monitor.predictions WHERE model = $1 AND label IS NOT NULL", model))
     finally:

@@ -44,8 +44,8 @@ class History:
     * ``outboxes``: per schema ``{"schema", "unsent", "oldest_unsent_at"}``.
     * ``routing_topic`` / ``routing_service``: model -> routes ``[{"version", "weight", "shadow"}]``.
     * ``dead_letters``: ``{"topic", "partition", "offset", "reason", "service", "at"}``.
-    * ``consumer_offsets``: the monitor's applied offsets of the traffic topics against their end
-      ``{"topic", "partition", "applied", "end"}``.
+    * ``consumer_offsets``: offsets stored with state (the monitor's applied offsets, every service's
+      stored consumer offsets) against the partitions' end ``{"consumer", "topic", "partition", "applied", "end"}``.
     """
 
     seed: int

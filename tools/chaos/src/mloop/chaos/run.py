@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,6 +195,11 @@ def run_chaos(
         report = asyncio.run(run_on(platform, schedule, webhook_secret=secret, work_root=work_root, repo=repo,
                                     deadline_s=deadline_s, say=say))
         report.seconds["platform_start"] = platform.startup_seconds
+        if not report.ok:
+            # The platform's folder goes with it: keep the services' logs next to the report.
+            logs = work_root / f"logs-seed-{seed}"
+            shutil.copytree(platform.paths.logs_dir, logs, dirs_exist_ok=True)
+            say(f"the services' logs are kept in {logs}")
         if hold_s > 0:
             say(report.render())
             say(f"holding the platform for {hold_s:g}s: DATABASE_URL={platform.database_url} "
