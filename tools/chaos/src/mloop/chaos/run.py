@@ -62,6 +62,7 @@ class ChaosReport:
             "outcome": self.loop.outcome if self.loop else None,
             "candidate": self.loop.candidate if self.loop else None,
             "faults_injected": self.injected(),
+            "webhook_deliveries": self.loop.deliveries if self.loop else [],
             "seconds": self.seconds,
             "schedule": self.schedule.to_dict(),
             "verdicts": [v.to_dict() for v in self.verdicts],
@@ -78,6 +79,10 @@ class ChaosReport:
             lines.append("")
         lines.append(f"loop: {self.loop.outcome if self.loop else None} "
                      f"(candidate v{self.loop.candidate if self.loop else None})")
+        if self.loop and self.loop.deliveries:
+            spoiled = [d for d in self.loop.deliveries if d.get("mode")]
+            lines.append(f"webhook: {len(self.loop.deliveries)} deliveries, {len(spoiled)} spoiled "
+                         f"({', '.join(str(d['mode']) for d in spoiled) or 'none'})")
         if self.error:
             lines.append(f"ERROR: {self.error}")
         for v in self.verdicts:
