@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +73,7 @@ SECRET_KEYS: tuple[str, ...] = ("MLOOP_JWT_SECRET", "DATABASE_URL")
 
 #: Services started by this process, so their exit status can be collected.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILDREN_LOCK = threading.Lock()
 _exit_codes: dict[int, int] = {}
 
 
@@ -154,7 +156,8 @@ def start_services(
                 cwd=paths.root,
                 start_new_session=True,
             )
-        _CHILDREN[proc.pid] = proc
+        with _CHILDREN_LOCK:
+            _CHILDREN[proc.pid] = proc
         paths.service_pid(spec.name).write_text(f"{proc.pid}\n")
         pids[spec.name] = proc.pid
         launched.append(spec)
@@ -199,12 +202,16 @@ def wait_services_ready(
 
 
 def _reap_children() -> None:
-    """Collect the services this process started that have exited (no lingering zombies)."""
-    for pid, proc in list(_CHILDREN.items()):
-        code = proc.poll()
-        if code is not None:
-            _exit_codes[pid] = code
-            del _CHILDREN[pid]
+    """Collect the services this process started that have exited (no lingering zombies).
+
+    Safe to call from several threads at once (services restarted side by side).
+    """
+    with _CHILDREN_LOCK:
+        for pid, proc in list(_CHILDREN.items()):
+            code = proc.poll()
+            if code is not None:
+                _exit_codes[pid] = code
+                _CHILDREN.pop(pid, None)
 
 
 def stop_services(paths: StackPaths, services: Sequence[ServiceSpec] = SERVICES, *, timeout: float = 20.0) -> list[str]:
