@@ -149,13 +149,14 @@ async def run_on(
     report.seconds["loop"] = time.monotonic() - began
     if not workload.serving.is_set():
         fault_task.cancel()  # the loop never started serving: there is nothing to put under faults
-    # The schedule always plays to its end, so every run holds every fault.
-    try:
-        await asyncio.wait_for(fault_task, timeout=max(60.0, schedule.span_s * 3))
-    except Exception as exc:
-        report.error = report.error or f"fault injection: {exc!r}"
-        fault_task.cancel()
-        injector.resume_all()
+        await asyncio.gather(fault_task, return_exceptions=True)
+    else:
+        # The schedule always plays to its end, so every run holds every fault.
+        try:
+            await asyncio.wait_for(fault_task, timeout=max(120.0, schedule.span_s * 4))
+        except Exception as exc:
+            report.error = report.error or f"fault injection: {exc!r}"
+            injector.resume_all()
     report.seconds["faults"] = time.monotonic() - began
 
     token = issue_token(platform.stack.jwt_secret, "omar", ["operator"], ttl_s=3600)

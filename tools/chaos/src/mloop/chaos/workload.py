@@ -193,7 +193,8 @@ class Workload:
             self.note(f"v{v1} is champion; starting the serving simulator")
 
             sim = _spawn_simulator(cfg)
-            await self._until(lambda: _exists(cfg.paths.simulator_status), 120, "the simulator to serve", sim)
+            # Starting a process with numpy and the Kafka clients takes seconds, on a loaded machine minutes.
+            await self._until(lambda: _exists(cfg.paths.simulator_status), 300, "the simulator to serve", sim)
             self.serving.set()
             res.marks["serving"] = time.time()
             reviewer = asyncio.create_task(self._review(rita, v1))
