@@ -185,6 +185,18 @@ def _dead_lettered(h: History) -> None:
                            "service": "monitor", "at": T0 + 35})
 
 
+def _message_lost_in_the_monitor(h: History) -> None:
+    h.monitor[0]["predictions_seen"] -= 24
+    h.sdk["predictions_on_topic"] = 9000
+    h.lost_messages.append({"partition": 3, "offset": 41, "at": T0 + 62, "records": 24, "not_stored": 24,
+                            "first_request_id": "r-1"})
+
+
+def _lost_before_the_broker(h: History) -> None:
+    h.monitor[0]["predictions_seen"] -= 24
+    h.sdk["predictions_on_topic"] = 8976
+
+
 def _label_consumer_behind(h: History) -> None:
     h.consumer_offsets[1]["applied"] = 279
 
@@ -219,6 +231,8 @@ BREAKS: dict[str, tuple[Callable[[History], None], str]] = {
     "routing missing on the topic": (_routing_missing,
                                      "the routing table on the compacted topic equals the rollout service's"),
     "prediction message dead-lettered": (_dead_lettered, "predictions counted exactly once"),
+    "message lost between broker and monitor": (_message_lost_in_the_monitor, "predictions counted exactly once"),
+    "records lost before the broker": (_lost_before_the_broker, "predictions counted exactly once"),
     "label messages not applied": (_label_consumer_behind,
                                    "every consumer that stores its offsets applied its topics to the end"),
     "cycle never ends": (_cycle_open, "the cycle ends (completed or rolled back)"),
@@ -277,3 +291,11 @@ def test_a_count_shortfall_points_at_the_dead_lettered_message_and_the_faults_th
     assert verdict.item["offset"] == 17 and verdict.at == T0 + 35
     text = explain(verdict, h)
     assert "dead-lettered" in text and "kill-service" in text and "kill-kafka" not in text
+
+
+def test_a_message_the_monitor_lost_is_named_with_the_faults_around_it() -> None:
+    h = _broken(_message_lost_in_the_monitor)
+    (verdict,) = [v for v in check(h) if not v.ok]
+    assert verdict.item["offset"] == 41 and verdict.at == T0 + 62
+    text = explain(verdict, h)
+    assert "never reached the monitor's store" in text and "kill-kafka" in text and "restart-postgres" not in text

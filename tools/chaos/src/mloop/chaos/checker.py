@@ -61,6 +61,14 @@ def predictions_counted_exactly_once(h: History) -> Verdict:
         how = "more (counted twice)" if seen > delivered else "fewer (lost)"
         detail = f"the monitor counted {seen} prediction records, the SDK delivered {delivered}: " \
                  f"{abs(seen - delivered)} {how}"
+        on_topic = h.sdk.get("predictions_on_topic")
+        if on_topic is not None and int(on_topic) != delivered:
+            detail += f"; the topic holds {on_topic}: lost (or doubled) between the SDK and the broker"
+            return _fail(name, detail)
+        if h.lost_messages:
+            first = min(h.lost_messages, key=lambda m: float(m.get("at") or 0))
+            detail += f"; {len(h.lost_messages)} message(s) on the topic never reached the monitor's store"
+            return _fail(name, detail, first, first.get("at"))
         dead = [d for d in h.dead_letters if d.get("topic") == "prediction-logged"]
         if dead:
             detail += f"; {len(dead)} prediction message(s) dead-lettered"

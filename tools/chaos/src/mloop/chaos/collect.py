@@ -242,6 +242,26 @@ async def collect(
                 f'SELECT count(*) AS n, min(created_at) AS oldest FROM "{schema}".outbox WHERE sent_at IS NULL')
             h.outboxes.append({"schema": schema, "unsent": int(row["n"]), "oldest_unsent_at": _ts(row["oldest"])})
         h.consumer_offsets = await stored_offsets(conn, bootstrap)
+        # Which prediction messages on the topic left no row in the monitor's prediction store
+        # (written in the transaction that counts them): the records lost between broker and monitor.
+        stored_ids = {r["request_id"] for r in await conn.fetch(
+            "SELECT request_id FROM monitor.predictions WHERE model = $1", model)}
+        on_topic = 0
+        for topic, rec in await read_topics(bootstrap, ["prediction-logged"], timeout_s=120):
+            try:
+                event = decode(topic, rec.key, rec.value, rec.headers)
+            except EnvelopeError:
+                continue
+            if event.data.model != model:
+                continue
+            ids = [r.request_id for r in event.data.records]
+            on_topic += len(ids)
+            missing = [i for i in ids if i not in stored_ids]
+            if missing:
+                h.lost_messages.append({"partition": rec.partition, "offset": rec.offset,
+                                        "at": rec.timestamp / 1000.0, "records": len(ids),
+                                        "not_stored": len(missing), "first_request_id": missing[0]})
+        h.sdk["predictions_on_topic"] = on_topic
         h.labelled_rows = int(await conn.fetchval(
             "SELECT count(*) FROM monitor.predictions WHERE model = $1 AND label IS NOT NULL", model))
     finally:

@@ -43,6 +43,8 @@ class History:
     * ``jobs``: retrain jobs ``{"id", "state", "delivery", "next_attempt_at", "updated_at", "lease_until"}``.
     * ``outboxes``: per schema ``{"schema", "unsent", "oldest_unsent_at"}``.
     * ``routing_topic`` / ``routing_service``: model -> routes ``[{"version", "weight", "shadow"}]``.
+    * ``lost_messages``: prediction messages on the topic with records that have no row in the monitor's store
+      ``{"partition", "offset", "at", "records", "not_stored", "first_request_id"}``.
     * ``dead_letters``: ``{"topic", "partition", "offset", "reason", "service", "at"}``.
     * ``consumer_offsets``: offsets stored with state (the monitor's applied offsets, every service's
       stored consumer offsets) against the partitions' end ``{"consumer", "topic", "partition", "applied", "end"}``.
@@ -69,6 +71,7 @@ class History:
     routing_topic: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     routing_service: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    lost_messages: list[dict[str, Any]] = field(default_factory=list)
     consumer_offsets: list[dict[str, Any]] = field(default_factory=list)
     candidate: str | None = None
     outcome: str | None = None
