@@ -127,7 +127,7 @@ async def settle(api: MloopClient, database_url: str, bootstrap: str, model: str
     after ``timeout_s`` it returns anyway (the checker then says what did not settle).
     """
     began = time.monotonic()
-    audited = [s.name for s in audited_topics() if s.name != "dead-letter"]
+    audited = [s.name for s in audited_topics()]
     while time.monotonic() - began < timeout_s:
         try:
             conn = await _readonly(database_url)
@@ -174,9 +174,9 @@ async def collect(
                   "labels_joined": v["labels_joined"]} for v in status["versions"]]
 
     # ---- the topics: audited events produced, and the routing table on the compacted topic
-    audited = [s.name for s in audited_topics() if s.name != "dead-letter"]
+    audited = [s.name for s in audited_topics()]  # the dead-letter topic included: the ledger records it too
     routing_topic = TOPICS["traffic-split-changed"].name
-    for topic, rec in await read_topics(bootstrap, [*audited, routing_topic, "dead-letter"]):
+    for topic, rec in await read_topics(bootstrap, sorted({*audited, routing_topic})):
         try:
             event = decode(topic, rec.key, rec.value, rec.headers)
         except EnvelopeError:
@@ -185,7 +185,6 @@ async def collect(
             d = event.data
             h.dead_letters.append({"topic": d.topic, "partition": d.partition, "offset": d.offset,
                                    "reason": d.reason, "service": d.service, "at": event.time.timestamp()})
-            continue
         if topic == routing_topic:
             data = event.data
             h.routing_topic[data.model] = [r.model_dump() for r in data.routes]
