@@ -7,8 +7,8 @@ holds each kind of fault the platform must survive:
 * ``kill-service``: ``kill -9`` of each of the five services, restarted after a
   short downtime;
 * ``kill-kafka``: ``kill -9`` of the broker, restarted;
-* ``restart-postgres``: Postgres stopped (``immediate``: no checkpoint, crash
-  recovery on start) and started again;
+* ``restart-postgres``: Postgres stopped (``fast``: connections cut, a clean
+  shutdown) and started again;
 * ``pause-service``: ``SIGSTOP`` of one service for longer than the consumer
   session timeout, so its consumer groups rebalance, then ``SIGCONT``;
 * ``webhook-failing`` or ``webhook-slow``: the retrain webhook receiver answers
@@ -63,7 +63,7 @@ class Fault:
             how = "answers 503" if self.kind is FaultKind.WEBHOOK_FAILING else "answers after the request timeout"
             return f"the retrain webhook receiver {how} to the next {self.deliveries} deliveries"
         if self.kind is FaultKind.RESTART_POSTGRES:
-            return f"stop postgres (immediate), start it {self.duration_s:.1f}s later"
+            return f"stop postgres, start it {self.duration_s:.1f}s later"
         return f"kill -9 {self.target}, restart it {self.duration_s:.1f}s later"
 
     def to_dict(self) -> dict[str, Any]:
