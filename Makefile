@@ -3,6 +3,7 @@
 #   make test     the whole suite (starts and stops its own Kafka and Postgres)
 #   make up|down|status|clean   the local stack for real use
 #   make bench    benchmarks → bench-results/latest.json + a table
+#   make chaos SEED=n   the whole loop under a seeded fault schedule, invariants checked
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,8 +12,9 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 SCENARIO ?= happy
 SIZE ?= default
 PYTEST_ARGS ?=
+SEED ?= 1
 
-.PHONY: help install venv jars browser up down status clean test test-unit test-integration test-e2e demo bench lint typecheck contracts topics-table
+.PHONY: help install venv jars browser up down status clean test test-unit test-integration test-e2e demo chaos bench lint typecheck contracts topics-table
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | sort
@@ -61,14 +63,17 @@ test-e2e: install browser
 demo: up ## the main job: the whole loop on a real small model (SCENARIO=happy|rollback, SETTLE=seconds)
 	$(PY) -m mloop.demo --scenario $(SCENARIO) --size $(SIZE) $(if $(SETTLE),--settle $(SETTLE))
 
+chaos: install ## the loop under a seeded fault schedule on a private platform, invariants checked (SEED=n)
+	$(PY) -m mloop.chaos --seed $(SEED)
+
 bench: install ## every benchmark; JSON in bench-results/, a table on stdout
 	$(PY) bench/run.py
 
 lint: venv ## ruff
-	.venv/bin/ruff check libs services apps demo tests bench
+	.venv/bin/ruff check libs services apps demo tools tests bench
 
 typecheck: venv ## mypy --strict
-	.venv/bin/mypy libs/*/src services/*/src apps/*/src demo/src
+	.venv/bin/mypy libs/*/src services/*/src apps/*/src demo/src tools/*/src
 
 contracts: venv ## JSON Schemas and one AsyncAPI document per service → docs/contracts
 	$(PY) -m mloop.contracts.schema docs/contracts

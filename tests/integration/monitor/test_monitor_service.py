@@ -249,6 +249,46 @@ async def test_ground_truth_joins_by_request_id_including_early_labels_and_perfo
         assert len(seen.of("performance-degraded")) == 1
 
 
+async def test_an_early_label_is_joined_once_even_when_its_request_has_a_shadow_copy_in_the_same_batch(
+        infra: Any) -> None:
+    """Labels that wait for their predictions are joined once, like labels that come after them.
+
+    With a shadow, a request is logged twice (served and shadow version); the
+    store keeps the first. A label that waited must not be joined to both copies
+    (it was, when a monitor catching up after a restart read labels first).
+    """
+    settings = _settings(infra)
+    rng = np.random.default_rng(6)
+    viewer = auth_headers(settings, "vera", "viewer")
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
+        await _register(client, traffic, settings, "credit", "7")
+        await _register(client, traffic, settings, "credit", "8")
+        served = records(rng, 40, version="7", start=0, prefix="w")
+        shadow = [{**r, "version": "8"} for r in served]
+        await traffic.labels("credit", [(r["request_id"], 1) for r in served])
+
+        async def pending() -> bool:
+            rows = await query(infra.database_url, "SELECT count(*) AS n FROM monitor.pending_labels")
+            return bool(rows[0]["n"] == 40)
+        await wait_until(pending, what="40 early labels pending")
+        # Served and shadow copies of each request in one message: one batch.
+        await traffic.predictions("credit", [x for pair in zip(served, shadow, strict=True) for x in pair],
+                                  per_message=80)
+
+        async def counted() -> bool:
+            s = (await client.get("/models/credit/status", headers=viewer)).json()
+            return sum(v["predictions_seen"] for v in s["versions"]) == 80
+        await wait_until(counted, what="80 prediction records counted")
+        status = (await client.get("/models/credit/status", headers=viewer)).json()
+        joined = {v["version"]: v["labels_joined"] for v in status["versions"]}
+        rows = await query(infra.database_url, "SELECT version, count(*) AS n FROM monitor.predictions "
+                           "WHERE label IS NOT NULL GROUP BY version")
+        assert {r["version"]: r["n"] for r in rows} == {"7": 40}
+        assert joined == {"7": 40, "8": 0}, joined
+        assert (await query(infra.database_url, "SELECT count(*) AS n FROM monitor.pending_labels"))[0]["n"] == 0
+
+
 async def test_a_batch_that_fails_half_way_is_retried_without_counting_anything_twice(
         infra: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from mloop.monitor import store

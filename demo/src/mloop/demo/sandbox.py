@@ -13,9 +13,9 @@ import asyncio
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mloop.client import Endpoints
@@ -34,6 +34,10 @@ class Platform:
     paths: StackPaths
     startup_seconds: float
     database_url: str = ""
+    #: The broker and Postgres underneath, for tests that stop or kill them (None when reusing a running stack).
+    infra: EphemeralStack | None = None
+    #: The environment the services were started with: :func:`start_services` with it restarts one.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def console_url(self) -> str:
@@ -42,8 +46,11 @@ class Platform:
 
 
 @contextmanager
-def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
-    """Start everything (the five services and the console); stop and delete everything on exit."""
+def private_platform(timeout_s: float = 180.0, *, extra_env: Mapping[str, str] | None = None) -> Iterator[Platform]:
+    """Start everything (the five services and the console); stop and delete everything on exit.
+
+    ``extra_env`` is added to the services' environment (settings such as ``MLOOP_WEBHOOK_SECRETS``).
+    """
     import time
 
     began = time.monotonic()
@@ -61,6 +68,7 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
             "MLOOP_ENVIRONMENT": "development",
             "MLOOP_JWT_SECRET": secret,
             "MLOOP_LOG_JSON": "false",
+            **(extra_env or {}),
         }
         failed = True
         try:
@@ -73,7 +81,7 @@ def private_platform(timeout_s: float = 180.0) -> Iterator[Platform]:
                 audit=services[4].url,
             )
             yield Platform(Stack(infra.bootstrap_servers, endpoints, secret), services, paths, time.monotonic() - began,
-                           database)
+                           database, None if infra.reuse else infra, env)
             failed = False
         finally:
             stop_services(paths, services)

@@ -38,6 +38,7 @@ from mloop.client import (
 )
 from mloop.demo.config import DemoConfig
 from mloop.demo.model import LogisticModel, ServingError
+from mloop.demo.resilient import RetryingTransport
 from mloop.demo.world import CreditRiskWorld
 
 __all__ = ["Simulator", "main"]
@@ -302,7 +303,8 @@ class Simulator:
 
 
 async def _amain(cfg: DemoConfig) -> None:
-    async with RegistryClient(cfg.registry_url, cfg.service_token) as registry:
+    # The registry may restart while a new version starts serving: its artifact is fetched again until it answers.
+    async with RegistryClient(cfg.registry_url, cfg.service_token, transport=RetryingTransport()) as registry:
         await Simulator(cfg, registry).run()
 
 

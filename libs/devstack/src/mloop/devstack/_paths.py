@@ -14,6 +14,7 @@ from pathlib import Path
 __all__ = [
     "StackPaths",
     "find_free_ports",
+    "kill_pid",
     "port_is_open",
     "process_alive",
     "read_pid",
@@ -184,6 +185,20 @@ def _reap(pid: int) -> None:
     """Collect ``pid``'s exit status if it is our child; ignore it otherwise."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def kill_pid(pid: int, needle: str | None) -> None:
+    """SIGKILL ``pid`` (when it is alive and matches ``needle``) and wait until it is gone."""
+    if not process_alive(pid, needle):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not process_alive(pid, needle):
+            return
+        time.sleep(0.02)
 
 
 def terminate_pid(pid: int, needle: str | None, timeout: float) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from mloop.devstack._paths import (
     StackPaths,
     file_lock,
+    kill_pid,
     port_is_open,
     process_alive,
     read_pid,
@@ -382,6 +383,23 @@ class LocalKafka:
         except OSError:
             pass
         self._discard_cds_dump()
+
+    def kill(self) -> bool:
+        """``kill -9`` the broker, as a crash would; :meth:`start` brings it back on the same data.
+
+        Returns False when no broker was running.
+        """
+        pid = read_pid(self.paths.kafka_pid)
+        if not process_alive(pid, KAFKA_MAIN_CLASS):
+            return False
+        assert pid is not None
+        kill_pid(pid, KAFKA_MAIN_CLASS)
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
+        self.paths.kafka_pid.unlink(missing_ok=True)
+        self._discard_cds_dump()
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker: SIGTERM (controlled shutdown), SIGKILL after ``timeout`` s."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from mloop.devstack._paths import (
     StackPaths,
+    kill_pid,
     port_is_open,
     process_alive,
     read_pid,
@@ -24,9 +26,11 @@ __all__ = [
     "SERVICES",
     "ServiceError",
     "ServiceSpec",
+    "kill_service",
     "probe_ready",
     "service_pid",
     "service_urls",
+    "signal_service",
     "start_services",
     "stop_services",
     "wait_services_ready",
@@ -69,6 +73,7 @@ SECRET_KEYS: tuple[str, ...] = ("MLOOP_JWT_SECRET", "DATABASE_URL")
 
 #: Services started by this process, so their exit status can be collected.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILDREN_LOCK = threading.Lock()
 _exit_codes: dict[int, int] = {}
 
 
@@ -151,7 +156,8 @@ def start_services(
                 cwd=paths.root,
                 start_new_session=True,
             )
-        _CHILDREN[proc.pid] = proc
+        with _CHILDREN_LOCK:
+            _CHILDREN[proc.pid] = proc
         paths.service_pid(spec.name).write_text(f"{proc.pid}\n")
         pids[spec.name] = proc.pid
         launched.append(spec)
@@ -196,12 +202,16 @@ def wait_services_ready(
 
 
 def _reap_children() -> None:
-    """Collect the services this process started that have exited (no lingering zombies)."""
-    for pid, proc in list(_CHILDREN.items()):
-        code = proc.poll()
-        if code is not None:
-            _exit_codes[pid] = code
-            del _CHILDREN[pid]
+    """Collect the services this process started that have exited (no lingering zombies).
+
+    Safe to call from several threads at once (services restarted side by side).
+    """
+    with _CHILDREN_LOCK:
+        for pid, proc in list(_CHILDREN.items()):
+            code = proc.poll()
+            if code is not None:
+                _exit_codes[pid] = code
+                _CHILDREN.pop(pid, None)
 
 
 def stop_services(paths: StackPaths, services: Sequence[ServiceSpec] = SERVICES, *, timeout: float = 20.0) -> list[str]:
@@ -215,3 +225,25 @@ def stop_services(paths: StackPaths, services: Sequence[ServiceSpec] = SERVICES,
             stopped.append(spec.name)
         paths.service_pid(spec.name).unlink(missing_ok=True)
     return stopped
+
+
+def kill_service(paths: StackPaths, spec: ServiceSpec) -> int | None:
+    """``kill -9`` the service, as a crash would, and wait until it is gone; returns its pid (None: not running).
+
+    :func:`start_services` starts it again (it starts whatever does not run).
+    """
+    pid = service_pid(paths, spec)
+    if pid is None:
+        return None
+    kill_pid(pid, spec.module)
+    _reap_children()
+    paths.service_pid(spec.name).unlink(missing_ok=True)
+    return pid
+
+
+def signal_service(paths: StackPaths, spec: ServiceSpec, signum: int) -> int | None:
+    """Send ``signum`` (e.g. SIGSTOP, SIGCONT) to the running service; returns its pid (None: not running)."""
+    pid = service_pid(paths, spec)
+    if pid is not None:
+        os.kill(pid, signum)
+    return pid

@@ -265,6 +265,9 @@ _STAGE_DDL = (
 _STAGE_COLUMNS = ("model", "request_id", "version", "ts", "features", "prediction")
 # Labels that waited for these predictions are taken in the same statement that
 # stores them (one set-based join), and returned for the performance windows.
+# Only the rows actually stored are returned: a request's shadow copies in the
+# same batch lose the conflict, so a label is joined once, to the prediction
+# kept, exactly as a label that arrives after its prediction is.
 _FROM_STAGE = f"""
 WITH taken AS (
     DELETE FROM pending_labels p USING {_STAGE} s
@@ -274,9 +277,10 @@ stored AS (
     INSERT INTO predictions (model, request_id, version, ts, features, prediction, label, labeled_at)
     SELECT s.model, s.request_id, s.version, s.ts, s.features::json, s.prediction::json, t.label::json, t.ts
     FROM {_STAGE} s LEFT JOIN taken t ON t.model = s.model AND t.request_id = s.request_id
-    ON CONFLICT (model, request_id) DO NOTHING)
-SELECT s.model, s.request_id, s.version, s.prediction::json AS prediction, s.ts, t.label, t.ts AS labelled_at
-FROM {_STAGE} s JOIN taken t ON t.model = s.model AND t.request_id = s.request_id
+    ON CONFLICT (model, request_id) DO NOTHING
+    RETURNING model, request_id, version, prediction, ts, label, labeled_at)
+SELECT model, request_id, version, prediction, ts, label, labeled_at AS labelled_at
+FROM stored WHERE labeled_at IS NOT NULL
 """
 
 _encode = msgspec.json.Encoder().encode

@@ -1,0 +1,68 @@
+"""An HTTP transport that rides out a service restart.
+
+A serving system or a training pipeline must not fail because a platform
+service restarts for a few seconds. :class:`RetryingTransport` sends a request
+again when the service cannot be reached or answers 502/503/504, with a
+growing pause, until ``give_up_after_s`` has passed. The request is sent again
+unchanged, with its ``Idempotency-Key`` (the SDK sets one on every write), so a
+write that did land before the connection broke is answered from the
+service's idempotency record instead of being applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+__all__ = ["RETRYABLE_STATUS", "RetryingTransport"]
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class RetryingTransport(httpx.AsyncBaseTransport):
+    """Retries unreachable services and 502/503/504 answers for up to ``give_up_after_s`` seconds.
+
+    The last error (or answer) is passed on once the time is up.
+    """
+
+    def __init__(
+        self,
+        give_up_after_s: float = 120.0,
+        *,
+        first_pause_s: float = 0.2,
+        max_pause_s: float = 2.0,
+        inner: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.give_up_after_s = give_up_after_s
+        self.first_pause_s = first_pause_s
+        self.max_pause_s = max_pause_s
+        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.retries = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self.give_up_after_s
+        pause = self.first_pause_s
+        while True:
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.TransportError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.info("%s %s: %r; retrying in %.1fs", request.method, request.url, exc, pause)
+            else:
+                if response.status_code not in RETRYABLE_STATUS or time.monotonic() + pause > deadline:
+                    return response
+                await response.aread()
+                await response.aclose()
+                log.info("%s %s: %d; retrying in %.1fs", request.method, request.url, response.status_code, pause)
+            self.retries += 1
+            await asyncio.sleep(pause)
+            pause = min(self.max_pause_s, pause * 2)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
