@@ -289,7 +289,8 @@ async def test_an_idempotency_key_whose_first_attempt_died_is_taken_over_after_t
             # Make it look like a first attempt that never finished.
             await conn.execute("UPDATE probe.idempotency_keys SET status = NULL, body = NULL")
             busy = await client.post("/aliases", json=body, headers=headers)
-            assert busy.status_code == 409
+            assert busy.status_code == 409 and busy.headers["retry-after"] == "1"
+            assert busy.json()["type"].endswith("/idempotency-in-progress")
             await conn.execute(
                 "UPDATE probe.idempotency_keys SET created_at = now() - make_interval(secs => $1)",
                 IN_PROGRESS_TIMEOUT_S + 1,

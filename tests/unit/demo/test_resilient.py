@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mloop.client import RegistryClient, ServerError, TransportError
+from mloop.client import ConflictError, RegistryClient, ServerError, TransportError
 from mloop.demo.resilient import RetryingTransport
 
 
@@ -48,3 +48,34 @@ async def test_it_gives_up_after_its_time_with_the_last_error() -> None:
         with pytest.raises(TransportError, match="refused"):
             await registry.get_version("m", "1")
     assert 1 <= len(seen) < 50
+
+
+async def test_a_write_whose_first_attempt_still_holds_its_key_is_sent_again_once_released() -> None:
+    seen: list[httpx.Request] = []
+    in_progress = {"type": "https://mloop.dev/problems/idempotency-in-progress", "status": 409}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) < 3:
+            return httpx.Response(409, json=in_progress)
+        return httpx.Response(201, json={"version": "3", "validation": {"passed": True}})
+
+    transport = RetryingTransport(10, first_pause_s=0.01, inner=httpx.MockTransport(handler))
+    async with RegistryClient("http://registry", "t", transport=transport) as registry:
+        out = await registry.register_version("m", artifact_uri="file:///a", lineage={}, idempotency_key="job-1")
+    assert out["version"] == "3" and len(seen) == 3 and transport.retries == 2
+    assert {r.headers["Idempotency-Key"] for r in seen} == {"job-1"}
+
+
+async def test_a_conflict_about_state_is_not_retried() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(409, json={"type": "https://mloop.dev/problems/conflict", "status": 409})
+
+    transport = RetryingTransport(10, first_pause_s=0.01, inner=httpx.MockTransport(handler))
+    async with RegistryClient("http://registry", "t", transport=transport) as registry:
+        with pytest.raises(ConflictError):
+            await registry.register_version("m", artifact_uri="file:///a", lineage={})
+    assert len(seen) == 1 and transport.retries == 0

@@ -3,7 +3,10 @@
 A serving system or a training pipeline must not fail because a platform
 service restarts for a few seconds. :class:`RetryingTransport` sends a request
 again when the service cannot be reached or answers 502/503/504, with a
-growing pause, until ``give_up_after_s`` has passed. The request is sent again
+growing pause, until ``give_up_after_s`` has passed; and a 409 saying that a
+request with the same ``Idempotency-Key`` is still in progress (the first
+attempt's process died mid-write; the service releases that claim after a
+while), since only waiting tells whether that write landed. The request is sent again
 unchanged, with its ``Idempotency-Key`` (the SDK sets one on every write), so a
 write that did land before the connection broke is answered from the
 service's idempotency record instead of being applied twice.
@@ -17,15 +20,30 @@ import time
 
 import httpx
 
-__all__ = ["RETRYABLE_STATUS", "RetryingTransport"]
+__all__ = ["IN_PROGRESS_PROBLEM", "RETRYABLE_STATUS", "RetryingTransport"]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+#: The problem type of a 409 answered while an earlier attempt with the same key holds it.
+IN_PROGRESS_PROBLEM = "idempotency-in-progress"
+
+
+async def _retryable(response: httpx.Response) -> bool:
+    if response.status_code in RETRYABLE_STATUS:
+        return True
+    if response.status_code != 409:
+        return False
+    await response.aread()
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and str(body.get("type", "")).endswith("/" + IN_PROGRESS_PROBLEM)
 
 
 class RetryingTransport(httpx.AsyncBaseTransport):
-    """Retries unreachable services and 502/503/504 answers for up to ``give_up_after_s`` seconds.
+    """Retries unreachable services, 502/503/504 answers and in-progress 409s for up to ``give_up_after_s`` seconds.
 
     The last error (or answer) is passed on once the time is up.
     """
@@ -55,7 +73,7 @@ class RetryingTransport(httpx.AsyncBaseTransport):
                     raise
                 log.info("%s %s: %r; retrying in %.1fs", request.method, request.url, exc, pause)
             else:
-                if response.status_code not in RETRYABLE_STATUS or time.monotonic() + pause > deadline:
+                if not await _retryable(response) or time.monotonic() + pause > deadline:
                     return response
                 await response.aread()
                 await response.aclose()

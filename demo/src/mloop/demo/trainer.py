@@ -32,6 +32,7 @@ from mloop.client import ApiError, RegistryClient, RetrainClient
 from mloop.contracts.envelope import EnvelopeError, decode, encode, new_event
 from mloop.contracts.payloads import RetrainCompleted, RetrainFailed, RetrainRequested
 from mloop.demo.config import DemoConfig
+from mloop.demo.resilient import RetryingTransport
 from mloop.demo.training import train_and_register
 from mloop.demo.world import FEATURES
 
@@ -208,7 +209,7 @@ async def _amain(cfg: DemoConfig) -> None:
     await producer.start()
     try:
         async with (
-            RegistryClient(cfg.registry_url, cfg.service_token) as registry,
+            RegistryClient(cfg.registry_url, cfg.service_token, transport=RetryingTransport()) as registry,
             RetrainClient(cfg.retrain_url, cfg.service_token) as retrain,
         ):
             await Trainer(cfg, registry, retrain, producer).run()

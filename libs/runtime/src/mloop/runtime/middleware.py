@@ -30,12 +30,16 @@ IN_PROGRESS_TIMEOUT_S = 60.0
 MEDIA = b"application/problem+json"
 
 
-async def _send_problem(send: Send, status: int, title: str, detail: str, slug: str, **ext: Any) -> None:
+async def _send_problem(
+    send: Send, status: int, title: str, detail: str, slug: str, *, retry_after_s: int | None = None, **ext: Any,
+) -> None:
     body = json.dumps(
         {"type": f"https://mloop.dev/problems/{slug}", "title": title, "status": status, "detail": detail, **ext}
     ).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", MEDIA), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", MEDIA), (b"content-length", str(len(body)).encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -145,8 +149,10 @@ class RequestGuard:
                                     errors=[{"field": "header.Idempotency-Key", "message": "reused with another body"}])
                 return
             if row["status"] is None:
+                # Sent again later, the request is answered from the first attempt's record, or
+                # runs itself once that attempt is taken to have died.
                 await _send_problem(send, 409, "Conflict", "a request with this Idempotency-Key is in progress",
-                                    "idempotency-in-progress")
+                                    "idempotency-in-progress", retry_after_s=1)
                 return
             stored = bytes(row["body"] or b"")
             await send({"type": "http.response.start", "status": row["status"], "headers": [
