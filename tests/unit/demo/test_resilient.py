@@ -79,3 +79,13 @@ async def test_a_conflict_about_state_is_not_retried() -> None:
         with pytest.raises(ConflictError):
             await registry.register_version("m", artifact_uri="file:///a", lineage={})
     assert len(seen) == 1 and transport.retries == 0
+
+
+async def test_once_its_time_is_up_the_last_answer_is_passed_on() -> None:
+    seen: list[httpx.Request] = []
+    transport = RetryingTransport(0.05, first_pause_s=0.01, inner=_flaky([503] * 50, seen))
+    async with RegistryClient("http://registry", "t", transport=transport) as registry:
+        with pytest.raises(ServerError) as raised:
+            await registry.get_version("m", "1")
+    assert raised.value.status == 503
+    assert 2 <= len(seen) < 50 and transport.retries == len(seen) - 1

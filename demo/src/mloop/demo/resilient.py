@@ -14,11 +14,10 @@ service's idempotency record instead of being applied twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 import httpx
+import stamina
 
 __all__ = ["IN_PROGRESS_PROBLEM", "RETRYABLE_STATUS", "RetryingTransport"]
 
@@ -42,10 +41,20 @@ async def _retryable(response: httpx.Response) -> bool:
     return isinstance(body, dict) and str(body.get("type", "")).endswith("/" + IN_PROGRESS_PROBLEM)
 
 
+class _Again(Exception):
+    """An answer worth asking again for (carried so the last one can be passed on)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
 class RetryingTransport(httpx.AsyncBaseTransport):
     """Retries unreachable services, 502/503/504 answers and in-progress 409s for up to ``give_up_after_s`` seconds.
 
-    The last error (or answer) is passed on once the time is up.
+    The pauses grow exponentially with jitter (stamina), so clients restarted
+    together do not retry in lockstep. The last error (or answer) is passed
+    on once the time is up.
     """
 
     def __init__(
@@ -63,24 +72,30 @@ class RetryingTransport(httpx.AsyncBaseTransport):
         self.retries = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = time.monotonic() + self.give_up_after_s
-        pause = self.first_pause_s
-        while True:
-            try:
-                response = await self.inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise
-                log.info("%s %s: %r; retrying in %.1fs", request.method, request.url, exc, pause)
-            else:
-                if not await _retryable(response) or time.monotonic() + pause > deadline:
+        try:
+            async for attempt in stamina.retry_context(
+                on=(httpx.TransportError, _Again), attempts=None, timeout=self.give_up_after_s,
+                wait_initial=self.first_pause_s, wait_max=self.max_pause_s, wait_jitter=self.first_pause_s,
+            ):
+                with attempt:
+                    if attempt.num > 1:
+                        self.retries += 1
+                    try:
+                        response = await self.inner.handle_async_request(request)
+                    except httpx.TransportError as exc:
+                        log.info("%s %s: %r; retrying", request.method, request.url, exc)
+                        raise
+                    if await _retryable(response):
+                        await response.aread()
+                        await response.aclose()
+                        log.info("%s %s: %d; retrying", request.method, request.url, response.status_code)
+                        raise _Again(response)
                     return response
-                await response.aread()
-                await response.aclose()
-                log.info("%s %s: %d; retrying in %.1fs", request.method, request.url, response.status_code, pause)
-            self.retries += 1
-            await asyncio.sleep(pause)
-            pause = min(self.max_pause_s, pause * 2)
+        except _Again as last:
+            answer = last.response
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content,
+                                  request=request)
+        raise AssertionError("unreachable: the retry context either returns or raises")
 
     async def aclose(self) -> None:
         await self.inner.aclose()
