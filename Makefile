@@ -14,7 +14,7 @@ SIZE ?= default
 PYTEST_ARGS ?=
 SEED ?= 1
 
-.PHONY: help install venv jars browser up down status clean test test-unit test-integration test-e2e demo chaos bench lint typecheck contracts topics-table
+.PHONY: help install venv jars browser up down status clean test test-unit test-integration test-e2e test-chaos demo chaos bench lint typecheck contracts topics-table
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/' | sort
@@ -48,8 +48,8 @@ status: venv ## what runs, then KEY=VALUE lines: eval "$$(make -s status)"
 clean: venv ## stop everything and delete the local data
 	$(PY) -m mloop.devstack clean
 
-test: install browser ## the whole suite: unit, integration (real Kafka + Postgres) and e2e
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install browser ## the whole suite: unit, integration (real Kafka + Postgres) and e2e (chaos apart)
+	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -59,6 +59,9 @@ test-integration: install
 
 test-e2e: install browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-chaos: install ## the bounded chaos case: one seed of make chaos on a private platform
+	$(PY) -m pytest -m chaos tests/e2e $(PYTEST_ARGS)
 
 demo: up ## the main job: the whole loop on a real small model (SCENARIO=happy|rollback, SETTLE=seconds)
 	$(PY) -m mloop.demo --scenario $(SCENARIO) --size $(SIZE) $(if $(SETTLE),--settle $(SETTLE))

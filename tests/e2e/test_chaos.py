@@ -17,7 +17,7 @@ from mloop.chaos.run import run_chaos
 from mloop.chaos.schedule import SERVICE_NAMES
 from mloop.devstack import repo_root
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(600)]
 
 
 def test_the_loop_keeps_every_invariant_under_a_seeded_fault_schedule(tmp_path: Path) -> None:
