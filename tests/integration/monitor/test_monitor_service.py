@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -104,6 +104,9 @@ async def test_a_drifted_stream_emits_one_drift_detected_with_evidence_and_recov
         assert "stylesheet" not in page_html.text
 
 
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
 async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_and_stored(infra: Any) -> None:
     settings = _settings(infra)
     rng = np.random.default_rng(2)
@@ -139,10 +142,10 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
         assert one.status_code == 200
         assert one.json()[0]["version"] == "1" and "income" in one.json()[0]["features"]
         ranged = await client.get("/models/churn/predictions", headers=viewer, params={
-            "start": "2026-11-26T12:00:00Z", "end": "2026-11-26T12:00:10Z", "page_size": 4})
+            "start": _iso(T0), "end": _iso(T0 + timedelta(seconds=10)), "page_size": 4})
         assert [p["request_id"] for p in ranged.json()["items"]] == [f"c-{i:07d}" for i in range(4)]
         nxt = await client.get("/models/churn/predictions", headers=viewer, params={
-            "start": "2026-11-26T12:00:00Z", "end": "2026-11-26T12:00:10Z",
+            "start": _iso(T0), "end": _iso(T0 + timedelta(seconds=10)),
             "page_token": ranged.json()["next_page_token"]})
         assert [p["request_id"] for p in nxt.json()["items"]] == [f"c-{i:07d}" for i in range(4, 10)]
         assert (await client.get("/predictions/nope", headers=viewer)).status_code == 404
@@ -157,7 +160,7 @@ async def test_bad_input_is_dead_lettered_or_counted_as_quality_violations_and_t
             Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic, \
             EventCollector(infra.bootstrap_servers, infra.topic_prefix, SIGNALS) as seen:
         await _register(client, traffic, settings, "fraud", "1")
-        ts = "2026-11-26T12:00:00Z"
+        ts = _iso(T0)
         await traffic.raw("prediction-logged", b"\x00\xffthis is not json", key=b"fraud")
         await traffic.raw("prediction-logged", json.dumps({"model": "fraud", "records": [
             {"request_id": "nv-1", "timestamp": ts, "features": {"age": 1}}]}).encode(), key=b"fraud")
