@@ -2,7 +2,8 @@
 
 ``POST /aliases`` moves an alias (state + event in one transaction);
 ``POST /aliases?fail=1`` writes both and then rolls back; ``GET /boom`` is a bug (a 500). The service also
-consumes ``model-alias-changed`` and counts each event's effect.
+consumes ``model-alias-changed`` and counts each event's effect; the alias ``poison`` and the
+model ``poison`` are refused for good (:class:`PermanentError`), so they go to ``dead-letter``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mloop.contracts.payloads import AliasChanged
 from mloop.runtime import outbox
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.deps import Pool
+from mloop.runtime.errors import PermanentError
 from mloop.runtime.messaging import ServiceRouter
 from mloop.runtime.outbox import AfterPublish
 from mloop.runtime.service import ServiceContext, create_service_app
@@ -73,6 +75,8 @@ async def boom(where: Annotated[Literal["route", "after-answer"], Query()] = "ro
 
 
 async def on_alias_changed(event: Event[AliasChanged], conn: asyncpg.Connection) -> None:
+    if event.data.alias == "poison":
+        raise PermanentError("a poisoned alias")
     await conn.execute(
         "INSERT INTO probe_effects (event_id, alias, version) VALUES ($1, $2, $3)",
         event.id, event.data.alias, event.data.version,
@@ -80,6 +84,8 @@ async def on_alias_changed(event: Event[AliasChanged], conn: asyncpg.Connection)
 
 
 async def count_predictions(events: Any, conn: asyncpg.Connection) -> None:
+    if any(e.data.model == "poison" for e in events):
+        raise PermanentError("a poisoned model")
     n = sum(len(e.data.records) for e in events)
     await conn.execute("UPDATE probe_counts SET records = records + $1, messages = messages + $2", n, len(events))
 

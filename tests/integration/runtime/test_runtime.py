@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from mloop.contracts.envelope import encode, new_event
 from mloop.contracts.payloads import AliasChanged
+from mloop.runtime import messaging
 from mloop.runtime.db import apply_migrations, connect_pool, load_migrations
 from mloop.runtime.errors import MigrationError
 from mloop.runtime.testing import EventCollector, auth_headers, running_app
@@ -130,6 +132,104 @@ async def test_undecodable_and_invalid_messages_go_to_dead_letter_and_the_consum
         async def good_applied() -> bool:
             return any(e["event_id"] == good.id for e in await _effects(infra))
         await _wait(good_applied)
+
+
+async def _assigned(client: Any) -> None:
+    async def consumers_assigned() -> bool:
+        return bool((await client.get("/readyz")).json()["checks"].get("consumers_assigned"))
+    await _wait(consumers_assigned, timeout_s=60)
+
+
+def _refuse_first_dead_letter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The broker drops the first dead letter (the connection lost mid-send); later ones go through."""
+    real = messaging.publish_dead_letter
+    refused: list[int] = []
+
+    async def flaky(bound: Any, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if not refused:
+            refused.append(msg.offset)
+            raise KafkaConnectionError("connection to the broker lost while sending")
+        await real(bound, msg, *args, **kwargs)
+
+    monkeypatch.setattr(messaging, "publish_dead_letter", flaky)
+    return refused
+
+
+async def test_an_inbox_record_whose_dead_letter_failed_is_fetched_again_not_skipped(
+    infra: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = _refuse_first_dead_letter(monkeypatch)
+    topic = infra.topic_prefix + "model-alias-changed"
+    events = [new_event("model-alias-changed", AliasChanged(model="m", alias=alias, version="1", seq=i), source="t")
+              for i, alias in enumerate(["a", "poison", "b"], start=1)]
+    async with running_app(create_probe_app(_settings(infra))) as client, EventCollector(
+        infra.bootstrap_servers, infra.topic_prefix, ["dead-letter"]
+    ) as dlq:
+        await _assigned(client)
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            for e in events:
+                rec = encode(e)
+                await producer.send_and_wait(topic, rec.value, key=rec.key, headers=rec.headers, partition=0)
+        finally:
+            await producer.stop()
+
+        async def both_applied() -> bool:
+            return {r["alias"] for r in await _effects(infra)} == {"a", "b"}
+        await _wait(both_applied)
+        letters = await dlq.wait_for("dead-letter", 1)
+        await dlq.poll(1.0)
+    assert refused == [1]
+    # The poisoned event reached dead-letter once it could be sent, exactly once; the others applied once each.
+    assert [(e.data.topic, e.data.offset) for e in dlq.of("dead-letter")] == [("model-alias-changed", 1)]
+    assert "poisoned alias" in letters[0].data.reason
+    assert sorted(r["alias"] for r in await _effects(infra)) == ["a", "b"]
+
+
+async def test_a_batch_whose_dead_letter_failed_is_fetched_again_and_its_later_records_applied(
+    infra: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = _refuse_first_dead_letter(monkeypatch)
+    topic = infra.topic_prefix + "prediction-logged"
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            batch = producer.create_batch()
+            for i, model in enumerate(["m", "poison", "m"]):
+                payload = {"model": model, "records": [{"request_id": f"r{i}-{j}", "version": "1",
+                           "timestamp": "2026-11-26T14:00:00Z", "features": {"x": j}} for j in range(10)]}
+                assert batch.append(key=model.encode(), value=json.dumps(payload).encode(), timestamp=None)
+            await (await producer.send_batch(batch, topic, partition=0))
+        finally:
+            await producer.stop()
+
+    async def counts() -> tuple[int, int]:
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            row = await conn.fetchrow("SELECT records, messages FROM probe.probe_counts")
+            return (row["records"], row["messages"]) if row else (0, 0)
+        finally:
+            await conn.close()
+
+    async with running_app(create_probe_app(_settings(infra), batch=True)) as client, EventCollector(
+        infra.bootstrap_servers, infra.topic_prefix, ["dead-letter"]
+    ) as dlq:
+        # Sent once the group has settled, in one producer batch: one fetch, no rebalance to seek for us.
+        await _assigned(client)
+        await send()
+
+        async def both_counted() -> bool:
+            return (await counts())[1] >= 2
+        await _wait(both_counted)
+        await dlq.wait_for("dead-letter", 1)
+        await asyncio.sleep(1.0)
+        await dlq.poll(0.5)
+    assert refused == [1]
+    assert await counts() == (20, 2)
+    assert [(e.data.topic, e.data.offset) for e in dlq.of("dead-letter")] == [("prediction-logged", 1)]
 
 
 async def test_migrations_apply_once_and_a_changed_checksum_is_refused(infra: Any, tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ raises :class:`PermanentError`, goes to ``dead-letter`` with its original
 bytes, headers and the reason, and the subscriber carries on. Other handler
 errors are retried with backoff; an event that keeps failing is
 dead-lettered after ``max_attempts``; connection losses are retried forever.
+When a record's handling still fails past all that (the broker refuses its
+dead letter, the database drops out while the offset is stored), the
+subscriber seeks the partition back to that record and fetches it again: a
+record is never skipped because the fetch position moved past it.
 
 The custom ``parser``/``decoder`` hand the raw aiokafka records to these
 subscribers untouched (no per-record JSON decoding by the framework): the
@@ -346,9 +350,33 @@ class _Subscription:
                         max(0, hw - pos))
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``offsets`` to Kafka; a commit refused by a rebalance is logged, not raised.
+
+        The partition's next owner starts from the last committed (or stored)
+        offset, and redeliveries are dropped by the inbox or the stored offset.
+        """
         consumer = self.consumer
         if consumer is not None and offsets:
-            await consumer.commit(dict(offsets))
+            try:
+                await consumer.commit(dict(offsets))
+            except Exception as exc:  # CommitFailedError after a rebalance, a broker gone meanwhile
+                log.info("offset commit not taken (%r); the partition's next owner redelivers", exc)
+
+    async def rewind(self, tp: TopicPartition, offset: int, exc: BaseException) -> None:
+        """Fetch ``tp`` again from ``offset`` after its handling failed past the retries.
+
+        The fetch position has already moved past the failed records; without
+        the seek they would be skipped until the next rebalance. Waits a retry
+        delay so a lasting outage does not spin. A partition no longer assigned
+        needs nothing: its next owner starts from the stored or committed offset.
+        """
+        log.warning("%s[%d]@%d not handled (%r); fetching it again", self._logical(tp.topic), tp.partition,
+                    offset, exc, exc_info=exc)
+        consumer = self.consumer
+        if consumer is not None:
+            with contextlib.suppress(Exception):  # IllegalStateError: revoked meanwhile
+                consumer.seek(tp, offset)
+        await asyncio.sleep(self.retry_delay_s)
 
     async def retrying(self, what: str, fn: Callable[[], Awaitable[None]]) -> Exception | None:
         """Run ``fn``; retry transient failures forever and others ``max_attempts`` times.
@@ -479,6 +507,16 @@ class InboxSubscription(_Subscription):
 
     async def __call__(self, msg: Record) -> None:
         """The subscriber's handler: one record, applied or dead-lettered, then its offset committed."""
+        tp = TopicPartition(msg.topic, msg.partition)
+        try:
+            await self._handle(msg)
+        except Exception as exc:
+            await self.rewind(tp, msg.offset, exc)
+            return
+        await self.commit({tp: msg.offset + 1})
+        self.record_lag()
+
+    async def _handle(self, msg: Record) -> None:
         try:
             event = self.decode_event(msg)
         except EnvelopeError as exc:
@@ -494,8 +532,6 @@ class InboxSubscription(_Subscription):
                 failed = None
             if failed is not None:
                 await self.dead_letter(msg, f"handler kept failing: {failed!r}", type(failed).__name__)
-        await self.commit({TopicPartition(msg.topic, msg.partition): msg.offset + 1})
-        self.record_lag()
 
 
 class StoredOffsetsSubscription(_Subscription):
@@ -560,8 +596,13 @@ class StoredOffsetsSubscription(_Subscription):
         for r in records:
             by_partition.setdefault((r.topic, r.partition), []).append(r)
         for (topic, partition), msgs in by_partition.items():
-            async with self.processing:
-                await self._process_locked(TopicPartition(topic, partition), msgs)
+            tp = TopicPartition(topic, partition)
+            try:
+                async with self.processing:
+                    await self._process_locked(tp, msgs)
+            except Exception as exc:
+                # Records before the first one here are stored; the rest is fetched again.
+                await self.rewind(tp, msgs[0].offset, exc)
         self.record_lag()
 
     async def _stored_offset(self, conn: asyncpg.Connection, topic: str, partition: int) -> int:
@@ -612,8 +653,7 @@ class StoredOffsetsSubscription(_Subscription):
         self._stored[(topic, tp.partition)] = next_offset
         if bound.metrics is not None:
             bound.metrics.events_consumed.labels(topic=topic).inc(len(items))
-        with contextlib.suppress(Exception):
-            await self.commit({tp: next_offset})  # for lag visibility only
+        await self.commit({tp: next_offset})  # for lag visibility only
 
     async def _apply_one_by_one(self, items: list[Any], msgs: list[Record], tp: TopicPartition, topic: str) -> None:
         bound = self.bound
@@ -634,8 +674,13 @@ class StoredOffsetsSubscription(_Subscription):
             if failed is not None:
                 reason = failed.reason if isinstance(failed, EnvelopeError) else str(failed)
                 await self.dead_letter(by_offset[_offset(item)], reason, type(failed).__name__)
-        async with bound.pool.acquire() as conn:
-            await conn.execute(_STORE_OFFSET, group, topic, tp.partition, msgs[-1].offset + 1)
+        async def store_offset() -> None:
+            async with bound.pool.acquire() as conn:
+                await conn.execute(_STORE_OFFSET, group, topic, tp.partition, msgs[-1].offset + 1)
+
+        failed = await self.retrying(f"{topic}[{tp.partition}] offset", store_offset)
+        if failed is not None:
+            raise failed
 
 
 def _offset(item: Event[Any] | Record) -> int:
