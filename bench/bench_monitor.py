@@ -167,14 +167,15 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
         await _produce(stack.bootstrap_servers, topic, messages)
         produce_s = time.perf_counter() - produced_at
         async with running_app(create_app(settings)):
-            first_at, first_n = None, 0
+            first_at, first_n, first_cpu = None, 0, 0.0
             deadline = time.perf_counter() + 600
             while True:
                 n = await _counted(conn)
                 now = time.perf_counter()
                 if first_at is None and n > 0:
-                    first_at, first_n = now, n
+                    first_at, first_n, first_cpu = now, n, time.process_time()
                 if n >= records:
+                    cpu_s = time.process_time() - first_cpu
                     break
                 if now > deadline:
                     raise TimeoutError(f"monitor counted {n} of {records}")
@@ -191,7 +192,8 @@ async def _scenario(stack: EphemeralStack, records: int, per_message: int, store
     monitor_rate = (records - first_n) / elapsed
     raw_rate = records / max(raw_s, 1e-6)
     return {"records": records, "messages": len(messages), "monitor_rate": monitor_rate, "raw_rate": raw_rate,
-            "windows": int(windows), "stored": int(stored), "produce_s": produce_s, "counted": final}
+            "windows": int(windows), "stored": int(stored), "produce_s": produce_s, "counted": final,
+            "cpu_us": cpu_s / max(records - first_n, 1) * 1e6}
 
 
 def _row(name: str, value: float, detail: str, target: str | None = None, unit: str = "records/s") -> dict[str, Any]:
@@ -215,7 +217,8 @@ async def _bench(stack: EphemeralStack, quick: bool) -> list[dict[str, Any]]:
         detail = (f"{res['records']} records in {res['messages']} messages, 23 features; "
                   f"{res['windows']} windows of 2,000 rows evaluated; {res['stored']} predictions stored; "
                   f"counted {res['counted']} (exactly once: {'yes' if res['counted'] == n else 'NO'}); "
-                  f"{ratio:.2f}x the raw consumer of the same run ({res['raw_rate']:,.0f} records/s)")
+                  f"{ratio:.2f}x the raw consumer of the same run ({res['raw_rate']:,.0f} records/s); "
+                  f"{res['cpu_us']:.1f} µs CPU per record in the monitor's process")
         rows.append(_row(f"monitor end to end, {label}", res["monitor_rate"], detail, floor))
         rows.append(_row(f"raw aiokafka consumer, same topic ({label})", res["raw_rate"],
                          "fetch only, no decoding; the ceiling the monitor is compared with"))
