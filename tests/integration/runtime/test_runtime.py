@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import KafkaConnectionError
 
 from mloop.contracts.envelope import encode, new_event
@@ -34,6 +35,16 @@ async def _effects(infra: Any) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(infra.database_url)
     try:
         return await conn.fetch("SELECT event_id, alias, version FROM probe.probe_effects")
+    finally:
+        await conn.close()
+
+
+async def _counts(infra: Any) -> tuple[int, int]:
+    """Prediction records and messages the probe's stored-offsets consumer applied."""
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        row = await conn.fetchrow("SELECT records, messages FROM probe.probe_counts")
+        return (row["records"], row["messages"]) if row else (0, 0)
     finally:
         await conn.close()
 
@@ -206,14 +217,6 @@ async def test_a_batch_whose_dead_letter_failed_is_fetched_again_and_its_later_r
         finally:
             await producer.stop()
 
-    async def counts() -> tuple[int, int]:
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            row = await conn.fetchrow("SELECT records, messages FROM probe.probe_counts")
-            return (row["records"], row["messages"]) if row else (0, 0)
-        finally:
-            await conn.close()
-
     async with running_app(create_probe_app(_settings(infra), batch=True)) as client, EventCollector(
         infra.bootstrap_servers, infra.topic_prefix, ["dead-letter"]
     ) as dlq:
@@ -222,13 +225,13 @@ async def test_a_batch_whose_dead_letter_failed_is_fetched_again_and_its_later_r
         await send()
 
         async def both_counted() -> bool:
-            return (await counts())[1] >= 2
+            return (await _counts(infra))[1] >= 2
         await _wait(both_counted)
         await dlq.wait_for("dead-letter", 1)
         await asyncio.sleep(1.0)
         await dlq.poll(0.5)
     assert refused == [1]
-    assert await counts() == (20, 2)
+    assert await _counts(infra) == (20, 2)
     assert [(e.data.topic, e.data.offset) for e in dlq.of("dead-letter")] == [("prediction-logged", 1)]
 
 
@@ -330,29 +333,50 @@ async def test_offsets_stored_with_state_survive_a_restart_without_double_counti
                                 key=b"m", partition=i % 12)
         await producer.flush()
 
-    async def counts() -> tuple[int, int]:
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            row = await conn.fetchrow("SELECT records, messages FROM probe.probe_counts")
-            return (row["records"], row["messages"]) if row else (0, 0)
-        finally:
-            await conn.close()
-
     try:
         await send(120, 0)
         async with running_app(create_probe_app(settings, batch=True)):
             async def first_half() -> bool:
-                return (await counts())[1] == 120
+                return (await _counts(infra))[1] == 120
             await _wait(first_half)
         await send(80, 120)
         async with running_app(create_probe_app(settings, batch=True)):
             async def all_in() -> bool:
-                return (await counts())[1] >= 200
+                return (await _counts(infra))[1] >= 200
             await _wait(all_in)
             await asyncio.sleep(1.0)
-        assert await counts() == (2000, 200)
+        assert await _counts(infra) == (2000, 200)
     finally:
         await producer.stop()
+
+
+async def test_a_partition_whose_first_records_were_deleted_is_read_from_its_earliest_offset(infra: Any) -> None:
+    """No stored offset means offset 0; below the log start the fetcher resets to the earliest record."""
+    topic = infra.topic_prefix + "prediction-logged"
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for i in range(10):
+            payload = {"model": "m", "records": [{"request_id": f"r{i}-{j}", "version": "1",
+                       "timestamp": "2026-11-26T14:00:00Z", "features": {"x": j}} for j in range(10)]}
+            await producer.send(topic, json.dumps(payload).encode(), key=b"m", partition=3)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+    await admin.start()
+    try:
+        low = await admin.delete_records({TopicPartition(topic, 3): RecordsToDelete(before_offset=4)})
+    finally:
+        await admin.close()
+    assert low[TopicPartition(topic, 3)] == 4
+
+    async with running_app(create_probe_app(_settings(infra), batch=True)):
+        async def rest_counted() -> bool:
+            return (await _counts(infra))[1] >= 6
+        await _wait(rest_counted, timeout_s=30)
+        await asyncio.sleep(1.0)
+    assert await _counts(infra) == (60, 6)
 
 
 async def test_a_trace_begun_by_an_http_request_continues_in_the_consumer(infra: Any, spans: Any) -> None:

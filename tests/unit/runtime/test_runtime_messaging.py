@@ -6,10 +6,12 @@ broker and database in tests/integration/runtime and tests/integration/resilienc
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.message import StreamMessage
@@ -170,3 +172,78 @@ async def test_a_permanent_error_is_raised_at_once() -> None:
     with pytest.raises(PermanentError):
         await sub.retrying("event", fn)
     assert len(calls) == 1
+
+
+class _Consumer:
+    """Positions as the rebalance callback leaves them; any wait on the fetcher is a failure."""
+
+    def __init__(self) -> None:
+        self.positions: dict[Any, int] = {}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        raise AssertionError("the rebalance callback waited on the fetcher")
+
+
+class _Pool:
+    def __init__(self, rows: list[dict[str, Any]] | None = None, *, fail: bool = False, hang: bool = False) -> None:
+        self.rows, self.fail, self.hang = rows or [], fail, hang
+
+    def acquire(self) -> Any:
+        pool = self
+
+        class _Conn:
+            async def __aenter__(self) -> Any:
+                if pool.fail:
+                    raise ConnectionRefusedError("database down")
+                if pool.hang:
+                    await asyncio.sleep(3600)
+                return self
+
+            async def __aexit__(self, *exc: object) -> None:
+                return None
+
+            async def fetch(self, sql: str, group: str) -> list[dict[str, Any]]:
+                assert "consumer_offsets" in sql and group == "mloop-probe-traffic"
+                return pool.rows
+
+        return _Conn()
+
+
+def _stored_offsets_subscription(pool: _Pool) -> tuple[Any, _Consumer]:
+    settings = _settings()
+    router = ServiceRouter(settings)
+
+    async def handler(items: Any, conn: Any) -> None:
+        return None  # pragma: no cover - never called here
+
+    sub = router.stored_offsets(["prediction-logged"], handler, group_suffix="-traffic")
+    sub.bind(KafkaBindings(settings, pool=pool, broker=create_broker(settings)))
+    consumer = _Consumer()
+    sub.subscriber = type("_Subscriber", (), {"consumer": consumer})()
+    return sub, consumer
+
+
+async def test_assignment_seeks_to_the_stored_offsets_and_to_zero_without_waiting_on_the_fetcher() -> None:
+    pool = _Pool([{"topic": "prediction-logged", "partition": 1, "next_offset": 42}])
+    sub, consumer = _stored_offsets_subscription(pool)
+    p0, p1 = TopicPartition("t1-prediction-logged", 0), TopicPartition("t1-prediction-logged", 1)
+    await sub.listener().on_partitions_assigned([p0, p1])
+    assert consumer.positions == {p0: 0, p1: 42}
+    assert sub.ready.is_set()
+
+
+@pytest.mark.parametrize("pool", [_Pool(fail=True), _Pool(hang=True)], ids=["database down", "database hangs"])
+async def test_assignment_returns_promptly_when_the_stored_offsets_cannot_be_read(
+    pool: _Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mloop.runtime import messaging
+
+    monkeypatch.setattr(messaging, "_LISTENER_DB_TIMEOUT_S", 0.2)
+    sub, consumer = _stored_offsets_subscription(pool)
+    # The group's coordination waits for this callback: it must come back, leaving positions to Kafka's commits.
+    await asyncio.wait_for(sub.listener().on_partitions_assigned([TopicPartition("t1-prediction-logged", 0)]), 5)
+    assert consumer.positions == {}
+    assert sub.ready.is_set()

@@ -103,6 +103,8 @@ _STORE_OFFSET = (
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.DeadlockDetectedError,
               asyncpg.SerializationError, asyncpg.TooManyConnectionsError)
 _MAX_TRANSIENT_DELAY_S = 2.0
+# The rebalance callback holds the group's coordination: never wait long in it.
+_LISTENER_DB_TIMEOUT_S = 5.0
 
 # Consumer options shared by every subscriber: offsets are committed by the
 # runtime (manual ack policy), never automatically; only committed outbox
@@ -569,26 +571,43 @@ class StoredOffsetsSubscription(_Subscription):
         await super().on_assigned(assigned)
 
     async def seek_to_stored(self, assigned: Sequence[TopicPartition]) -> None:
-        """Seek each assigned partition to the offset stored with the state (the beginning if none)."""
+        """Seek each assigned partition to the offset stored with the state (offset 0 if none).
+
+        Runs inside aiokafka's rebalance callback, which blocks the group's
+        coordination (no heartbeats, no coordinator lookup) until it returns,
+        so it never waits on the consumer: ``seek`` only sets the position.
+        ``seek_to_beginning`` would wait for the fetcher, and the fetcher
+        waits for the committed offsets of the other new partitions, which
+        need a coordinator that only the blocked coordination can find again
+        if the broker went away meanwhile: the group would hang for good.
+        Offset 0 below the log start is reset to the earliest offset by the
+        fetcher (``auto_offset_reset="earliest"``). If the stored offsets
+        cannot be read in time, the positions come from the offsets
+        committed to Kafka, which never pass the stored ones; the stored
+        offset checked in every transaction drops what was applied already.
+        """
         consumer = self.consumer
         if not assigned or consumer is None:
             return
         bound = self.bound
-        async with bound.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = $1",
-                self.group_id(bound.settings),
-            )
+        try:
+            async with asyncio.timeout(_LISTENER_DB_TIMEOUT_S), bound.pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer_group = $1",
+                    self.group_id(bound.settings),
+                )
+        except Exception as exc:
+            log.warning("stored offsets unreadable on assignment (%r); starting from the committed ones", exc)
+            return
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         for tp in assigned:
             key = (self._logical(tp.topic), tp.partition)
             offset = stored.get(key)
             if offset is None:
                 self._stored.pop(key, None)
-                await consumer.seek_to_beginning(tp)
             else:
                 self._stored[key] = offset
-                consumer.seek(tp, offset)
+            consumer.seek(tp, 0 if offset is None else offset)
 
     async def __call__(self, records: tuple[Record, ...]) -> None:
         """The subscriber's handler: the fetched records, split by partition, each applied with its offset."""
