@@ -19,7 +19,7 @@ from .test_rollout_service import OUR_TOPICS, Kafka, eventually, live_traffic, o
 
 pytestmark = pytest.mark.integration
 
-INTERVAL_S = 60.0  # neither the plan's interval nor the fallback poll comes round during a test
+INTERVAL_S = 120.0  # neither the plan's interval nor the fallback poll comes round during a test
 PLAN: dict[str, Any] = {
     "strategy": "canary",
     "steps": [0.5],
@@ -57,7 +57,7 @@ async def test_a_step_advances_at_its_minimum_duration_and_a_zero_hold_completes
         rollouts = (await client.get("/rollouts", params={"model": m}, headers=op)).json()["items"]
         detail = (await client.get(f"/rollouts/{rollouts[0]['id']}", headers=op)).json()
         history = [(h["at"], h["kind"], h["data"].get("reason")) for h in detail["history"]]
-        # Due at 2 s; an analysis at the next interval would have come at 60 s
+        # Due at 2 s; an analysis at the next interval would have come at 120 s
         # (the margin is for a loaded machine, where evidence can lag by seconds).
         assert PLAN["step_min_duration_s"] <= step < INTERVAL_S / 2, (started.time, history)
         assert advanced.data.phase == "promoting"
