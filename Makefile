@@ -48,8 +48,8 @@ status: venv ## what runs, then KEY=VALUE lines: eval "$$(make -s status)"
 clean: venv ## stop everything and delete the local data
 	$(PY) -m mloop.devstack clean
 
-test: install browser ## the whole suite: unit, integration (real Kafka + Postgres) and e2e (chaos apart)
-	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+test: install browser ## the whole suite: unit, integration (real Kafka + Postgres) and e2e (one chaos seed included)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
