@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from typing import Any
 
 import numpy as np
@@ -331,3 +332,170 @@ def test_a_training_profile_registered_late_replaces_the_first_predictions_refer
     assert m.open_pane is None and m.panes == [] and m.predictions_seen == 800
     out = m.observe(_batch(np.random.default_rng(16), 500), config)
     assert [r.window.size for r in out.results if r.signal == "data"] == [500]
+
+
+# --------------------------------------------------------------------------- partition independence
+
+
+def _shuffled(batch: PredictionBatch, order: np.ndarray[Any, np.dtype[np.int64]]) -> PredictionBatch:
+    return batch.take(order)
+
+
+def _sampled_config(**window: Any) -> MonitorConfig:
+    # A small-window size above the window keeps a bottom-k sample per numeric feature.
+    return MonitorConfig.model_validate({"window": {"size": 500, **window}, "reference_size": 500,
+                                         "drift": {"small_window_rows": 100_000, "sample_size": 200}})
+
+
+def test_a_panes_sample_depends_on_its_rows_not_on_their_order_or_batching() -> None:
+    config = _sampled_config(size=2000)
+    stream = _batch(np.random.default_rng(21), 1500)
+    order = np.random.default_rng(22).permutation(1500)
+    a, b = _monitor(), _monitor()
+    _feed(a, stream, config, 1500)
+    _feed(b, _shuffled(stream, order), config, 37)
+    assert a.open_pane is not None and b.open_pane is not None
+    pa, pb = a.open_pane.to_dict(), b.open_pane.to_dict()
+    for name in ("x", "y", "prediction"):
+        fa = pa["features"][name] if name != "prediction" else pa["prediction"]
+        fb = pb["features"][name] if name != "prediction" else pb["prediction"]
+        assert fa["sp"] == fb["sp"] and fa["sv"] == fb["sv"]  # the same sample, stored the same way
+        assert fa["counts"] == fb["counts"]
+        assert fa["moments"][0] == fb["moments"][0]
+        assert fa["moments"][1:] == pytest.approx(fb["moments"][1:], rel=1e-12)  # summation order
+    assert pa["features"]["c"] == pb["features"]["c"] and pa["rows"] == pb["rows"] == 1500
+    counts = a.open_pane.features["x"]
+    assert isinstance(counts, NumericCounts) and counts.sample_values.size == 200
+    # Uniform: the kept rows' priorities are the 200 lowest of 1,500 uniform draws.
+    assert counts.sample_priority.max() < 0.25
+
+
+def test_equal_priorities_keep_the_smaller_values_whatever_the_order() -> None:
+    config = _sampled_config(size=2000)
+    stream = _batch(np.random.default_rng(23), 600)
+    twice = PredictionBatch(stream.request_ids * 2, np.concatenate([stream.timestamps] * 2),
+                            stream.features + [{**f, "x": f["x"] + 1.0} for f in stream.features],
+                            stream.predictions * 2)
+    a, b = _monitor(), _monitor()
+    a.observe(twice, config)
+    b.observe(twice.take(np.arange(1199, -1, -1)), config)
+    assert a.open_pane is not None and b.open_pane is not None
+    assert a.open_pane.to_dict()["features"]["x"]["sv"] == b.open_pane.to_dict()["features"]["x"]["sv"]
+
+
+def _partitioned(stream: PredictionBatch, parts: int, chunk: int) -> list[list[PredictionBatch]]:
+    """The stream cut into chunks of ``chunk`` records, each chunk to a partition by its first request id."""
+    out: list[list[PredictionBatch]] = [[] for _ in range(parts)]
+    for i in range(0, len(stream), chunk):
+        p = zlib.crc32(stream.request_ids[i].encode()) % parts
+        piece = stream.slice(i, i + chunk)
+        out[p].append(PredictionBatch(piece.request_ids, piece.timestamps, piece.features, piece.predictions,
+                                      0, p, tuple(range(parts))))
+    return out
+
+
+def _drift_figures(out: Outcome) -> list[tuple[Any, ...]]:
+    rows = []
+    for r in out.results:
+        feats = r.evidence.get("features", [])
+        rows.append((r.signal, r.window_no, r.window.size, r.alarm, r.window.start, r.window.end,
+                     [(f["name"], f["statistic"], f["p_value"], f["drifted"]) for f in feats]))
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["tumbling", "sliding"])
+def test_time_windows_hold_the_same_rows_whatever_order_the_partitions_are_read_in(mode: str) -> None:
+    window = {"by": "time", "mode": mode, "seconds": 600.0, "min_rows": 100, "allowed_lateness": 5.0}
+    if mode == "sliding":
+        window["slide_seconds"] = 200.0
+    config = MonitorConfig.model_validate({"window": window, "reference_size": 500,
+                                           "drift": {"small_window_rows": 100_000, "sample_size": 300}})
+    rng = np.random.default_rng(24)
+    clean, drifted = _batch(rng, 2400), _batch(rng, 2400, start=2400, shift=0.8)
+    stream = PredictionBatch(clean.request_ids + drifted.request_ids,
+                             np.concatenate([clean.timestamps, drifted.timestamps]),
+                             clean.features + drifted.features, clean.predictions + drifted.predictions)
+    parts = _partitioned(stream, 4, 20)
+    # One partition after the other, each read to its end before the next.
+    one_by_one, a = Outcome(), _monitor()
+    for batches in parts:
+        for b in batches:
+            one_by_one.extend(a.observe(b, config))
+    # Round robin over the partitions, last partition first, three chunks at a time.
+    interleaved, m = Outcome(), _monitor()
+    cursors = [0] * len(parts)
+    while any(c < len(p) for c, p in zip(cursors, parts, strict=True)):
+        for i in reversed(range(len(parts))):
+            for b in parts[i][cursors[i]:cursors[i] + 3]:
+                interleaved.extend(m.observe(b, config))
+            cursors[i] += 3
+    assert _drift_figures(one_by_one) == _drift_figures(interleaved)
+    assert a.late_rows == m.late_rows == 0
+    data = [r for r in interleaved.results if r.signal == "data"]
+    open_rows = sum(p.rows for p in m.open_panes.values())
+    if mode == "tumbling":
+        # The last window stays open: no partition has read past its end.
+        assert [r.window.size for r in data] == [600] * 7
+        assert sum(r.window.size for r in data) + open_rows == len(stream)
+        assert [r.alarm for r in data] == [False] * 4 + [True] * 3
+    else:
+        assert [r.window.size for r in data][:3] == [200, 400, 600] and len(data) == 23  # 24 panes, the last open
+
+
+def test_a_record_read_after_its_pane_closed_is_counted_late_not_windowed() -> None:
+    config = _config(by="time", seconds=600.0, min_rows=100, allowed_lateness=10.0)
+    rng = np.random.default_rng(25)
+    m = _monitor()
+    out = m.observe(_batch(rng, 700), config)  # 0..699 s: the first pane closes at 610 s
+    assert [r.window.size for r in out.results if r.signal == "data"] == [600]
+    # Within the lateness on its own partition: still counted, in the open pane.
+    m.observe(_batch(rng, 5, start=695), config)
+    assert m.late_rows == 0 and m.open_panes[1].rows == 105
+    # Of the closed pane: late, counted as such, no pane opened for it.
+    m.observe(_batch(rng, 3, start=100), config)
+    assert m.late_rows == 3 and sorted(m.open_panes) == [1]
+    out = m.observe(_batch(rng, 600, start=700), config)
+    quality = [r for r in out.results if r.signal == "quality"]
+    assert quality[0].evidence["late_rows"] == 3 and quality[0].window.size == 600 + 105 - 100
+    state = json.loads(json.dumps(m.to_state()))
+    assert state["late_rows"] == 3 and state["watermarks"] == {"0": 1299.0}
+
+
+def test_a_time_pane_waits_for_every_partition_carrying_the_traffic() -> None:
+    config = _config(by="time", seconds=600.0, min_rows=100, allowed_lateness=0.0)
+    rng = np.random.default_rng(26)
+    m = _monitor()
+    first = _batch(rng, 1000)
+    out = m.observe(PredictionBatch(first.request_ids, first.timestamps, first.features, first.predictions,
+                                    0, 0, (0, 1)), config)
+    assert out.results == [] and m.watermarks == {0: 999.0}  # partition 1 has not passed 600 s yet
+    second = _batch(rng, 10, start=600)
+    out = m.observe(PredictionBatch(second.request_ids, second.timestamps, second.features, second.predictions,
+                                    0, 1, (0, 1)), config)
+    assert [r.window.size for r in out.results if r.signal == "data"] == [600]
+
+
+def test_a_state_written_before_watermarks_loads_and_goes_on() -> None:
+    config = _config(by="time", seconds=600.0, min_rows=100)
+    m = _monitor()
+    m.observe(_batch(np.random.default_rng(27), 900), config)
+    state = json.loads(json.dumps(m.to_state()))
+    # The shape states had before: one open time pane, no watermarks, no late count.
+    pane = state.pop("open_panes")[0]
+    for k in ("watermarks", "partitions", "closed_key", "late_rows", "late_since_window"):
+        state.pop(k)
+    state["open_pane"] = pane
+    state["window_signature"] = config.window.model_dump_json(exclude={"allowed_lateness"})
+    old = VersionMonitor.from_state("m", "1", state, reference=m.reference, reference_source="training-profile",
+                                    schema=[dict(f) for f in SCHEMA], metrics={})
+    assert old.open_pane is None and sorted(old.open_panes) == [1] and old.open_panes[1].rows == 300
+    assert old.closed_key == 0 and old.late_rows == 0
+    out = old.observe(_batch(np.random.default_rng(28), 400, start=900), config)
+    assert [r.window.size for r in out.results if r.signal == "data"] == [600]
+
+
+def test_allowed_lateness_is_bounded_and_finite() -> None:
+    for bad in (-1.0, float("inf"), 31 * 86400.0):
+        with pytest.raises(ValidationError, match="allowed_lateness"):
+            WindowSettings(by="time", allowed_lateness=bad)
+    assert WindowSettings().allowed_lateness == 10.0

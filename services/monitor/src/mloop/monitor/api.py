@@ -56,6 +56,7 @@ class VersionStatus(BaseModel):
     reference_rows: int | None
     reference_progress: int = Field(description="Predictions collected towards a first-predictions reference")
     predictions_seen: int
+    late_rows: int = Field(0, description="Predictions read after their time pane had closed: counted, not windowed")
     labels_joined: int
     windows_evaluated: int
     traffic_weight: float | None = None
@@ -125,6 +126,7 @@ async def _statuses(
                   (v.reference->>'row_count')::int AS reference_rows, v.metrics, v.profile_error,
                   COALESCE((s.state->>'bootstrap_rows')::int, 0) AS reference_progress,
                   COALESCE((s.state->>'predictions_seen')::bigint, 0) AS predictions_seen,
+                  COALESCE((s.state->>'late_rows')::bigint, 0) AS late_rows,
                   COALESCE((s.state->>'labels_joined')::bigint, 0) AS labels_joined,
                   COALESCE((s.state->>'window_no')::int, 0) AS windows_evaluated
            FROM model_versions v LEFT JOIN monitor_state s USING (model, version)
@@ -162,7 +164,7 @@ async def _statuses(
         out.setdefault(r["model"], []).append(VersionStatus(
             version=r["version"], registered=r["registered"], reference_source=r["reference_source"],
             reference_rows=r["reference_rows"], reference_progress=r["reference_progress"],
-            predictions_seen=r["predictions_seen"], labels_joined=r["labels_joined"],
+            predictions_seen=r["predictions_seen"], late_rows=r["late_rows"], labels_joined=r["labels_joined"],
             windows_evaluated=r["windows_evaluated"],
             traffic_weight=route["weight"] if route else None, shadow=route["shadow"] if route else None,
             registered_metrics=dict(r["metrics"]), profile_error=r["profile_error"],

@@ -44,7 +44,11 @@ def build_router(settings: ServiceSettings, monitoring: Monitoring, *, batch_max
     def decode(r: Record) -> Event[Any] | PredictionMessage:
         if r.topic == prefix + PREDICTIONS_TOPIC:
             # Predictions skip the envelope's per-record models: straight to columns.
-            return decode_prediction_message(r.value, r.headers, partition=r.partition, offset=r.offset)
+            msg = decode_prediction_message(r.value, r.headers, partition=r.partition, offset=r.offset)
+            # Keyed by its model, a model's traffic stays in one partition; keyed otherwise
+            # (by request, or not at all) it spreads over every partition of the topic.
+            msg.spread = r.key != msg.model.encode()
+            return msg
         return decode_record(r, prefix)
 
     async def on_traffic(records: Sequence[Record], conn: asyncpg.Connection) -> None:

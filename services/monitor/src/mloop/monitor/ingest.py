@@ -133,6 +133,8 @@ class PredictionMessage:
     partition: int
     offset: int
     topic: str = TOPIC
+    spread: bool = False
+    """Keyed by something other than the model's name: the model's traffic is spread over every partition."""
 
 
 def decode_prediction_message(

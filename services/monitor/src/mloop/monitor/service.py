@@ -38,6 +38,7 @@ from mloop.contracts.payloads import (
     MonitorConfigChanged,
     TrafficSplitChanged,
 )
+from mloop.contracts.topics import spec_for
 from mloop.monitor import store
 from mloop.monitor.domain import (
     LabelledPrediction,
@@ -99,9 +100,13 @@ class Monitoring:
         unknown_models: Literal["dead-letter", "monitor"] = "dead-letter",
         max_versions_per_model: int = 100,
         store_sample_rate: float = 1.0,
+        prediction_partitions: int = spec_for("prediction-logged").partitions,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.source = source
+        # A model whose traffic is spread (not keyed by its name) reaches every partition, and its
+        # time windows wait for all of them: the topic is created with the contract's partitions.
+        self.spread_over = tuple(range(prediction_partitions))
         self.store_mode = store_mode
         # Which request ids are stored is a function of the id alone, so a
         # label makes the same decision as its prediction did.
@@ -149,18 +154,26 @@ class Monitoring:
     # -- predictions ------------------------------------------------------------------------
 
     async def _on_predictions(self, messages: Sequence[PredictionMessage], conn: asyncpg.Connection) -> None:
-        parts: dict[Key, list[PredictionColumns]] = defaultdict(list)
+        # A batch comes from one partition; grouped by it all the same, since each partition's
+        # records move that partition's event-time watermark.
+        parts: dict[tuple[Key, int], list[PredictionColumns]] = defaultdict(list)
+        spread: set[tuple[Key, int]] = set()
         for m in messages:
             for version, cols in m.columns.by_version().items():
-                parts[(m.model, version)].append(cols)
-        groups = {key: PredictionColumns.concat(p) for key, p in parts.items()}
+                parts[((m.model, version), m.partition)].append(cols)
+                if m.spread:
+                    spread.add(((m.model, version), m.partition))
+        by_partition = {kp: PredictionColumns.concat(p) for kp, p in parts.items()}
+        groups = {key: PredictionColumns.concat([c for (k, _), c in by_partition.items() if k == key])
+                  for key in dict.fromkeys(k for k, _ in by_partition)}
         revs = await self._lock(conn, {m for m, _ in groups}, groups)
         touched: dict[Key, Outcome] = {}
-        for key, cols in groups.items():
-            entry = await self._entry(conn, key, revs[key])
+        for (key, partition), cols in by_partition.items():
+            entry = await self._entry(conn, key, revs[key]) if key not in touched else self.cache[key]
             batch = PredictionBatch(cols.request_ids, cols.timestamps, cols.features, cols.predictions,
-                                    sum(cols.errors))
-            touched[key] = entry.monitor.observe(batch, entry.config)
+                                    sum(cols.errors), partition,
+                                    self.spread_over if (key, partition) in spread else (partition,))
+            touched.setdefault(key, Outcome()).extend(entry.monitor.observe(batch, entry.config))
             self.metrics.records.labels(model=key[0]).inc(len(cols))
         if self.store_mode != "off":
             await self._store_predictions(conn, groups, touched)

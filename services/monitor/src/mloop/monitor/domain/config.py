@@ -43,6 +43,14 @@ class WindowSettings(BaseModel):
     slide_seconds: float | None = Field(None, gt=0, le=_MAX_SECONDS,
                                         description="Step of a sliding time window; divides seconds")
     min_rows: int = Field(100, ge=2, le=1_000_000, description="A time window with fewer rows is not evaluated")
+    # Records of one partition arrive nearly in event-time order (each serving process logs in
+    # order; several of them sharing a partition interleave by their flush delay, seconds at most).
+    # Ten seconds absorbs that and delays an hourly window's verdict by under 0.3 %.
+    allowed_lateness: float = Field(10.0, ge=0, le=_MAX_SECONDS,
+                                    description="Seconds of event time a time pane stays open after its end: "
+                                    "it closes once every partition carrying the model's traffic has passed "
+                                    "end + allowed_lateness; a record read after its pane ended (plus this) on "
+                                    "its own partition is counted late, not windowed")
 
     @model_validator(mode="after")
     def _slides_divide(self) -> WindowSettings:

@@ -5,7 +5,15 @@
   predictions.
 * **Windows.** Traffic is counted into the reference's bins pane by pane
   (see ``windows.py``); tumbling or sliding, by row count or event time.
-  When a pane closes, the window it completes is evaluated.
+  When a pane closes, the window it completes is evaluated. Count panes
+  are cut in the order records are counted. Time panes close on an
+  event-time watermark: each partition carrying the model's traffic has
+  one (the latest event time read from it), and a pane closes once every
+  one of them has passed its end plus ``allowed_lateness``. A record whose
+  pane had already ended (plus the lateness) on its *own* partition when it
+  was read is late: counted in ``late_rows``, never in a window. Both rules
+  depend only on each partition's own sequence of records, so a time
+  window holds the same rows whatever order the partitions are read in.
 * **Verdicts** per window (``verdicts.py``): data drift and prediction drift
   (``mloop.stats`` tests with correction and an effect-size floor), data
   quality (missing rates, NaN/inf, type errors, out-of-range values, unseen
@@ -15,9 +23,9 @@
 * **Incidents** (``incidents.py``): one opens (one event) on the first
   alarming window and resolves after ``resolve_after_windows`` clean windows.
 
-Every decision depends only on the records and their order, never on the
-wall clock or on how the records were batched, so replaying from stored
-offsets reproduces it exactly.
+Every decision depends only on the records and their order within each
+partition, never on the wall clock or on how the records were batched, so
+replaying from stored offsets reproduces it exactly.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ from mloop.monitor.domain.windows import (
     merge_panes,
     numeric_column,
     numeric_columns,
+    request_hashes,
     window_profile,
 )
 from mloop.stats.changepoint import Cusum, PageHinkley
@@ -98,6 +107,17 @@ class VersionMonitor:
     bootstrap_rows: int = 0
     panes: list[Pane] = field(default_factory=list)
     open_pane: Pane | None = None
+    """The pane being filled (count windows)."""
+    open_panes: dict[int, Pane] = field(default_factory=dict)
+    """Time panes not closed yet, by pane key."""
+    watermarks: dict[int, float] = field(default_factory=dict)
+    """Per partition: the latest event time read from it (time windows)."""
+    partitions: list[int] = field(default_factory=list)
+    """The partitions carrying this version's traffic: a time pane closes once all their watermarks pass it."""
+    closed_key: int | None = None
+    """The key of the last time pane closed: a record of it or an earlier one is late."""
+    late_rows: int = 0
+    late_since_window: int = 0
     window_no: int = 0
     incidents: dict[str, Incident] = field(default_factory=dict)
     predictions_seen: int = 0
@@ -120,7 +140,7 @@ class VersionMonitor:
         self.reference_source = "training-profile"
         self.reference_changed = True
         self.bootstrap, self.bootstrap_rows = {}, 0
-        self.panes, self.open_pane = [], None
+        self.panes, self.open_pane, self.open_panes = [], None, {}
 
     def _build_reference_from_bootstrap(self) -> None:
         kinds = reference_kinds(self.schema)
@@ -157,53 +177,86 @@ class VersionMonitor:
     # -- predictions -----------------------------------------------------------------
 
     def observe(self, batch: PredictionBatch, config: MonitorConfig) -> Outcome:
-        """Count a batch of predictions; evaluate every window it completes."""
+        """Count a batch of predictions (of one partition); evaluate every window it completes."""
         self._apply_window_settings(config)
         out = Outcome()
         self.predictions_seen += len(batch)
         self.serving_errors += batch.errors
         pos, n = 0, len(batch)
+        if self.reference is None and n:
+            pos = min(n, config.reference_size - self.bootstrap_rows)
+            self._collect_bootstrap(batch.slice(0, pos))
+            if self.bootstrap_rows >= config.reference_size:
+                self._build_reference_from_bootstrap()
+        if config.window.by == "time":
+            return self._observe_time(batch, pos, config)
         while pos < n:
-            if self.reference is None:
-                take = min(n - pos, config.reference_size - self.bootstrap_rows)
-                self._collect_bootstrap(batch.slice(pos, pos + take))
-                pos += take
-                if self.bootstrap_rows >= config.reference_size:
-                    self._build_reference_from_bootstrap()
-                continue
-            pane = self._current_pane(batch.timestamps[pos], config)
-            if config.window.by == "count":
-                take = min(n - pos, config.window.pane_rows - pane.rows)
-                full = pane.rows + take >= config.window.pane_rows
-            else:
-                keys = np.floor(batch.timestamps[pos:] / config.window.pane_seconds)
-                later = np.nonzero(keys > (pane.key if pane.key is not None else keys[0]))[0]
-                take = int(later[0]) if later.size else n - pos
-                full = bool(later.size)
-            if take:
-                self._add(pane, batch.slice(pos, pos + take), config)
-                pos += take
-            if full:
-                next_key = (
-                    int(np.floor(batch.timestamps[pos] / config.window.pane_seconds))
-                    if config.window.by == "time" else None
-                )
-                out.extend(self._close_pane(config, next_key))
+            pane = self._current_pane(config)
+            take = min(n - pos, config.window.pane_rows - pane.rows)
+            self._add(pane, batch.slice(pos, pos + take), config)
+            pos += take
+            if pane.rows >= config.window.pane_rows:
+                out.extend(self._close_pane(config))
+        return out
+
+    def _observe_time(self, batch: PredictionBatch, start: int, config: MonitorConfig) -> Outcome:
+        """Time panes: count the rows that are not late, then close every pane the watermark has passed."""
+        n = len(batch)
+        if not n:
+            return Outcome()
+        seconds, lateness = config.window.pane_seconds, config.window.allowed_lateness
+        part = batch.partition
+        known = set(self.partitions)
+        if not known.issuperset(batch.partitions or (part,)):
+            self.partitions = sorted(known.union(batch.partitions or (part,)))
+        ts = batch.timestamps
+        mark = self.watermarks.get(part, -math.inf)
+        # The partition's watermark as each row was read: the latest event time before it.
+        before = np.empty(n, dtype=np.float64)
+        before[0] = mark
+        if n > 1:
+            np.maximum(np.maximum.accumulate(ts[:-1]), mark, out=before[1:])
+        keys = np.floor(ts / seconds).astype(np.int64)
+        late = before >= (keys + 1) * seconds + lateness
+        if self.closed_key is not None:
+            late |= keys <= self.closed_key
+        late[:start] = False
+        n_late = int(np.count_nonzero(late))
+        self.late_rows += n_late
+        self.late_since_window += n_late
+        self.watermarks[part] = max(mark, float(ts.max()))
+        counted = np.nonzero(~late)[0]
+        counted = counted[counted >= start]
+        if counted.size:
+            assert self.reference is not None
+            pane_keys, inverse = np.unique(keys[counted], return_inverse=True)
+            for j, key in enumerate(pane_keys.tolist()):
+                pane = self.open_panes.get(key)
+                if pane is None:
+                    pane = self.open_panes[key] = Pane.open(0, self.reference, key)
+                self._add(pane, batch.take(counted[inverse == j]), config)
+        out = Outcome()
+        watermark = min(self.watermarks.get(p, -math.inf) for p in self.partitions)
+        for key in sorted(self.open_panes):
+            if watermark < (key + 1) * seconds + lateness:
+                break
+            out.extend(self._close_time_pane(key, config))
         return out
 
     def _apply_window_settings(self, config: MonitorConfig) -> None:
-        signature = config.window.model_dump_json()
+        # The lateness only moves when panes close: changing it keeps the windows.
+        signature = config.window.model_dump_json(exclude={"allowed_lateness"})
         if signature != self.window_signature:
             # Windows cut another way cannot continue the old ones.
-            self.panes, self.open_pane = [], None
+            self.panes, self.open_pane, self.open_panes = [], None, {}
+            self.watermarks, self.partitions, self.closed_key = {}, [], None
             self.window_signature = signature
 
-    def _current_pane(self, first_ts: float, config: MonitorConfig) -> Pane:
+    def _current_pane(self, config: MonitorConfig) -> Pane:
         if self.open_pane is None:
             assert self.reference is not None
-            key = int(np.floor(first_ts / config.window.pane_seconds)) if config.window.by == "time" else None
             number = self.panes[-1].number + 1 if self.panes else 0
-            self.open_pane = Pane.open(number, self.reference, key)
+            self.open_pane = Pane.open(number, self.reference)
         return self.open_pane
 
     def _add(self, pane: Pane, batch: PredictionBatch, config: MonitorConfig) -> None:
@@ -213,6 +266,7 @@ class VersionMonitor:
         names = list(self.reference.features)
         required = {str(f["name"]) for f in self.schema if not f.get("optional")}
         numeric = [nm for nm, ref in self.reference.features.items() if isinstance(ref, NumericProfile)]
+        hashes = request_hashes(batch.request_ids) if q else None
         columns = _exact_columns(batch.features, names, numeric) if required <= set(names) else None
         if columns is None:
             known = set(names) | {str(f["name"]) for f in self.schema}
@@ -232,7 +286,8 @@ class VersionMonitor:
             counts = pane.features[name]
             if isinstance(ref, NumericProfile) and isinstance(counts, NumericCounts):
                 counts.add(ref, raw if isinstance(raw, NumericColumn) else numeric_column(raw),
-                           pane.priorities(i, n) if q else _NO_PRIORITIES, q, config.quality.range_margin)
+                           Pane.priorities(hashes, i) if hashes is not None else _NO_PRIORITIES, q,
+                           config.quality.range_margin)
             elif (isinstance(ref, CategoricalProfile) and isinstance(counts, CategoricalCounts)
                   and not isinstance(raw, NumericColumn)):
                 counts.add(_category_index(ref), raw)
@@ -240,7 +295,8 @@ class VersionMonitor:
         if rp is not None and pc is not None:
             scores = [p if type(p) is float else score_of(p) for p in batch.predictions]
             if isinstance(rp, NumericProfile) and isinstance(pc, NumericCounts):
-                pc.add(rp, numeric_column(scores), pane.priorities(len(names), n) if q else _NO_PRIORITIES, q,
+                pc.add(rp, numeric_column(scores),
+                       Pane.priorities(hashes, len(names)) if hashes is not None else _NO_PRIORITIES, q,
                        config.quality.range_margin)
             elif isinstance(rp, CategoricalProfile) and isinstance(pc, CategoricalCounts):
                 pc.add(_category_index(rp), scores)
@@ -250,23 +306,29 @@ class VersionMonitor:
         pane.rows += n
         pane.serving_errors += batch.errors
 
-    def _close_pane(self, config: MonitorConfig, next_key: int | None) -> Outcome:
+    def _close_pane(self, config: MonitorConfig) -> Outcome:
         assert self.open_pane is not None
         closed = self.open_pane
         self.panes.append(closed)
         self.open_pane = None
         k = config.window.panes_per_window
-        if config.window.by == "time":
-            assert closed.key is not None
-            members = [p for p in self.panes if p.key is not None and p.key > closed.key - k]
-            ready = sum(p.rows for p in members) >= config.window.min_rows
-        else:
-            members = self.panes[-k:]
-            ready = len(members) == k
+        members = self.panes[-k:]
         self.panes = members[-(k - 1):] if k > 1 else []
-        if next_key is not None and self.panes:
-            self.panes = [p for p in self.panes if p.key is not None and p.key > next_key - k]
-        if not ready:
+        if len(members) < k:
+            return Outcome()
+        self.window_no += 1
+        return self._evaluate(merge_panes(members), config)
+
+    def _close_time_pane(self, key: int, config: MonitorConfig) -> Outcome:
+        closed = self.open_panes.pop(key)
+        closed.number = self.panes[-1].number + 1 if self.panes else 0
+        self.closed_key = key
+        self.panes.append(closed)
+        k = config.window.panes_per_window
+        members = [p for p in self.panes if p.key is not None and p.key > key - k]
+        # What the next window (ending one pane later) still needs.
+        self.panes = [p for p in members if p.key is not None and p.key > key + 1 - k]
+        if sum(p.rows for p in members) < config.window.min_rows:
             return Outcome()
         self.window_no += 1
         return self._evaluate(merge_panes(members), config)
@@ -309,7 +371,9 @@ class VersionMonitor:
         q_severity = quality_severity(violations, window.rows) if violations else None
         q_result = WindowResult("quality", self.window_no, span, bool(violations), q_severity,
                                 {"violations": [v.model_dump() for v in violations], "rows": window.rows,
-                                 "serving_errors": window.serving_errors})
+                                 "serving_errors": window.serving_errors,
+                                 "late_rows": self.late_since_window})
+        self.late_since_window = 0
         out.results.append(q_result)
         out.emissions.extend(self._track(q_result, config, lambda iid: DataQualityViolated(
             model=self.model, version=self.version, severity=q_severity or "low", window=span,
@@ -435,6 +499,12 @@ class VersionMonitor:
             "bootstrap_rows": self.bootstrap_rows,
             "panes": [p.to_dict() for p in self.panes],
             "open_pane": self.open_pane.to_dict() if self.open_pane is not None else None,
+            "open_panes": [p.to_dict() for _, p in sorted(self.open_panes.items())],
+            "watermarks": {str(p): w for p, w in sorted(self.watermarks.items())},
+            "partitions": self.partitions,
+            "closed_key": self.closed_key,
+            "late_rows": self.late_rows,
+            "late_since_window": self.late_since_window,
             "window_no": self.window_no,
             "incidents": {k: vars(v) for k, v in self.incidents.items()},
             "predictions_seen": self.predictions_seen,
@@ -470,6 +540,18 @@ class VersionMonitor:
         m.bootstrap_rows = state["bootstrap_rows"]
         m.panes = [Pane.from_dict(p) for p in state["panes"]]
         m.open_pane = Pane.from_dict(state["open_pane"]) if state.get("open_pane") else None
+        m.open_panes = {int(d["key"]): Pane.from_dict(d) for d in state.get("open_panes", [])}
+        if m.open_pane is not None and m.open_pane.key is not None:
+            # A state written before time panes closed on watermarks: its one open time pane.
+            m.open_panes[m.open_pane.key] = m.open_pane
+            m.open_pane = None
+        m.watermarks = {int(p): float(w) for p, w in state.get("watermarks", {}).items()}
+        m.partitions = [int(p) for p in state.get("partitions", [])]
+        m.closed_key = state.get("closed_key")
+        if "closed_key" not in state and m.panes and m.panes[-1].key is not None:
+            m.closed_key = max(p.key for p in m.panes if p.key is not None)
+        m.late_rows = state.get("late_rows", 0)
+        m.late_since_window = state.get("late_since_window", 0)
         m.window_no = state["window_no"]
         m.incidents = {k: Incident(**v) for k, v in state["incidents"].items()}
         m.predictions_seen = state["predictions_seen"]

@@ -38,13 +38,17 @@ PREDICTION = "prediction"
 
 @dataclass(frozen=True)
 class PredictionBatch:
-    """Records of one (model, version) in arrival order, as columns."""
+    """Records of one (model, version) read from one partition, in offset order, as columns."""
 
     request_ids: list[str]
     timestamps: np.ndarray[Any, np.dtype[np.float64]]
     features: list[dict[str, Any]]
     predictions: list[Any]
     errors: int = 0
+    partition: int = 0
+    """The partition the records were read from (its event-time watermark moves with them)."""
+    partitions: tuple[int, ...] = ()
+    """Every partition that carries the model's traffic (empty: ``partition`` alone)."""
 
     @classmethod
     def from_records(cls, records: Sequence[PredictionRecord]) -> PredictionBatch:
@@ -62,7 +66,15 @@ class PredictionBatch:
     def slice(self, start: int, stop: int) -> PredictionBatch:
         return PredictionBatch(
             self.request_ids[start:stop], self.timestamps[start:stop], self.features[start:stop],
-            self.predictions[start:stop], 0,
+            self.predictions[start:stop], 0, self.partition, self.partitions,
+        )
+
+    def take(self, index: np.ndarray[Any, np.dtype[np.int64]]) -> PredictionBatch:
+        """The rows at ``index`` (in that order); serving errors are counted by the caller."""
+        ids, feats, preds = self.request_ids, self.features, self.predictions
+        return PredictionBatch(
+            [ids[i] for i in index], self.timestamps[index], [feats[i] for i in index],
+            [preds[i] for i in index], 0, self.partition, self.partitions,
         )
 
 

@@ -9,9 +9,12 @@ split into batches, so a restart that re-reads from the stored offsets
 rebuilds exactly the same panes.
 
 The sample is a bottom-k sample: every row gets a pseudo-random priority
-from its position in the pane, and a feature keeps the values of the ``k``
-rows of lowest priority. That is a uniform sample without replacement whose
-content depends only on the rows, not on batch boundaries.
+from a hash of its request id and the feature's index, and a feature keeps
+the values of the ``k`` rows of lowest priority (ties broken by value). That
+is a uniform sample without replacement whose content depends only on the
+set of rows in the pane: not on their order, not on batch boundaries, not on
+which partition or instance delivered them. Kept samples are stored sorted
+by (priority, value), so equal sets of rows give equal pane state.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "category_key",
     "numeric_column",
     "numeric_columns",
+    "request_hashes",
     "window_profile",
 ]
 
@@ -51,16 +55,56 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+U64Array = npt.NDArray[np.uint64]
 
 
-def _priorities(seed: int, positions: npt.NDArray[np.int64]) -> FloatArray:
-    """SplitMix64 of ``seed`` and each position, as floats in [0, 1)."""
+def request_hashes(request_ids: Sequence[str]) -> U64Array:
+    """A 64-bit FNV-1a hash of each request id's code points, computed column by column with numpy.
+
+    The ids become one fixed-width UCS-4 array; each step folds one character
+    position of every id at once, and the padding of shorter ids is skipped,
+    so an id hashes the same whatever batch it comes in.
+    """
+    n = len(request_ids)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    arr = np.asarray(request_ids, dtype=np.str_)
+    width = arr.dtype.itemsize // 4
+    codes = arr.view(np.uint32).reshape(n, width).astype(np.uint64)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        z = positions.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+        for j in range(width):
+            c = codes[:, j]
+            h = np.where(c != 0, (h ^ c) * _FNV_PRIME, h)
+    return h
+
+
+def _priorities(hashes: U64Array, feature_index: int) -> FloatArray:
+    """SplitMix64 of each row's hash and the feature index, as floats in [0, 1)."""
+    with np.errstate(over="ignore"):
+        z = hashes + np.uint64(feature_index + 1) * _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _bottom_k(prio: FloatArray, vals: FloatArray, k: int) -> tuple[FloatArray, FloatArray]:
+    """The ``k`` entries of lowest (priority, value), sorted by it: the same for any order of the input."""
+    if prio.size > k:
+        part = np.argpartition(prio, k - 1)
+        threshold = prio[part[k - 1]]
+        below = np.nonzero(prio < threshold)[0]
+        tied = np.nonzero(prio == threshold)[0]
+        if below.size + tied.size > k:  # equal priorities (a request id seen twice): the smaller values
+            tied = tied[np.argsort(vals[tied], kind="stable")[:k - below.size]]
+        keep = np.concatenate([below, tied])
+        prio, vals = prio[keep], vals[keep]
+    order = np.lexsort((vals, prio))
+    return prio[order], vals[order]
 
 
 def _b64(arr: FloatArray) -> str:
@@ -202,13 +246,9 @@ class NumericCounts:
             margin = range_margin * max(hi - lo, abs(hi), abs(lo), 1e-12)
             self.out_of_range += int(np.count_nonzero((finite < lo - margin) | (finite > hi + margin)))
         if sample_size > 0 and finite.size:
-            prio = np.concatenate([self.sample_priority, priorities[finite_mask]])
-            vals = np.concatenate([self.sample_values, finite])
-            if prio.size > sample_size:
-                keep = np.argpartition(prio, sample_size - 1)[:sample_size]
-                keep.sort()
-                prio, vals = prio[keep], vals[keep]
-            self.sample_priority, self.sample_values = prio, vals
+            self.sample_priority, self.sample_values = _bottom_k(
+                np.concatenate([self.sample_priority, priorities[finite_mask]]),
+                np.concatenate([self.sample_values, finite]), sample_size)
 
     def merge_into(self, other: NumericCounts | None) -> NumericCounts:
         if other is None:
@@ -233,9 +273,8 @@ class NumericCounts:
     def profile(self, ref: NumericProfile, sample_size: int) -> NumericProfile:
         """This window as a stats profile, comparable with ``ref``."""
         prio, vals = self.sample_priority, self.sample_values
-        if vals.size > sample_size > 0:
-            keep = np.sort(np.argpartition(prio, sample_size - 1)[:sample_size])
-            vals = vals[keep]
+        if sample_size > 0:
+            _, vals = _bottom_k(prio, vals, sample_size)
         return NumericProfile(
             ref.cuts,
             self.counts.copy(),
@@ -365,12 +404,10 @@ class Pane:
             prediction=_empty_counts(reference.prediction) if reference.prediction is not None else None,
         )
 
-    def sample_seed(self, feature_index: int) -> int:
-        return (self.number << 20) ^ (feature_index * 0x1F1F1F1F) ^ 0x6D6F6E
-
-    def priorities(self, feature_index: int, n: int) -> FloatArray:
-        positions = np.arange(self.rows, self.rows + n, dtype=np.int64)
-        return _priorities(self.sample_seed(feature_index), positions)
+    @staticmethod
+    def priorities(hashes: U64Array, feature_index: int) -> FloatArray:
+        """The sample priority of each row (by its request id's hash) for the feature at ``feature_index``."""
+        return _priorities(hashes, feature_index)
 
     def to_dict(self) -> dict[str, Any]:
         return {
