@@ -541,15 +541,15 @@ class VersionMonitor:
         m.panes = [Pane.from_dict(p) for p in state["panes"]]
         m.open_pane = Pane.from_dict(state["open_pane"]) if state.get("open_pane") else None
         m.open_panes = {int(d["key"]): Pane.from_dict(d) for d in state.get("open_panes", [])}
+        m.closed_key = state.get("closed_key")
         if m.open_pane is not None and m.open_pane.key is not None:
-            # A state written before time panes closed on watermarks: its one open time pane.
+            # A state written before time panes closed on watermarks: one open time pane,
+            # every earlier one closed.
             m.open_panes[m.open_pane.key] = m.open_pane
+            m.closed_key = m.open_pane.key - 1
             m.open_pane = None
         m.watermarks = {int(p): float(w) for p, w in state.get("watermarks", {}).items()}
         m.partitions = [int(p) for p in state.get("partitions", [])]
-        m.closed_key = state.get("closed_key")
-        if "closed_key" not in state and m.panes and m.panes[-1].key is not None:
-            m.closed_key = max(p.key for p in m.panes if p.key is not None)
         m.late_rows = state.get("late_rows", 0)
         m.late_since_window = state.get("late_since_window", 0)
         m.window_no = state["window_no"]
