@@ -119,6 +119,10 @@ async def test_plain_json_predictions_without_cloudevents_headers_are_monitored_
                                json={"window": {"mode": "sliding", "size": 1000, "slide": 300}})
         assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
         assert bad.json()["errors"][0]["field"].startswith("body")
+        for lateness in (-1, 31 * 86400, "soon"):
+            bad = await client.put("/models/churn/config", headers=operator,
+                                   json={"window": {"by": "time", "allowed_lateness": lateness}})
+            assert bad.status_code == 422 and "allowed_lateness" in bad.json()["errors"][0]["field"]
         assert (await client.put("/models/churn/config", json={}, headers=viewer)).status_code == 403
         current = (await client.get("/models/churn/config", headers=viewer)).json()
         assert current["configured"] and current["config"]["window"]["size"] == 500
@@ -281,7 +285,7 @@ async def test_an_early_label_is_joined_once_even_when_its_request_has_a_shadow_
 
         async def counted() -> bool:
             s = (await client.get("/models/credit/status", headers=viewer)).json()
-            return sum(v["predictions_seen"] for v in s["versions"]) == 80
+            return bool(sum(v["predictions_seen"] for v in s["versions"]) == 80)
         await wait_until(counted, what="80 prediction records counted")
         status = (await client.get("/models/credit/status", headers=viewer)).json()
         joined = {v["version"]: v["labels_joined"] for v in status["versions"]}
@@ -399,3 +403,30 @@ async def test_a_rise_in_missing_values_sent_as_null_or_left_out_is_drift_of_its
         assert report["history"]["income (missing)"][-1]["drifted"] is True
         page = (await client.get("/models/churn/drift-report.html", headers=viewer)).text
         assert "Missing share (null or absent)" in page and "income missing share" in page
+
+
+async def test_a_prediction_read_after_its_time_window_closed_is_counted_late_and_shown(infra: Any) -> None:
+    settings = _settings(infra)
+    rng = np.random.default_rng(8)
+    viewer = auth_headers(settings, "vera", "viewer")
+    config = {"window": {"by": "time", "seconds": 600, "min_rows": 100, "allowed_lateness": 30}}
+    async with running_app(create_app(settings)) as client, \
+            Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
+        await _register(client, traffic, settings, "tardy", "1", config=config)
+        # 0..699 s: the first window closes once 630 s is read (its end plus the lateness).
+        await traffic.predictions("tardy", records(rng, 700, version="1", start=0, prefix="t"))
+        # Three records of the closed window, read afterwards, then the next window's rest.
+        await traffic.predictions("tardy", records(rng, 3, version="1", start=100, prefix="late"))
+        await traffic.predictions("tardy", records(rng, 600, version="1", start=700, prefix="t"))
+
+        async def counted() -> bool:
+            s = await client.get("/models/tardy/versions/1/status", headers=viewer)
+            return bool(s.json()["predictions_seen"] == 1303)
+        await wait_until(counted, timeout_s=40, what="1303 predictions counted")
+        status = (await client.get("/models/tardy/versions/1/status", headers=viewer)).json()
+        assert status["late_rows"] == 3 and status["windows_evaluated"] == 2
+        rows = await query(infra.database_url, f"""SELECT window_no, size, evidence->>'late_rows' AS late
+            FROM {settings.schema_name}.window_results WHERE model = 'tardy' AND signal = 'quality'
+            ORDER BY window_no""")
+        # Never a window of their own: the two windows hold the 1,300 records on time.
+        assert [(r["window_no"], r["size"], r["late"]) for r in rows] == [(1, 600, "0"), (2, 600, "3")]

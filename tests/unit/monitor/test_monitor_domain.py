@@ -459,6 +459,15 @@ def test_a_record_read_after_its_pane_closed_is_counted_late_not_windowed() -> N
     assert quality[0].evidence["late_rows"] == 3 and quality[0].window.size == 600 + 105 - 100
     state = json.loads(json.dumps(m.to_state()))
     assert state["late_rows"] == 3 and state["watermarks"] == {"0": 1299.0}
+    # Read in one batch, the same records are late and reported with the same window.
+    rng = np.random.default_rng(25)
+    parts = [_batch(rng, 700), _batch(rng, 5, start=695), _batch(rng, 3, start=100), _batch(rng, 600, start=700)]
+    whole = PredictionBatch(sum((b.request_ids for b in parts), []), np.concatenate([b.timestamps for b in parts]),
+                            sum((b.features for b in parts), []), sum((b.predictions for b in parts), []))
+    one = _monitor()
+    again = [r for r in one.observe(whole, config).results if r.signal == "quality"]
+    assert [(r.window_no, r.window.size, r.evidence["late_rows"]) for r in again] == [(1, 600, 0), (2, 605, 3)]
+    assert one.late_rows == 3
 
 
 def test_a_time_pane_waits_for_every_partition_carrying_the_traffic() -> None:
@@ -482,7 +491,7 @@ def test_a_state_written_before_watermarks_loads_and_goes_on() -> None:
     state = json.loads(json.dumps(m.to_state()))
     # The shape states had before: one open time pane, no watermarks, no late count.
     pane = state.pop("open_panes")[0]
-    for k in ("watermarks", "partitions", "closed_key", "late_rows", "late_since_window"):
+    for k in ("watermarks", "partitions", "closed_key", "late_rows"):
         state.pop(k)
     state["open_pane"] = pane
     state["window_signature"] = config.window.model_dump_json(exclude={"allowed_lateness"})

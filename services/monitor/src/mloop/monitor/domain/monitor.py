@@ -117,7 +117,6 @@ class VersionMonitor:
     closed_key: int | None = None
     """The key of the last time pane closed: a record of it or an earlier one is late."""
     late_rows: int = 0
-    late_since_window: int = 0
     window_no: int = 0
     incidents: dict[str, Incident] = field(default_factory=dict)
     predictions_seen: int = 0
@@ -221,20 +220,29 @@ class VersionMonitor:
         if self.closed_key is not None:
             late |= keys <= self.closed_key
         late[:start] = False
-        n_late = int(np.count_nonzero(late))
-        self.late_rows += n_late
-        self.late_since_window += n_late
         self.watermarks[part] = max(mark, float(ts.max()))
+        if self.reference is None:
+            return Outcome()
+        late_at = np.nonzero(late)[0]
+        if late_at.size:
+            self.late_rows += int(late_at.size)
+            # Reported with the pane its partition had reached when it was read: a pane still
+            # open then, and the same one whatever the batching or the other partitions did.
+            reached = np.floor(before[late_at] / seconds)
+            floor_key = self.closed_key + 1 if self.closed_key is not None else None
+            for key, count in zip(*np.unique(reached, return_counts=True), strict=True):
+                k = int(key) if math.isfinite(key) else floor_key
+                if k is None:
+                    continue
+                if floor_key is not None:
+                    k = max(k, floor_key)
+                self._open_time_pane(k).late += int(count)
         counted = np.nonzero(~late)[0]
         counted = counted[counted >= start]
         if counted.size:
-            assert self.reference is not None
             pane_keys, inverse = np.unique(keys[counted], return_inverse=True)
             for j, key in enumerate(pane_keys.tolist()):
-                pane = self.open_panes.get(key)
-                if pane is None:
-                    pane = self.open_panes[key] = Pane.open(0, self.reference, key)
-                self._add(pane, batch.take(counted[inverse == j]), config)
+                self._add(self._open_time_pane(key), batch.take(counted[inverse == j]), config)
         out = Outcome()
         watermark = min(self.watermarks.get(p, -math.inf) for p in self.partitions)
         for key in sorted(self.open_panes):
@@ -319,6 +327,13 @@ class VersionMonitor:
         self.window_no += 1
         return self._evaluate(merge_panes(members), config)
 
+    def _open_time_pane(self, key: int) -> Pane:
+        pane = self.open_panes.get(key)
+        if pane is None:
+            assert self.reference is not None
+            pane = self.open_panes[key] = Pane.open(0, self.reference, key)
+        return pane
+
     def _close_time_pane(self, key: int, config: MonitorConfig) -> Outcome:
         closed = self.open_panes.pop(key)
         closed.number = self.panes[-1].number + 1 if self.panes else 0
@@ -372,8 +387,7 @@ class VersionMonitor:
         q_result = WindowResult("quality", self.window_no, span, bool(violations), q_severity,
                                 {"violations": [v.model_dump() for v in violations], "rows": window.rows,
                                  "serving_errors": window.serving_errors,
-                                 "late_rows": self.late_since_window})
-        self.late_since_window = 0
+                                 "late_rows": window.late})
         out.results.append(q_result)
         out.emissions.extend(self._track(q_result, config, lambda iid: DataQualityViolated(
             model=self.model, version=self.version, severity=q_severity or "low", window=span,
@@ -504,7 +518,6 @@ class VersionMonitor:
             "partitions": self.partitions,
             "closed_key": self.closed_key,
             "late_rows": self.late_rows,
-            "late_since_window": self.late_since_window,
             "window_no": self.window_no,
             "incidents": {k: vars(v) for k, v in self.incidents.items()},
             "predictions_seen": self.predictions_seen,
@@ -551,7 +564,6 @@ class VersionMonitor:
         m.watermarks = {int(p): float(w) for p, w in state.get("watermarks", {}).items()}
         m.partitions = [int(p) for p in state.get("partitions", [])]
         m.late_rows = state.get("late_rows", 0)
-        m.late_since_window = state.get("late_since_window", 0)
         m.window_no = state["window_no"]
         m.incidents = {k: Incident(**v) for k, v in state["incidents"].items()}
         m.predictions_seen = state["predictions_seen"]

@@ -394,6 +394,8 @@ class Pane:
     absent: dict[str, int] = field(default_factory=dict)
     """Required schema features → rows that lacked them."""
     serving_errors: int = 0
+    late: int = 0
+    """Records read after their own pane had closed, while their partition was in this one."""
 
     @classmethod
     def open(cls, number: int, reference: ReferenceProfile, key: int | None = None) -> Pane:
@@ -421,6 +423,7 @@ class Pane:
             "unexpected": self.unexpected,
             "absent": self.absent,
             "serving_errors": self.serving_errors,
+            "late": self.late,
         }
 
     @classmethod
@@ -430,6 +433,7 @@ class Pane:
             {k: _counts_from_dict(v) for k, v in d["features"].items()},
             _counts_from_dict(d["prediction"]) if d.get("prediction") else None,
             dict(d.get("unexpected", {})), dict(d.get("absent", {})), d.get("serving_errors", 0),
+            d.get("late", 0),
         )
 
 
@@ -452,6 +456,7 @@ def merge_panes(panes: Sequence[Pane]) -> Pane:
         for k, v in p.absent.items():
             out.absent[k] = out.absent.get(k, 0) + v
         out.serving_errors += p.serving_errors
+        out.late += p.late
     return out
 
 
