@@ -259,6 +259,10 @@ async def test_two_instances_count_every_record_once_and_agree_with_one_even_whe
     assert pair_floats == pytest.approx(single_floats, rel=1e-9, abs=1e-12, nan_ok=True)
     for schema in ("monitor_one", "monitor_pair"):
         assert await _seen(infra, schema, "spread", "late_rows") == 0
+        # Keyed by request, the model is taken as spread over every partition from its first message.
+        waits_on = await query(infra.database_url,
+                               f"SELECT state->'partitions' AS p FROM {schema}.monitor_state WHERE model = 'spread'")
+        assert json.loads(waits_on[0]["p"]) == list(range(PARTITIONS))
     first = min(v[2] for v in single_exact)
     assert first == T0 + timedelta(seconds=align) and all(v[4] == 500 for v in single_exact)
 

@@ -241,8 +241,11 @@ class VersionMonitor:
         counted = counted[counted >= start]
         if counted.size:
             pane_keys, inverse = np.unique(keys[counted], return_inverse=True)
-            for j, key in enumerate(pane_keys.tolist()):
-                self._add(self._open_time_pane(key), batch.take(counted[inverse == j]), config)
+            if pane_keys.size == 1 and counted.size == n - start:  # the common batch: one pane, none late
+                self._add(self._open_time_pane(int(pane_keys[0])), batch.slice(start, n), config)
+            else:
+                for j, key in enumerate(pane_keys.tolist()):
+                    self._add(self._open_time_pane(key), batch.take(counted[inverse == j]), config)
         out = Outcome()
         watermark = min(self.watermarks.get(p, -math.inf) for p in self.partitions)
         for key in sorted(self.open_panes):
