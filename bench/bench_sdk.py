@@ -33,6 +33,7 @@ from mloop.devstack.testing import EphemeralStack
 
 FEATURES = {"age": 41.0, "annual_income": 52000.0, "region": "north", "purpose": "car", "term_months": 36.0}
 BATCH = 1000
+IN_FLIGHT = 16  # the logger's max_in_flight default
 
 
 async def _logger(bootstrap: str, prefix: str, n: int) -> dict[str, Any]:
@@ -60,8 +61,9 @@ async def _logger(bootstrap: str, prefix: str, n: int) -> dict[str, Any]:
 
 
 async def _raw(bootstrap: str, topic: str, n: int, message_bytes: int) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                                max_batch_size=1 << 20, max_request_size=16 << 20)
+    # The logger's producer settings (see PredictionLogger._new_producer) and as many messages in flight.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0,
+                                max_batch_size=4 << 20, max_request_size=16 << 20)
     await producer.start()
     value = b"x" * message_bytes
     try:
@@ -70,7 +72,7 @@ async def _raw(bootstrap: str, topic: str, n: int, message_bytes: int) -> float:
         futures = []
         for _ in range(n // BATCH):
             futures.append(await producer.send(topic, value, key=b"bench-logger"))
-            if len(futures) >= 4:  # as many in flight as the logger allows
+            if len(futures) >= IN_FLIGHT:  # as many in flight as the logger allows
                 await futures.pop(0)
         await asyncio.gather(*futures)
         return n / (time.perf_counter() - began)

@@ -246,3 +246,60 @@ async def test_timestamps_given_or_taken_are_sent_as_rfc_3339_instants_and_non_f
     assert first.features == {"x": None} and first.prediction is None
     assert second.timestamp == given.astimezone(UTC)
     assert broker.records()[0]["timestamp"].endswith("Z")
+
+
+async def test_the_message_value_is_the_contract_json_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from mloop.client import loggers
+
+    clock = iter([1764777600.25, 1764777601.125])
+    monkeypatch.setattr(loggers, "_now", lambda: next(clock))
+    broker = FakeBroker()
+    async with _logger(broker) as logger:
+        await logger.log("r-1", version="3", features={"age": 41, "income": 5.2e4, "region": "north", "vip": True,
+                                                      "gap": None}, prediction=0.83, latency_ms=4.2)
+        await logger.log("r-2", version="3", features={"x": np.float64(1.5)}, prediction=[0.25, 1], error="oops")
+        await logger.log("r-3", version="3", features={}, prediction="yes", timestamp=datetime(2026, 11, 26, 14, 0))
+        await logger.log("r-4", version="3", features={}, prediction=None,
+                         timestamp=datetime(2026, 11, 26, 14, 0, 0, 5, tzinfo=UTC))
+    assert [value for _, _, value, _ in broker.messages] == [
+        b'{"model":"credit-risk","records":['
+        b'{"request_id":"r-1","version":"3","timestamp":"2025-12-03T16:00:00.250000Z",'
+        b'"features":{"age":41,"income":52000.0,"region":"north","vip":true,"gap":null},'
+        b'"prediction":0.83,"latency_ms":4.2,"error":null},'
+        b'{"request_id":"r-2","version":"3","timestamp":"2025-12-03T16:00:01.125000Z",'
+        b'"features":{"x":1.5},"prediction":[0.25,1.0],"latency_ms":null,"error":"oops"},'
+        b'{"request_id":"r-3","version":"3","timestamp":"2026-11-26T14:00:00Z",'
+        b'"features":{},"prediction":"yes","latency_ms":null,"error":null},'
+        b'{"request_id":"r-4","version":"3","timestamp":"2026-11-26T14:00:00.000005Z",'
+        b'"features":{},"prediction":null,"latency_ms":null,"error":null}]}'
+    ]
+
+
+async def test_a_batch_sent_again_after_a_failure_carries_the_same_value() -> None:
+    broker = FakeBroker()
+    attempts: list[bytes] = []
+    real_send = FakeProducer.send
+
+    async def send(self: FakeProducer, topic: str, value: bytes, key: bytes | None,
+                   headers: list[tuple[str, bytes]]) -> Any:
+        attempts.append(value)
+        return await real_send(self, topic, value, key, headers)
+
+    FakeProducer.send = send  # type: ignore[method-assign]
+    try:
+        logger = _logger(broker, batch_size=10, linger_ms=1)
+        await logger.start()
+        broker.fail_sends = True
+        await _log_n(logger, 10)
+        while not logger.stats.send_failures:
+            await asyncio.sleep(0.01)
+        broker.fail_sends = False
+        assert await logger.flush(10)
+        await logger.close()
+    finally:
+        FakeProducer.send = real_send  # type: ignore[method-assign]
+    assert len(attempts) >= 2
+    assert attempts[-1] == attempts[0]
+    assert [r["request_id"] for r in broker.records()] == [f"r-{i}" for i in range(10)]

@@ -61,13 +61,32 @@ class RecordBuffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def offer(self, item: T) -> bool:
+        """Add ``item`` if there is room; False, and nothing done, when the buffer is full."""
+        # Runs on every serving call: one lock round trip, and no ``with`` (its two
+        # method calls cost as much as the rest).
+        items, lock = self._items, self._lock
+        lock.acquire()
+        try:
+            n = len(items)
+            if n >= self.capacity:
+                return False
+            items.append(item)
+            self.accepted += 1
+        finally:
+            lock.release()
+        if (n == 0 or n + 1 == self.ready_at) and self.on_ready is not None:
+            self.on_ready()
+        return True
+
     def put(self, item: T, max_block_s: float = 0.0) -> bool:
         """Add ``item``; wait up to ``max_block_s`` for room when full.
 
         Returns False when ``item`` itself was dropped (``drop-newest`` on a full
         buffer); True when it was buffered, possibly after dropping the oldest.
         """
-        notify = False
+        if self.offer(item):
+            return True
         with self._lock:
             if len(self._items) >= self.capacity and max_block_s > 0:
                 deadline = time.monotonic() + max_block_s
@@ -84,16 +103,21 @@ class RecordBuffer(Generic[T]):
             self._items.append(item)
             self.accepted += 1
             n = len(self._items)
-            notify = n == 1 or n == self.ready_at
-        if notify and self.on_ready is not None:
+        if (n == 1 or n == self.ready_at) and self.on_ready is not None:
             self.on_ready()
         return True
 
     def take(self, n: int) -> list[T]:
         """Remove and return up to ``n`` items from the front."""
         with self._lock:
-            k = min(n, len(self._items))
-            out = [self._items.popleft() for _ in range(k)]
+            items = self._items
+            k = min(n, len(items))
+            if k == len(items):
+                out = list(items)
+                items.clear()
+            else:
+                pop = items.popleft
+                out = [pop() for _ in range(k)]
             if k:
                 self._room.notify_all()
             return out

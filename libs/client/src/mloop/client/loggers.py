@@ -73,8 +73,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _Record = Any
-"""A buffered record: a tuple for predictions (see ``_prediction_record``), a dict for labels."""
+"""A buffered record: a ``_WireRecord`` for predictions, a dict for labels.
+
+A record of the logger's own model is buffered as is; one logged with another
+``model=`` as a ``(model, record)`` pair.
+"""
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""Bytes per partition in one produce request: a few large messages, so a round trip carries many records."""
 _STALLED_AFTER_S = 0.25
 
 
@@ -129,7 +135,7 @@ class _KafkaLogger:
         overflow: OverflowPolicy = "drop-oldest",
         max_block_ms: float = 5.0,
         request_timeout_ms: int = 10_000,
-        max_in_flight: int = 4,
+        max_in_flight: int = 16,
         producer_options: Mapping[str, Any] | None = None,
         producer_factory: ProducerFactory | None = None,
     ) -> None:
@@ -149,7 +155,7 @@ class _KafkaLogger:
         self.max_in_flight = max(1, max_in_flight)
         self._producer_options = dict(producer_options or {})
         self._producer_factory = producer_factory
-        self._buffer: RecordBuffer[tuple[str, _Record]] = RecordBuffer(
+        self._buffer: RecordBuffer[_Record] = RecordBuffer(
             buffer_capacity, overflow, ready_at=batch_size, on_ready=self._wake
         )
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -267,7 +273,9 @@ class _KafkaLogger:
         # slow every serving call by max_block_ms for nothing.
         buffer = self._buffer
         wait = max_block_s if max_block_s and len(buffer) >= buffer.capacity and self._draining else 0.0
-        return buffer.put((model or self.model, record), wait)
+        if model is not None and model != self.model:
+            record = (model, record)
+        return buffer.put(record, wait)
 
     @property
     def _draining(self) -> bool:
@@ -349,10 +357,7 @@ class _KafkaLogger:
                 continue
             self._room.set()
             self._last_take = time.monotonic()
-            by_model: dict[str, list[_Record]] = {}
-            for model, rec in items:
-                by_model.setdefault(model, []).append(rec)
-            for model, recs in by_model.items():
+            for model, recs in self._by_model(items).items():
                 self._in_flight_records += len(recs)
                 try:
                     fut = await self._send(model, recs)
@@ -365,6 +370,16 @@ class _KafkaLogger:
                 task.add_done_callback(self._in_flight.discard)
             while len(self._in_flight) >= self.max_in_flight:
                 await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    def _by_model(self, items: list[_Record]) -> dict[str, list[_Record]]:
+        """Buffered items grouped into one record list per model (a message each)."""
+        if tuple not in set(map(type, items)):  # all of the logger's own model: the usual case
+            return {self.model: items}
+        by_model: dict[str, list[_Record]] = {}
+        for item in items:
+            model, rec = item if type(item) is tuple else (self.model, item)
+            by_model.setdefault(model, []).append(rec)
+        return by_model
 
     async def _send(self, model: str, records: list[_Record]) -> asyncio.Future[Any]:
         # The headers come from the envelope (with an empty stand-in payload); the value is
@@ -394,7 +409,7 @@ class _KafkaLogger:
         self.send_failures += 1
         self.last_error = exc
         self._needs_reset = True
-        dropped = self._buffer.requeue((model, r) for r in records)
+        dropped = self._buffer.requeue(records if model == self.model else [(model, r) for r in records])
         self._wake()
         log.warning(
             "%s: sending %d records failed (%r); requeued%s",
@@ -416,9 +431,11 @@ class _KafkaLogger:
             "client_id": "mloop-sdk",
             "enable_idempotence": True,
             "acks": "all",
-            "linger_ms": 5,
+            # The sender batches already; the producer sends at once and packs what queues
+            # up behind a request in flight (it has one per broker) into the next.
+            "linger_ms": 0,
             "max_request_size": _MAX_MESSAGE_BYTES,
-            "max_batch_size": 1024 * 1024,
+            "max_batch_size": _MAX_BATCH_BYTES,
             "request_timeout_ms": self.request_timeout_ms,
             **self._producer_options,
         }
@@ -455,6 +472,7 @@ class _KafkaLogger:
 
 
 _SIMPLE_TYPES = frozenset({int, float, str, bool, type(None)})
+_now = time.time
 
 
 def _plain(value: Any) -> Any:
@@ -510,8 +528,29 @@ def _short_str(v: Any, limit: int) -> bool:
     return type(v) is str and 0 < len(v) <= limit
 
 
-_PredictionTuple = tuple[str, str, "float | datetime", dict[str, Any], Any, "float | None", "str | None"]
-"""(request_id, version, timestamp, features, prediction, latency_ms, error): a validated prediction."""
+class _WireRecord(msgspec.Struct, gc=False):
+    """A validated prediction, in ``PredictionRecord``'s field order: what the message carries.
+
+    ``timestamp`` holds the epoch float taken by ``log`` (or the caller's
+    datetime) until the sender formats the whole batch as RFC 3339 text.
+    Instances are invisible to the garbage collector (``gc=False``): their
+    values are plain scalars and a dict of plain scalars, which cannot form a
+    cycle, and a buffer of 100,000 records would otherwise be traversed by
+    every full collection.
+    """
+
+    request_id: str
+    version: str
+    timestamp: Any
+    features: dict[str, Any]
+    prediction: Any
+    latency_ms: float | None
+    error: str | None
+
+
+class _WireMessage(msgspec.Struct):
+    model: str
+    records: list[_WireRecord]
 
 
 def _prediction_record(
@@ -522,8 +561,8 @@ def _prediction_record(
     timestamp: datetime | None,
     latency_ms: float | None,
     error: str | None,
-) -> _PredictionTuple:
-    """A validated prediction record as a tuple (``PredictionRecord``'s fields, in order).
+) -> _WireRecord:
+    """A validated prediction record; raises ``ValueError`` naming the field of an invalid one.
 
     The common case (plain feature values, a float prediction, no timestamp)
     is checked with a handful of type tests and no call beyond the copy of
@@ -549,9 +588,9 @@ def _prediction_record(
         and (error is None or (type(error) is str and len(error) <= MAX_ERROR_LENGTH))
     ):
         if timestamp is None:
-            return (request_id, version, time.time(), feats, pred, latency_ms, error)
+            return _WireRecord(request_id, version, _now(), feats, pred, latency_ms, error)
         if isinstance(timestamp, datetime):
-            return (request_id, version, timestamp, feats, pred, latency_ms, error)
+            return _WireRecord(request_id, version, timestamp, feats, pred, latency_ms, error)
     # The slow path raises pydantic.ValidationError (a ValueError) naming the bad field.
     rec = PredictionRecord(
         request_id=request_id,
@@ -563,45 +602,32 @@ def _prediction_record(
         error=error,
     )
     out = rec.model_dump(mode="json")
-    return (rec.request_id, rec.version, rec.timestamp, out["features"], out["prediction"], rec.latency_ms,
-            rec.error)
-
-
-class _WireRecord(msgspec.Struct, omit_defaults=False):
-    request_id: str
-    version: str
-    timestamp: str
-    features: dict[str, Any]
-    prediction: Any
-    latency_ms: float | None
-    error: str | None
-
-
-class _WireMessage(msgspec.Struct):
-    model: str
-    records: list[_WireRecord]
+    return _WireRecord(rec.request_id, rec.version, rec.timestamp, out["features"], out["prediction"],
+                       rec.latency_ms, rec.error)
 
 
 _ENCODER = msgspec.json.Encoder()
 
 
-def _predictions_json(model: str, records: Sequence[_PredictionTuple]) -> bytes:
-    """The message value ``{"model": ..., "records": [...]}`` of a batch, encoded in one pass.
+def _predictions_json(model: str, records: list[_WireRecord]) -> bytes:
+    """The message value ``{"model": ..., "records": [...]}`` of a batch, encoded in one msgspec call.
 
-    Non-finite floats become null (JSON has no such numbers; the monitor counts missing).
+    The records' timestamps are formatted first, column-wise (they stay
+    formatted should the batch be sent again). Non-finite floats become null
+    (JSON has no such numbers; the monitor counts missing).
     """
-    wire = [_WireRecord(r[0], r[1], t, r[3], r[4], r[5], r[6]) for r, t in zip(records, _stamps(records), strict=True)]
-    return _ENCODER.encode(_WireMessage(model, wire))
+    for r, text in zip(records, _stamps([r.timestamp for r in records]), strict=True):
+        r.timestamp = text
+    return _ENCODER.encode(_WireMessage(model, records))
 
 
-def _stamps(records: Sequence[_PredictionTuple]) -> list[str]:
-    """RFC 3339 text of the records' timestamps, formatted by numpy in one call when all are epoch floats."""
-    times = [r[2] for r in records]
+def _stamps(times: list[Any]) -> list[str]:
+    """RFC 3339 text of timestamps, formatted by numpy in one call when all are epoch floats."""
     try:
         micros = (np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
-    except (TypeError, ValueError):  # a datetime given by the caller
+    except (TypeError, ValueError):  # a datetime given by the caller, or text formatted for an earlier send
         stamp = _Stamper()
-        return [stamp(t) for t in times]
+        return [t if type(t) is str else stamp(t) for t in times]
     text: list[str] = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us", timezone="UTC").tolist()
     return text
 
@@ -681,6 +707,7 @@ class PredictionLogger(_KafkaLogger):
     and the ``overflow`` policy beyond it (``"drop-oldest"`` or
     ``"drop-newest"``); ``max_block_ms``, the most a ``log`` call waits for room
     in a full buffer (5); ``request_timeout_ms`` before a send counts as failed;
+    ``max_in_flight`` messages sent and awaiting the broker's acknowledgement (16);
     ``producer_options`` passed to ``AIOKafkaProducer`` (SASL/TLS settings).
     """
 
@@ -708,9 +735,10 @@ class PredictionLogger(_KafkaLogger):
         Raises ``ValueError`` for an invalid record and :class:`LoggerClosed` after close.
         """
         rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
-        buffer = self._buffer
-        if len(buffer) < buffer.capacity:  # the usual case: no waiting, no second coroutine
-            return self._put(model, rec, 0.0)
+        if self._closing:
+            raise LoggerClosed(f"the {self.topic} logger is closed")
+        if model is None and self._buffer.offer(rec):  # the usual case: room, no second coroutine
+            return True
         return await self._put_async(model, rec)
 
     def log_nowait(
@@ -740,7 +768,12 @@ class GroundTruthLogger(_KafkaLogger):
         self, request_id: str, label: Any, *, timestamp: datetime | None = None, model: str | None = None
     ) -> bool:
         """Buffer one label for ``request_id``; returns within ``max_block_ms``."""
-        return await self._put_async(model, _ground_truth_record(request_id, label, timestamp))
+        rec = _ground_truth_record(request_id, label, timestamp)
+        if self._closing:
+            raise LoggerClosed(f"the {self.topic} logger is closed")
+        if model is None and self._buffer.offer(rec):
+            return True
+        return await self._put_async(model, rec)
 
     def log_nowait(
         self, request_id: str, label: Any, *, timestamp: datetime | None = None, model: str | None = None
