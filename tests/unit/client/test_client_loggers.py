@@ -293,7 +293,9 @@ async def test_a_batch_sent_again_after_a_failure_carries_the_same_value() -> No
         await logger.start()
         broker.fail_sends = True
         await _log_n(logger, 10)
-        while not logger.stats.send_failures:
+        for _ in range(1000):  # until the first attempt has failed
+            if logger.stats.send_failures:
+                break
             await asyncio.sleep(0.01)
         broker.fail_sends = False
         assert await logger.flush(10)
