@@ -305,3 +305,56 @@ async def test_a_batch_sent_again_after_a_failure_carries_the_same_value() -> No
     assert len(attempts) >= 2
     assert attempts[-1] == attempts[0]
     assert [r["request_id"] for r in broker.records()] == [f"r-{i}" for i in range(10)]
+
+
+async def test_with_the_broker_down_the_sender_retries_after_jittered_pauses_that_grow_to_a_bound() -> None:
+    broker = FakeBroker()
+    broker.up = False
+    logger = _logger(broker, linger_ms=0, max_block_ms=2)
+    pauses: list[float] = []
+
+    async def record_pause(seconds: float) -> None:  # only the length matters, so it is not slept...
+        pauses.append(seconds)
+        if len(pauses) >= 40:
+            await asyncio.Event().wait()  # ...until enough are seen: then the sender stays in this one
+        await asyncio.sleep(0)
+
+    logger._sleep_or_wake = record_pause  # type: ignore[method-assign]
+    await logger.start()
+    await _log_n(logger, 10)
+    for _ in range(1000):
+        if len(pauses) >= 40:
+            break
+        await asyncio.sleep(0.001)
+    began = time.perf_counter()
+    await _log_n(logger, 10, start=10)
+    assert time.perf_counter() - began < 0.05  # log() does not wait on the sender's retries
+    await logger.close(timeout_s=0.1)
+    assert len(pauses) >= 40
+    assert 0.05 <= pauses[0] <= 0.1
+    assert all(0.05 <= p <= 2.0 for p in pauses)
+    capped = pauses[6:]
+    assert all(1.0 <= p <= 2.0 for p in capped)
+    assert len(set(capped)) > len(capped) // 2  # jittered, also at the cap
+
+
+async def test_a_pause_between_retries_is_cut_short_by_a_flush_once_the_broker_is_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import mloop.client.loggers as loggers
+
+    monkeypatch.setattr(loggers, "_FIRST_RETRY_S", 60.0)  # every pause far longer than the flush may take
+    monkeypatch.setattr(loggers, "_MAX_RETRY_S", 120.0)
+    broker = FakeBroker()
+    broker.up = False
+    logger = _logger(broker, linger_ms=0)
+    await logger.start()
+    await _log_n(logger, 5)
+    for _ in range(1000):
+        if logger.last_error is not None:
+            break
+        await asyncio.sleep(0.001)
+    assert isinstance(logger.last_error, ConnectionError)  # the sender is now in a pause of 30 s or more
+    broker.up = True
+    assert await logger.flush(10)
+    await logger.close()
+    assert sorted(r["request_id"] for r in broker.records()) == sorted(f"r-{i}" for i in range(5))

@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 import numpy as np
 
+from mloop.client._backoff import Backoff
 from mloop.client._buffer import OverflowPolicy, RecordBuffer
 from mloop.client._exceptions import LoggerClosed
 from mloop.contracts.envelope import encode, new_event
@@ -82,6 +83,8 @@ _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _MAX_BATCH_BYTES = 4 * 1024 * 1024
 """Bytes per partition in one produce request: a few large messages, so a round trip carries many records."""
 _STALLED_AFTER_S = 0.25
+_FIRST_RETRY_S = 0.1
+_MAX_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -315,11 +318,12 @@ class _KafkaLogger:
         assert self._event is not None
         event = self._event
         loop = asyncio.get_running_loop()
-        backoff = 0.1
+        # One backoff for both ways of losing the broker (a failed send, a failed start), reset once a
+        # producer starts; the pauses are woken early by new records and by close.
+        backoff = Backoff(_FIRST_RETRY_S, _MAX_RETRY_S)
         while True:
             if self._needs_reset:
-                await self._reset_producer(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await self._reset_producer(backoff.next())
                 continue
             if not len(self._buffer):
                 if self._closing and not self._in_flight:
@@ -345,12 +349,12 @@ class _KafkaLogger:
             if self._producer is None:
                 try:
                     await self._start_producer()
-                    backoff = 0.1
+                    backoff.reset()
                 except Exception as exc:
                     self.last_error = exc
-                    log.debug("%s: broker not reachable (%r); retrying in %.1fs", self.topic, exc, backoff)
-                    await self._sleep_or_wake(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    pause = backoff.next()
+                    log.debug("%s: broker not reachable (%r); retrying in %.2fs", self.topic, exc, pause)
+                    await self._sleep_or_wake(pause)
                     continue
             items = self._buffer.take(self.batch_size)
             if not items:
@@ -461,14 +465,14 @@ class _KafkaLogger:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
 
-    async def _reset_producer(self, backoff: float) -> None:
+    async def _reset_producer(self, pause_s: float) -> None:
         # A failed batch may leave the idempotent producer's sequence numbers out of step:
         # settle what is in flight, then start over with a fresh producer id.
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._stop_producer()
         self._needs_reset = False
-        await self._sleep_or_wake(backoff)
+        await self._sleep_or_wake(pause_s)
 
 
 _SIMPLE_TYPES = frozenset({int, float, str, bool, type(None)})
