@@ -177,6 +177,21 @@ async def test_an_invalid_record_is_refused_at_once_naming_the_field() -> None:
     assert logger.stats.accepted == 0
 
 
+async def test_a_missing_or_misspelt_field_is_refused_like_a_wrong_keyword_argument() -> None:
+    broker = FakeBroker()
+    fields: dict[str, Any] = {"version": "1", "features": {"x": 1.0}, "prediction": 0.1}
+    async with _logger(broker) as logger:
+        with pytest.raises(TypeError, match="prediction"):
+            await logger.log("r-1", version="1", features={"x": 1.0})  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="latency"):
+            logger.log_nowait("r-2", **fields, latency=3.0)  # type: ignore[call-arg]
+        assert await logger.log("r-3", **fields, latency_ms=3.0, model="other")
+        assert await logger.flush(5)
+    assert logger.stats.accepted == 1
+    assert [(json.loads(v)["model"], r["request_id"], r["latency_ms"]) for _, _, v, _ in broker.messages
+            for r in json.loads(v)["records"]] == [("other", "r-3", 3.0)]
+
+
 async def test_numpy_values_are_logged_as_plain_numbers() -> None:
     broker = FakeBroker()
     async with _logger(broker) as logger:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import httpx
 
 from mloop.client._exceptions import ApiError, TransportError, error_for_status
 
-__all__ = ["JSON", "ServiceClient"]
+__all__ = ["JSON", "AsyncClosing", "ServiceClient"]
 
 JSON = dict[str, Any]
 
@@ -22,7 +22,30 @@ def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in params.items() if v is not None}
 
 
-class ServiceClient:
+class _RequestOptions(TypedDict, total=False):
+    """What a request carries besides its method and path (see :meth:`ServiceClient.request`)."""
+
+    json: Any
+    params: Mapping[str, Any] | None
+    idempotency_key: str | None
+
+
+class AsyncClosing:
+    """``async with`` for a client holding connections: leaving the block calls :meth:`aclose`."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class ServiceClient(AsyncClosing):
     """A thin async client of one service's HTTP API.
 
     ``token`` is a bearer token (``mloop token`` issues local ones).
@@ -50,14 +73,6 @@ class ServiceClient:
     async def aclose(self) -> None:
         if self._own:
             await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -91,16 +106,8 @@ class ServiceClient:
             return resp.text
         return resp.json()
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> httpx.Response:
-        """The response of a successful request.
+    async def _send(self, method: str, path: str, **options: Unpack[_RequestOptions]) -> httpx.Response:
+        """The response of a successful request (``options`` as for :meth:`request`).
 
         Raises :class:`TransportError` when the service cannot be reached and
         the :class:`ApiError` subclass of the status for a 4xx/5xx answer,
@@ -109,7 +116,8 @@ class ServiceClient:
         url = self.base_url + path
         try:
             resp = await self._http.request(
-                method, url, json=json, params=_clean(params), headers=self._headers(idempotency_key)
+                method, url, json=options.get("json"), params=_clean(options.get("params")),
+                headers=self._headers(options.get("idempotency_key")),
             )
         except httpx.TransportError as exc:
             raise TransportError(f"{method} {url}: {exc!r}") from exc

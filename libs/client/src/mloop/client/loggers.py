@@ -845,7 +845,7 @@ class _SyncLogger(Generic[L]):
         self._thread.stop()
         return stats
 
-    def __enter__(self) -> _SyncLogger[L]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

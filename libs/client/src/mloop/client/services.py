@@ -12,13 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from mloop.client._http import JSON, ServiceClient
+from mloop.client._http import JSON, AsyncClosing, ServiceClient
 
 __all__ = [
     "AuditClient",
@@ -481,7 +480,7 @@ class Endpoints:
         )
 
 
-class MloopClient:
+class MloopClient(AsyncClosing):
     """All five service clients over one connection pool::
 
     async with MloopClient(Endpoints.from_env(os.environ), token) as api:
@@ -518,14 +517,6 @@ class MloopClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def ready(self) -> dict[str, bool]:
         """``/readyz`` of each service."""
