@@ -204,75 +204,14 @@ spec:
     return "\n---\n".join(docs) + "\n"
 
 
-def k8s_services() -> str:
-    docs = [HEADER.rstrip()]
-    for name, _module, port in SERVICES:
-        audit_env = audit_volume = ""
-        if name == "audit":
-            audit_env = (
-                "            - name: MLOOP_AUDIT_SIGNING_KEY\n"
-                "              valueFrom: {secretKeyRef: {name: mloop-audit-signing, key: private-key}}\n"
-                "            - {name: MLOOP_DATA_DIR, value: /data}\n"
-                "          volumeMounts: [{name: audit-data, mountPath: /data}]\n"
-            )
-            audit_volume = (
-                "\n      volumes:\n"
-                "        - {name: audit-data, persistentVolumeClaim: {claimName: mloop-audit-data}}"
-            )
-        docs.append(
-            f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: mloop-{name}
-  labels: {{app: mloop-{name}}}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: mloop-{name}}}
-  template:
-    metadata:
-      labels: {{app: mloop-{name}}}
-    spec:
-      containers:
-        - name: {name}
-          image: mloop/{name}:latest
-          ports: [{{containerPort: {port}}}]
-          env:
-            - {{name: MLOOP_ENVIRONMENT, value: production}}
-            - {{name: MLOOP_HTTP_HOST, value: 0.0.0.0}}
-            - {{name: MLOOP_HTTP_PORT, value: "{port}"}}
-            - {{name: KAFKA_BOOTSTRAP_SERVERS, value: mloop-kafka-bootstrap:9093}}
-            - {{name: MLOOP_KAFKA_SECURITY_PROTOCOL, value: SASL_SSL}}
-            - {{name: MLOOP_KAFKA_SASL_MECHANISM, value: SCRAM-SHA-512}}
-            - {{name: MLOOP_KAFKA_SASL_USERNAME, value: mloop-{name}}}
-            - name: MLOOP_KAFKA_SASL_PASSWORD
-              valueFrom: {{secretKeyRef: {{name: mloop-{name}, key: password}}}}
-            - name: DATABASE_URL
-              valueFrom: {{secretKeyRef: {{name: mloop-db, key: {name}-url}}}}
-            - name: MLOOP_JWT_SECRET
-              valueFrom: {{secretKeyRef: {{name: mloop-jwt, key: secret}}}}
-{audit_env}          readinessProbe: {{httpGet: {{path: /readyz, port: {port}}}, periodSeconds: 5}}
-          livenessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 10}}{audit_volume}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: mloop-{name}
-spec:
-  selector: {{app: mloop-{name}}}
-  ports: [{{port: {port}, targetPort: {port}}}]"""
-        )
-    docs.append(k8s_console())
-    return "\n---\n".join(docs) + "\n"
+def k8s_deployment(name: str, port: int, env: str, *, pod: str = "", volumes: str = "") -> str:
+    """The Deployment (two replicas of ``mloop/<name>``) and Service of one server on ``port``.
 
-
-def k8s_console() -> str:
-    """The console's Deployment and Service: service URLs, a shared CSRF key, no database, no JWT secret."""
-    name, _module, port = CONSOLE
-    urls = "\n".join(
-        f"            - {{name: {URL_VARIABLES[svc]}, value: \"http://mloop-{svc}:{svc_port}\"}}"
-        for svc, _m, svc_port in SERVICES
-    )
+    The container's environment starts with what every server reads (production,
+    host, port); ``env`` adds the server's own lines (and what else goes in the
+    container before its probes), ``pod`` the lines that open the pod spec and
+    ``volumes`` the pod's volumes, each as YAML lines at their indentation.
+    """
     return f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -286,8 +225,7 @@ spec:
     metadata:
       labels: {{app: mloop-{name}}}
     spec:
-      automountServiceAccountToken: false
-      containers:
+{pod}      containers:
         - name: {name}
           image: mloop/{name}:latest
           ports: [{{containerPort: {port}}}]
@@ -295,12 +233,8 @@ spec:
             - {{name: MLOOP_ENVIRONMENT, value: production}}
             - {{name: MLOOP_HTTP_HOST, value: 0.0.0.0}}
             - {{name: MLOOP_HTTP_PORT, value: "{port}"}}
-{urls}
-            # Every replica must accept the forms the others rendered.
-            - name: MLOOP_CONSOLE_CSRF_KEY
-              valueFrom: {{secretKeyRef: {{name: mloop-{name}, key: csrf-key}}}}
-          readinessProbe: {{httpGet: {{path: /readyz, port: {port}}}, periodSeconds: 5}}
-          livenessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 10}}
+{env}          readinessProbe: {{httpGet: {{path: /readyz, port: {port}}}, periodSeconds: 5}}
+          livenessProbe: {{httpGet: {{path: /healthz, port: {port}}}, periodSeconds: 10}}{volumes}
 ---
 apiVersion: v1
 kind: Service
@@ -309,6 +243,54 @@ metadata:
 spec:
   selector: {{app: mloop-{name}}}
   ports: [{{port: {port}, targetPort: {port}}}]"""
+
+
+def k8s_services() -> str:
+    docs = [HEADER.rstrip()]
+    for name, _module, port in SERVICES:
+        env = (
+            "            - {name: KAFKA_BOOTSTRAP_SERVERS, value: mloop-kafka-bootstrap:9093}\n"
+            "            - {name: MLOOP_KAFKA_SECURITY_PROTOCOL, value: SASL_SSL}\n"
+            "            - {name: MLOOP_KAFKA_SASL_MECHANISM, value: SCRAM-SHA-512}\n"
+            f"            - {{name: MLOOP_KAFKA_SASL_USERNAME, value: mloop-{name}}}\n"
+            "            - name: MLOOP_KAFKA_SASL_PASSWORD\n"
+            f"              valueFrom: {{secretKeyRef: {{name: mloop-{name}, key: password}}}}\n"
+            "            - name: DATABASE_URL\n"
+            f"              valueFrom: {{secretKeyRef: {{name: mloop-db, key: {name}-url}}}}\n"
+            "            - name: MLOOP_JWT_SECRET\n"
+            "              valueFrom: {secretKeyRef: {name: mloop-jwt, key: secret}}\n"
+        )
+        volumes = ""
+        if name == "audit":
+            env += (
+                "            - name: MLOOP_AUDIT_SIGNING_KEY\n"
+                "              valueFrom: {secretKeyRef: {name: mloop-audit-signing, key: private-key}}\n"
+                "            - {name: MLOOP_DATA_DIR, value: /data}\n"
+                "          volumeMounts: [{name: audit-data, mountPath: /data}]\n"
+            )
+            volumes = (
+                "\n      volumes:\n"
+                "        - {name: audit-data, persistentVolumeClaim: {claimName: mloop-audit-data}}"
+            )
+        docs.append(k8s_deployment(name, port, env, volumes=volumes))
+    docs.append(k8s_console())
+    return "\n---\n".join(docs) + "\n"
+
+
+def k8s_console() -> str:
+    """The console's Deployment and Service: service URLs, a shared CSRF key, no database, no JWT secret."""
+    name, _module, port = CONSOLE
+    urls = "".join(
+        f"            - {{name: {URL_VARIABLES[svc]}, value: \"http://mloop-{svc}:{svc_port}\"}}\n"
+        for svc, _m, svc_port in SERVICES
+    )
+    env = (
+        urls
+        + "            # Every replica must accept the forms the others rendered.\n"
+        "            - name: MLOOP_CONSOLE_CSRF_KEY\n"
+        f"              valueFrom: {{secretKeyRef: {{name: mloop-{name}, key: csrf-key}}}}\n"
+    )
+    return k8s_deployment(name, port, env, pod="      automountServiceAccountToken: false\n")
 
 
 def outputs() -> dict[Path, str]:
