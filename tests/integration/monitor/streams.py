@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -128,6 +132,43 @@ async def query(database_url: str, sql: str, *args: Any) -> list[asyncpg.Record]
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_monitor(infra: Any, port: int, db_schema: str, consumer_group: str) -> subprocess.Popen[bytes]:
+    """A monitor process (``python -m mloop.monitor``) on the test platform, for tests that ``kill -9`` it."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
+        "DATABASE_URL": infra.database_url,
+        "MLOOP_TOPIC_PREFIX": infra.topic_prefix,
+        "MLOOP_HTTP_PORT": str(port),
+        "MLOOP_JWT_SECRET": infra.settings_kwargs()["jwt_secret"],
+        "MLOOP_ENVIRONMENT": "test",
+        "MLOOP_DB_SCHEMA": db_schema,
+        "MLOOP_CONSUMER_GROUP": consumer_group,
+        # Small transactions, so the kill lands between many of them.
+        "MLOOP_BATCH_MAX_MESSAGES": "2",
+        "MLOOP_LOG_JSON": "false",
+        "MLOOP_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "mloop.monitor"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def predictions_seen(infra: Any, schema: str) -> int:
+    """How many predictions the monitor in ``schema`` has counted (0 before its tables exist)."""
+    try:
+        rows = await query(infra.database_url, "SELECT COALESCE(sum((state->>'predictions_seen')::int), 0) AS n "
+                           f"FROM {schema}.monitor_state")
+    except Exception:
+        return 0
+    return int(rows[0]["n"])
 
 
 SMALL_WINDOWS = {"window": {"mode": "tumbling", "by": "count", "size": 500}, "resolve_after_windows": 2,

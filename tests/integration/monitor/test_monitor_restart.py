@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -19,46 +15,22 @@ from mloop.monitor.main import create_app
 from mloop.monitor.settings import MonitorSettings
 from mloop.runtime.testing import auth_headers, running_app
 
-from .streams import SMALL_WINDOWS, Traffic, query, records, reference_profile, registration, wait_until
+from .streams import (
+    SMALL_WINDOWS,
+    Traffic,
+    free_port,
+    launch_monitor,
+    predictions_seen,
+    query,
+    records,
+    reference_profile,
+    registration,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 TOTAL = 5000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _launch(infra: Any, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "DATABASE_URL": infra.database_url,
-        "MLOOP_TOPIC_PREFIX": infra.topic_prefix,
-        "MLOOP_HTTP_PORT": str(port),
-        "MLOOP_JWT_SECRET": infra.settings_kwargs()["jwt_secret"],
-        "MLOOP_ENVIRONMENT": "test",
-        "MLOOP_DB_SCHEMA": "monitor_killed",
-        "MLOOP_CONSUMER_GROUP": "mloop-monitor-killed",
-        # Small transactions, so the kill lands between many of them.
-        "MLOOP_BATCH_MAX_MESSAGES": "2",
-        "MLOOP_LOG_JSON": "false",
-        "MLOOP_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "mloop.monitor"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def _seen(infra: Any, schema: str) -> int:
-    try:
-        rows = await query(infra.database_url, "SELECT COALESCE(sum((state->>'predictions_seen')::int), 0) AS n "
-                           f"FROM {schema}.monitor_state")
-    except Exception:
-        return 0
-    return int(rows[0]["n"])
 
 
 async def _verdicts(infra: Any, schema: str) -> list[tuple[Any, ...]]:
@@ -92,14 +64,14 @@ async def test_kill_9_mid_stream_and_restart_gives_the_same_results_as_an_uninte
               + records(rng, 1500, version="2", start=1500, shift=1.0, prefix="k")
               + records(rng, 2000, version="2", start=3000, prefix="k"))
     settings = MonitorSettings(**infra.settings_kwargs(db_schema="monitor_whole", consumer_group="mloop-monitor-whole"))
-    port = _free_port()
+    port = free_port()
     async with Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
         await traffic.event("model-registered", registration("loans", "2", profile=reference_profile()))
         async with running_app(create_app(settings)) as client:
             r = await client.put("/models/loans/config", json=SMALL_WINDOWS,
                                  headers=auth_headers(settings, "olga", "operator"))
             assert r.status_code == 200
-            proc = _launch(infra, port)
+            proc = launch_monitor(infra, port, "monitor_killed", "mloop-monitor-killed")
             try:
                 headers = auth_headers(settings, "olga", "operator")
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -122,18 +94,18 @@ async def test_kill_9_mid_stream_and_restart_gives_the_same_results_as_an_uninte
                     await traffic.predictions("loans", stream, per_message=50)
 
                     async def mid_stream() -> bool:
-                        return await _seen(infra, "monitor_killed") >= 1200
+                        return await predictions_seen(infra, "monitor_killed") >= 1200
                     await wait_until(mid_stream, timeout_s=60, what="killed monitor half way")
-                killed_at = await _seen(infra, "monitor_killed")
+                killed_at = await predictions_seen(infra, "monitor_killed")
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 assert killed_at < TOTAL, "the stream was over before the kill"
-                proc = _launch(infra, port)
+                proc = launch_monitor(infra, port, "monitor_killed", "mloop-monitor-killed")
 
                 async def whole_done() -> bool:
-                    return await _seen(infra, "monitor_whole") == TOTAL
+                    return await predictions_seen(infra, "monitor_whole") == TOTAL
                 async def killed_done() -> bool:
-                    return await _seen(infra, "monitor_killed") == TOTAL
+                    return await predictions_seen(infra, "monitor_killed") == TOTAL
                 await wait_until(whole_done, timeout_s=60, what="uninterrupted run done")
                 await wait_until(killed_done, timeout_s=90, what="restarted run done")
                 await asyncio.sleep(1.0)

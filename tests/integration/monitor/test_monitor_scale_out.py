@@ -27,11 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import socket
-import subprocess
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -44,38 +40,23 @@ from mloop.monitor.main import create_app
 from mloop.monitor.settings import MonitorSettings
 from mloop.runtime.testing import auth_headers, running_app
 
-from .streams import SMALL_WINDOWS, T0, Traffic, query, records, reference_profile, registration, wait_until
+from .streams import (
+    SMALL_WINDOWS,
+    T0,
+    Traffic,
+    free_port,
+    launch_monitor,
+    query,
+    records,
+    reference_profile,
+    registration,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 PHASE = 2000  # four windows of 500 rows (or 500 s) per phase
 PARTITIONS = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _launch(infra: Any, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
-        "DATABASE_URL": infra.database_url,
-        "MLOOP_TOPIC_PREFIX": infra.topic_prefix,
-        "MLOOP_HTTP_PORT": str(port),
-        "MLOOP_JWT_SECRET": infra.settings_kwargs()["jwt_secret"],
-        "MLOOP_ENVIRONMENT": "test",
-        "MLOOP_DB_SCHEMA": "monitor_pair",
-        "MLOOP_CONSUMER_GROUP": "mloop-monitor-pair",
-        # Small transactions, so the kill lands between many of them.
-        "MLOOP_BATCH_MAX_MESSAGES": "2",
-        "MLOOP_LOG_JSON": "false",
-        "MLOOP_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "mloop.monitor"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def _spread(producer: AIOKafkaProducer, topic: str, model: str, recs: list[dict[str, Any]]) -> None:
@@ -169,7 +150,7 @@ async def test_two_instances_count_every_record_once_and_agree_with_one_even_whe
     one = MonitorSettings(**infra.settings_kwargs(db_schema="monitor_one", consumer_group="mloop-monitor-one"))
     headers = auth_headers(one, "olga", "operator")
     topic = infra.topic_prefix + "prediction-logged"
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     configs = {"spread": TIME_WINDOWS, "spread-count": SMALL_WINDOWS}
     async with Traffic(infra.bootstrap_servers, infra.topic_prefix) as traffic:
         for model in configs:
@@ -178,7 +159,7 @@ async def test_two_instances_count_every_record_once_and_agree_with_one_even_whe
             for model, config in configs.items():
                 r = await client.put(f"/models/{model}/config", json=config, headers=headers)
                 assert r.status_code == 200, r.text
-            procs = [_launch(infra, p) for p in ports]
+            procs = [launch_monitor(infra, p, "monitor_pair", "mloop-monitor-pair") for p in ports]
             try:
                 async with httpx.AsyncClient(timeout=5) as http:
                     async def both_up() -> bool:
