@@ -6,7 +6,7 @@ import pytest
 
 from mloop.runtime.auth import decode_token, issue_token
 from mloop.runtime.errors import ConfigurationError
-from mloop.runtime.pagination import decode_cursor, encode_cursor
+from mloop.runtime.pagination import decode_cursor, encode_cursor, fetch_page, key_after, key_token
 from mloop.runtime.problems import BadRequest, Unauthorized
 from mloop.runtime.settings import ServiceSettings
 
@@ -59,3 +59,27 @@ def test_cursors_round_trip_and_garbage_is_a_bad_request_naming_page_token() -> 
     with pytest.raises(BadRequest) as info:
         decode_cursor("!!!not-a-cursor")
     assert info.value.errors and info.value.errors[0]["field"] == "query.page_token"
+
+
+async def test_a_page_asks_for_one_row_more_and_its_token_leads_to_the_rows_after_its_last() -> None:
+    rows = [{"name": f"m{i:02d}"} for i in range(7)]
+    asked: list[int] = []
+
+    async def fetch_after(after: str | None, limit: int) -> list[dict[str, str]]:
+        asked.append(limit)
+        return [r for r in rows if after is None or r["name"] > after][:limit]
+
+    seen, token, pages = [], None, 0
+    while True:
+        after = key_after(token, "n", str)
+        page, token = await fetch_page(lambda limit: fetch_after(after, limit), 3,  # noqa: B023
+                                       lambda last: key_token("n", last["name"]))
+        seen += page
+        pages += 1
+        if token is None:
+            break
+    assert seen == rows and pages == 3 and asked == [4, 4, 4]
+    exact, none_after = await fetch_page(lambda limit: fetch_after("m03", limit), 3, lambda last: "unused")
+    assert exact == rows[4:] and none_after is None  # a full last page has no next token
+    with pytest.raises(BadRequest):
+        key_after(key_token("n", 5), "n", str)  # a key of the wrong type is not a token this API issued

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -11,9 +12,12 @@ from pydantic import BaseModel, Field
 
 from mloop.runtime.problems import BadRequest
 
-__all__ = ["Page", "decode_cursor", "encode_cursor", "keyset_after", "keyset_token"]
+__all__ = [
+    "Page", "decode_cursor", "encode_cursor", "fetch_page", "key_after", "key_token", "keyset_after", "keyset_token",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
 #: Cursor values end up as SQL parameters: keep integers inside bigint.
 _INT_RANGE = range(-(2**63), 2**63)
 
@@ -94,3 +98,33 @@ def keyset_after(page_token: str | None) -> tuple[datetime, str] | None:
 def keyset_token(at: datetime, id: str) -> str:
     """The token of the page that follows the row at (``at``, ``id``)."""
     return encode_cursor({"t": at.isoformat(), "id": id})
+
+
+def key_after(page_token: str | None, name: str, kind: type) -> Any:
+    """The last key of the previous page, for lists ordered by one unique key; None without a token.
+
+    ``name`` is the key's name in the token and ``kind`` its type (see
+    :func:`decode_cursor`). A token this API did not issue raises
+    :class:`BadRequest` (400) naming ``page_token``.
+    """
+    cursor = decode_cursor(page_token, **{name: kind})
+    return cursor[name] if cursor else None
+
+
+def key_token(name: str, value: Any) -> str:
+    """The token of the page that follows the row whose key ``name`` is ``value``."""
+    return encode_cursor({name: value})
+
+
+async def fetch_page(
+    fetch: Callable[[int], Awaitable[list[R]]], page_size: int, token_of: Callable[[R], str]
+) -> tuple[list[R], str | None]:
+    """One page: the first ``page_size`` rows of ``fetch(limit)`` and the token of the page after them.
+
+    ``fetch`` returns at most ``limit`` rows in list order, starting after the
+    caller's cursor; it is asked for one row more than the page, so the token is
+    None exactly when this is the last page. ``token_of`` makes the token from
+    the page's last row (:func:`key_token`, :func:`keyset_token`).
+    """
+    rows = await fetch(page_size + 1)
+    return rows[:page_size], token_of(rows[page_size - 1]) if len(rows) > page_size else None

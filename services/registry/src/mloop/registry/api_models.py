@@ -22,7 +22,7 @@ from mloop.registry.schemas import (
     VersionOut,
 )
 from mloop.runtime.deps import Pool, Viewer
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
 
 __all__ = ["TagQuery", "like_pattern", "parse_tags", "router"]
 
@@ -79,13 +79,13 @@ async def search_models(
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[ModelOut]:
     equal, present = parse_tags(tag)
-    cursor = decode_cursor(page_token, n=str)
+    after = key_after(page_token, "n", str)
     async with pool.acquire() as conn:
-        rows = await store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
-                                         after=cursor["n"] if cursor else None, limit=page_size + 1)
-        items = await reg.model_views(conn, rows[:page_size])
-    token = encode_cursor({"n": rows[page_size - 1]["name"]}) if len(rows) > page_size else None
-    return Page[ModelOut](items=items, next_page_token=token)
+        rows, token = await fetch_page(
+            lambda limit: store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
+                                              after=after, limit=limit),
+            page_size, lambda last: key_token("n", last["name"]))
+        return Page[ModelOut](items=await reg.model_views(conn, rows), next_page_token=token)
 
 
 @router.get("/models/{name}", summary="Get a model with its aliases and latest version")

@@ -10,7 +10,7 @@ from mloop.registry import store
 from mloop.registry.deps import ModelPath, Reg, Requester, Reviewer, VersionPath, example, reject_nul
 from mloop.registry.schemas import PromotionRequestCreate, PromotionRequestOut, ReviewBody
 from mloop.runtime.deps import Pool, Viewer
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
 
 __all__ = ["router"]
 
@@ -45,13 +45,12 @@ async def list_requests(
     page_token: Annotated[str | None, Query(examples=["eyJpZCI6IjAxOTMifQ"])] = None,
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[PromotionRequestOut]:
-    cursor = decode_cursor(page_token, id=str)
+    after = key_after(page_token, "id", str)
     async with pool.acquire() as conn:
-        rows = await store.list_requests(conn, status=status, model=model,
-                                         after_id=cursor["id"] if cursor else None, limit=page_size + 1)
-        items = await reg.request_views(conn, rows[:page_size])
-    token = encode_cursor({"id": rows[page_size - 1]["id"]}) if len(rows) > page_size else None
-    return Page[PromotionRequestOut](items=items, next_page_token=token)
+        rows, token = await fetch_page(
+            lambda limit: store.list_requests(conn, status=status, model=model, after_id=after, limit=limit),
+            page_size, lambda last: key_token("id", last["id"]))
+        return Page[PromotionRequestOut](items=await reg.request_views(conn, rows), next_page_token=token)
 
 
 @router.get("/promotion-requests/{request_id}", summary="A promotion request with its reviews")

@@ -32,7 +32,7 @@ from mloop.registry.schemas import (
     VersionRegistration,
 )
 from mloop.runtime.deps import Pool, Viewer
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
 
 __all__ = ["router"]
 
@@ -70,16 +70,14 @@ PageSize = Annotated[int, Query(ge=1, le=500, examples=[50])]
 async def _search(
     pool: Pool, reg: Reg, f: store.VersionFilter, order: str, page_token: str | None, page_size: int
 ) -> Page[VersionOut]:
-    cursor = decode_cursor(page_token, id=int)
-    after = cursor["id"] if cursor else None
+    after = key_after(page_token, "id", int)
     async with pool.acquire() as conn:
         if f.model is not None and await store.get_model(conn, f.model) is None:
             raise ModelNotFound(f.model)
-        rows = await store.search_versions(conn, f, after_id=after, limit=page_size + 1,
-                                           newest_first=order == "desc")
-        items = await reg.version_views(conn, rows[:page_size])
-    token = encode_cursor({"id": rows[page_size - 1]["id"]}) if len(rows) > page_size else None
-    return Page[VersionOut](items=items, next_page_token=token)
+        rows, token = await fetch_page(
+            lambda limit: store.search_versions(conn, f, after_id=after, limit=limit, newest_first=order == "desc"),
+            page_size, lambda last: key_token("id", last["id"]))
+        return Page[VersionOut](items=await reg.version_views(conn, rows), next_page_token=token)
 
 
 @router.get("/versions", summary="Search versions across models",

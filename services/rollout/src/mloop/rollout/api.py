@@ -24,7 +24,7 @@ from mloop.rollout.domain.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
 from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
 from mloop.runtime.history import SettingChangeOut
-from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
+from mloop.runtime.pagination import Page, fetch_page, keyset_after, keyset_token
 from mloop.runtime.problems import Conflict, Forbidden, NotFound
 
 __all__ = ["router"]
@@ -173,14 +173,12 @@ async def list_rollouts(
     page_token: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[RolloutOut]:
-    cursor = decode_cursor(page_token, c=datetime, i=str)
-    before = (cursor["c"], cursor["i"]) if cursor else None
+    before = keyset_after(page_token)  # newest first: the page after a row holds the rows before it
     async with pool.acquire() as conn:
-        rows = await store.list_rollouts(conn, model=model, phase=phase, before=before, limit=page_size + 1,
-                                         latest_per_model=latest_per_model)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    token = encode_cursor({"c": rows[-1].created_at.isoformat(), "i": rows[-1].id}) if more else None
+        rows, token = await fetch_page(
+            lambda limit: store.list_rollouts(conn, model=model, phase=phase, before=before, limit=limit,
+                                              latest_per_model=latest_per_model),
+            page_size, lambda last: keyset_token(last.created_at, last.id))
     return Page[RolloutOut](items=[RolloutOut.of(r) for r in rows], next_page_token=token)
 
 
