@@ -62,8 +62,8 @@ class Caller:
         headers = {**self.headers, **kw.pop("headers", {})}
         return await self.client.post(url, json=json, headers=headers, **kw)
 
-    async def put(self, url: str, json: Any = None) -> httpx.Response:
-        return await self.client.put(url, json=json, headers=self.headers)
+    async def put(self, url: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return await self.client.put(url, json=json, headers=self.headers, **kw)
 
     async def patch(self, url: str, json: Any = None) -> httpx.Response:
         return await self.client.patch(url, json=json, headers=self.headers)

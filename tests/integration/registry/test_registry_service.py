@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from mloop.contracts.payloads import RolloutCompleted, RolloutRolledBack
+from mloop.contracts.payloads import MAX_REASON_LENGTH, RolloutCompleted, RolloutRolledBack
 from mloop.registry.main import create_app
 from mloop.registry.service import MAX_EVENT_BYTES
 from mloop.registry.settings import RegistrySettings
@@ -278,6 +278,54 @@ async def test_an_auto_approval_policy_promotes_at_once_as_the_recorded_actor(re
     history = (await reg.viewer.get(f"/models/{model}/validation-policy/history")).json()
     assert [(h["policy"], h["actor"]) for h in history] == [
         ({"auto_approval": "low-risk-nightly"}, "user:otto"), (None, "user:otto")]
+
+
+async def test_why_a_policy_changed_is_kept_in_its_history_and_carried_by_its_event(reg: Registry) -> None:
+    model = await reg.model()
+    tighter = "two approvals for every model after the audit"
+    r = await reg.ops.put("/validation-policies/default", {"required_approvals": 2}, params={"reason": tighter})
+    assert r.status_code == 200, r.text
+    looser = "nightly retrains of this model are low risk"
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 1},
+                          params={"reason": looser})
+    assert r.status_code == 200, r.text
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"metric_tolerance": 0.05})  # no reason given
+    assert r.status_code == 200, r.text
+    r = await reg.ops.delete(f"/models/{model}/validation-policy", params={"reason": "back to the default"})
+    assert r.status_code == 200, r.text
+
+    default = (await reg.viewer.get("/validation-policies/default/history")).json()
+    assert [(h["policy"]["required_approvals"], h["reason"]) for h in default][-1] == (2, tighter)
+    history = (await reg.viewer.get(f"/models/{model}/validation-policy/history")).json()
+    assert [(h["policy"], h["previous"], h["actor"], h["reason"]) for h in history] == [
+        ({"required_approvals": 1}, None, "user:otto", looser),
+        ({"metric_tolerance": 0.05}, {"required_approvals": 1}, "user:otto", None),
+        (None, {"metric_tolerance": 0.05}, "user:otto", "back to the default"),
+    ]
+    [default_changed] = await reg.seen.wait_for("validation-policy-changed", where=lambda e: e.data.model == "*")
+    assert (default_changed.data.scope, default_changed.data.reason) == ("default", tighter)
+    changed = await reg.seen.wait_for("validation-policy-changed", 3, where=lambda e: e.data.model == model)
+    assert [(e.data.policy, e.data.removed, e.data.reason) for e in changed] == [
+        ({"required_approvals": 1}, False, looser), ({"metric_tolerance": 0.05}, False, None),
+        ({}, True, "back to the default")]
+
+    # A reason longer than the contract allows is refused, naming it; nothing changes.
+    too_long = {"reason": "x" * (MAX_REASON_LENGTH + 1)}
+    for r in (
+        await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 3}, params=too_long),
+        await reg.ops.put("/validation-policies/default", {}, params=too_long),
+        await reg.ops.delete(f"/models/{model}/validation-policy", params=too_long),
+    ):
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["errors"][0]["field"] == "query.reason"
+    assert (await reg.viewer.get(f"/models/{model}/validation-policy/history")).json() == history
+    assert (await reg.viewer.get("/validation-policies/default/history")).json() == default
+    longest = "y" * MAX_REASON_LENGTH
+    r = await reg.ops.put(f"/models/{model}/validation-policy", {"required_approvals": 3}, params={"reason": longest})
+    assert r.status_code == 200, r.text
+    history = (await reg.viewer.get(f"/models/{model}/validation-policy/history")).json()
+    assert history[-1]["reason"] == longest
 
 
 # --------------------------------------------------------------------------- rollout outcomes

@@ -85,6 +85,8 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 MAX_VERSION_LENGTH = 64
 MAX_REQUEST_ID_LENGTH = 256
 MAX_ERROR_LENGTH = 128
+#: Longest reason given for a governance setting change (kept in its history and its event).
+MAX_REASON_LENGTH = 500
 
 ModelName = Annotated[
     str,
@@ -344,6 +346,8 @@ class ValidationPolicyChanged(Payload):
     effective: dict[str, Any] = Field(default_factory=dict, description="The policy now in force")
     removed: bool = False
     changed_by: str
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH,
+                               examples=["two approvals for every model after the audit"])
 
 
 class SettingChanged(Payload):
@@ -355,7 +359,7 @@ class SettingChanged(Payload):
         default=None, description="The setting before the change; null when none was stored", examples=[None])
     removed: bool = Field(default=False, description="True when a model's own setting was removed")
     changed_by: str = Field(examples=["user:otto"])
-    reason: str | None = Field(default=None, max_length=500, examples=["fewer false alarms on weekends"])
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, examples=["fewer false alarms on weekends"])
     seq: int = Field(ge=1, description="Per-model (or default) sequence of changes of this setting kind")
 
 

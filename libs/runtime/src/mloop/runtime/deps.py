@@ -8,11 +8,14 @@ import asyncpg
 from fastapi import Depends, Path, Query, Request
 from pydantic import StringConstraints
 
-from mloop.contracts.payloads import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
+from mloop.contracts.payloads import MAX_MODEL_NAME_LENGTH, MAX_REASON_LENGTH, MODEL_NAME_PATTERN
 from mloop.runtime.auth import Principal, require_roles
 from mloop.runtime.service import ServiceContext
 
-__all__ = ["MAX_MODELS_PER_CALL", "Ctx", "ModelNames", "ModelPath", "Operator", "Pool", "Viewer", "get_ctx", "get_pool"]
+__all__ = [
+    "MAX_MODELS_PER_CALL", "Ctx", "ModelNames", "ModelPath", "Operator", "Pool", "SettingReason", "Viewer", "get_ctx",
+    "get_pool",
+]
 
 
 def get_ctx(request: Request) -> ServiceContext:
@@ -32,6 +35,12 @@ Viewer = Annotated[Principal, Depends(require_roles())]
 Operator = Annotated[Principal, Depends(require_roles("operator"))]
 #: A model name in a path, with the same rule as the contracts' ``ModelName``.
 ModelPath = Annotated[str, Path(min_length=1, max_length=MAX_MODEL_NAME_LENGTH, pattern=MODEL_NAME_PATTERN)]
+#: Why a governance setting changes: an optional query parameter, kept in the setting's history and event.
+SettingReason = Annotated[
+    str | None,
+    Query(max_length=MAX_REASON_LENGTH, description="Why the setting changes (kept in its history)",
+          examples=["agreed in the weekly model review"]),
+]
 
 #: How many model names one read may filter on (a page of a list of models asks for its rows at once).
 MAX_MODELS_PER_CALL = 200

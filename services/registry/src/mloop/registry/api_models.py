@@ -21,7 +21,7 @@ from mloop.registry.schemas import (
     PolicyView,
     VersionOut,
 )
-from mloop.runtime.deps import Pool, Viewer
+from mloop.runtime.deps import Pool, SettingReason, Viewer
 from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
 
 __all__ = ["TagQuery", "like_pattern", "parse_tags", "router"]
@@ -150,10 +150,13 @@ async def get_default_policy(pool: Pool, reg: Reg, _: Viewer) -> Policy:
 async def put_default_policy(
     pool: Pool, reg: Reg, who: Operator,
     body: Annotated[Policy, example(strict=(POLICY_EXAMPLE, "Tolerances, segment bounds, one approval"))],
+    reason: SettingReason = None,
 ) -> Policy:
+    """Every change is kept (``/validation-policies/default/history``) and published as
+    ``validation-policy-changed``."""
     if body.auto_approval is not None:
         raise InvalidInput("auto-approval is granted per model, never by default", field="body.auto_approval")
-    return (await reg.put_default_policy(pool, who, body)).default
+    return (await reg.put_default_policy(pool, who, body, reason)).default
 
 
 @router.get("/models/{name}/validation-policy", tags=["policies"],
@@ -172,17 +175,23 @@ async def put_model_policy(
         auto=({"auto_approval": "low-risk-nightly"}, "Approve promotions automatically (recorded as the policy)"),
         four_eyes_twice=({"required_approvals": 2}, "Two reviewers"),
     )],
+    reason: SettingReason = None,
 ) -> PolicyView:
-    """The body holds only the fields to override; the rest come from the default policy."""
+    """The body holds only the fields to override; the rest come from the default policy.
+
+    Every change is kept (``/models/{name}/validation-policy/history``) and published
+    as ``validation-policy-changed``."""
     unknown = sorted(set(body) - set(Policy.model_fields))
     if unknown:
         raise InvalidInput(f"unknown policy fields: {', '.join(unknown)}", field=f"body.{unknown[0]}")
-    return await reg.put_model_policy(pool, who, name, body)
+    return await reg.put_model_policy(pool, who, name, body, reason)
 
 
 @router.delete("/models/{name}/validation-policy", tags=["policies"], summary="Drop a model's override")
-async def delete_model_policy(name: ModelPath, pool: Pool, reg: Reg, who: Operator) -> PolicyView:
-    return await reg.delete_model_policy(pool, who, name)
+async def delete_model_policy(
+    name: ModelPath, pool: Pool, reg: Reg, who: Operator, reason: SettingReason = None
+) -> PolicyView:
+    return await reg.delete_model_policy(pool, who, name, reason)
 
 
 @router.get("/validation-policies/default/history", tags=["policies"], summary="Every change of the default policy")

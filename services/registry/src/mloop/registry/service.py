@@ -182,35 +182,42 @@ class Registry:
 
     async def _policy_changed(
         self, conn: asyncpg.Connection, who: Principal, model: str | None, stored: Mapping[str, Any],
-        *, removed: bool = False,
+        reason: str | None, *, removed: bool = False,
     ) -> PolicyView:
         view = await self.policy_for(conn, model)
         await outbox.enqueue(conn, self._event("validation-policy-changed", ValidationPolicyChanged(
             model=model or "*", scope="model" if model else "default", policy=dict(stored),
-            effective=view.effective.model_dump(mode="json"), removed=removed, changed_by=who.actor,
+            effective=view.effective.model_dump(mode="json"), removed=removed, changed_by=who.actor, reason=reason,
         ), who.actor))
         return view
 
-    async def put_default_policy(self, pool: asyncpg.Pool, who: Principal, policy: Policy) -> PolicyView:
+    async def put_default_policy(
+        self, pool: asyncpg.Pool, who: Principal, policy: Policy, reason: str | None = None
+    ) -> PolicyView:
+        """Replace the default policy; the change and ``reason`` go to its history and its event."""
         async with pool.acquire() as conn, conn.transaction():
             doc = policy.model_dump(mode="json")
-            await self._keep_change(conn, who, DEFAULT_SCOPE, doc)
+            await self._keep_change(conn, who, DEFAULT_SCOPE, doc, reason)
             await store.put_policy(conn, DEFAULT_SCOPE, doc, who.actor)
-            return await self._policy_changed(conn, who, None, doc)
+            return await self._policy_changed(conn, who, None, doc, reason)
 
     async def put_model_policy(
-        self, pool: asyncpg.Pool, who: Principal, model: str, override: Mapping[str, Any]
+        self, pool: asyncpg.Pool, who: Principal, model: str, override: Mapping[str, Any], reason: str | None = None
     ) -> PolicyView:
+        """Replace a model's override, as :meth:`put_default_policy`; :class:`ModelNotFound`, or a
+        validation error for an override the default policy cannot take."""
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
             default = Policy.model_validate(await store.get_policy(conn, DEFAULT_SCOPE) or {})
             domain.effective_policy(default, override)  # refuses an invalid override
-            await self._keep_change(conn, who, _model_scope(model), dict(override))
+            await self._keep_change(conn, who, _model_scope(model), dict(override), reason)
             await store.put_policy(conn, _model_scope(model), dict(override), who.actor)
-            return await self._policy_changed(conn, who, model, override)
+            return await self._policy_changed(conn, who, model, override, reason)
 
-    async def delete_model_policy(self, pool: asyncpg.Pool, who: Principal, model: str) -> PolicyView:
+    async def delete_model_policy(
+        self, pool: asyncpg.Pool, who: Principal, model: str, reason: str | None = None
+    ) -> PolicyView:
         async with pool.acquire() as conn, conn.transaction():
             if await store.get_model(conn, model, for_update=True) is None:
                 raise ModelNotFound(model)
@@ -218,8 +225,8 @@ class Registry:
             await store.lock_policy(conn, scope)
             previous = await store.get_policy(conn, scope)
             if await store.delete_policy(conn, scope):
-                await store.POLICY_HISTORY.append(conn, scope, None, previous, actor=who.actor, reason=None)
-            return await self._policy_changed(conn, who, model, {}, removed=True)
+                await store.POLICY_HISTORY.append(conn, scope, None, previous, actor=who.actor, reason=reason)
+            return await self._policy_changed(conn, who, model, {}, reason, removed=True)
 
     async def policy_history(self, conn: asyncpg.Connection, model: str | None) -> list[PolicyChange]:
         """Every change of the default policy (``model`` None) or of a model's override, oldest first."""
@@ -229,12 +236,12 @@ class Registry:
         return [PolicyChange.of(c) for c in changes]
 
     async def _keep_change(
-        self, conn: asyncpg.Connection, who: Principal, scope: str, policy: dict[str, Any]
+        self, conn: asyncpg.Connection, who: Principal, scope: str, policy: dict[str, Any], reason: str | None
     ) -> None:
-        """Append the change about to be stored to the policy's history (before and after)."""
+        """Append the change about to be stored to the policy's history (before and after, and why)."""
         await store.lock_policy(conn, scope)
         previous = await store.get_policy(conn, scope)
-        await store.POLICY_HISTORY.append(conn, scope, policy, previous, actor=who.actor, reason=None)
+        await store.POLICY_HISTORY.append(conn, scope, policy, previous, actor=who.actor, reason=reason)
 
     # ------------------------------------------------------------------ versions
 

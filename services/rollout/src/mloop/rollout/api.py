@@ -22,7 +22,7 @@ from mloop.rollout import store
 from mloop.rollout.domain.machine import ACTIONS, Action, IllegalTransition, Phase, Rollout, routes_for
 from mloop.rollout.domain.plan import RolloutPlan, Strategy
 from mloop.rollout.service import OpenRolloutExists, RolloutNotFound, RolloutRefused, RolloutService
-from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, SettingReason, Viewer
 from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, fetch_page, keyset_after, keyset_token
 from mloop.runtime.problems import Conflict, Forbidden, NotFound
@@ -281,13 +281,9 @@ async def get_plan(model: ModelPath, _: Viewer, pool: Pool) -> PlanOut:
     )
 
 
-Reason = Annotated[str | None, Query(max_length=500, description="Why the setting changes (kept in its history)",
-                                     examples=["longer canary steps after the incident of 12 May"])]
-
-
 @router.put("/models/{model}/plan", tags=["plans"], summary="Set the model's default rollout plan")
 async def put_plan(
-    model: ModelPath, plan: RolloutPlan, who: Operator, pool: Pool, service: Service, reason: Reason = None
+    model: ModelPath, plan: RolloutPlan, who: Operator, pool: Pool, service: Service, reason: SettingReason = None
 ) -> PlanOut:
     """Every change is kept (``/models/{model}/plan/history``) and published as ``rollout-plan-changed``."""
     async with pool.acquire() as conn, conn.transaction():
