@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 from pydantic import BaseModel, Field
 
 from mloop.runtime.problems import BadRequest
 
 __all__ = [
-    "Page", "decode_cursor", "encode_cursor", "fetch_page", "key_after", "key_token", "keyset_after", "keyset_token",
+    "Page", "decode_cursor", "encode_cursor", "fetch_page", "key_after", "key_token", "keyed_page", "keyset_after",
+    "keyset_token",
 ]
 
 T = TypeVar("T")
@@ -128,3 +130,24 @@ async def fetch_page(
     """
     rows = await fetch(page_size + 1)
     return rows[:page_size], token_of(rows[page_size - 1]) if len(rows) > page_size else None
+
+
+async def keyed_page(
+    pool: asyncpg.Pool, page_token: str | None, page_size: int, *, key: tuple[str, type, str],
+    fetch: Callable[[asyncpg.Connection, Any, int], Awaitable[list[asyncpg.Record]]],
+    views: Callable[[asyncpg.Connection, list[asyncpg.Record]], Awaitable[list[T]]],
+) -> Page[T]:
+    """One page of a list ordered by one unique column, as the API returns it.
+
+    ``key`` is (name in the token, its type, the column it comes from);
+    ``fetch(conn, after, limit)`` returns the rows after the key ``after``
+    (None: from the start), ``views(conn, rows)`` what the API shows of them,
+    both on one connection. A token this API did not issue raises
+    :class:`BadRequest` (400) naming ``page_token``.
+    """
+    name, kind, column = key
+    after = key_after(page_token, name, kind)
+    async with pool.acquire() as conn:
+        rows, token = await fetch_page(lambda limit: fetch(conn, after, limit), page_size,
+                                       lambda last: key_token(name, last[column]))
+        return Page[T](items=await views(conn, rows), next_page_token=token)

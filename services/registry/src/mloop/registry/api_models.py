@@ -22,7 +22,7 @@ from mloop.registry.schemas import (
     VersionOut,
 )
 from mloop.runtime.deps import Pool, SettingReason, Viewer
-from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
+from mloop.runtime.pagination import Page, keyed_page
 
 __all__ = ["TagQuery", "like_pattern", "parse_tags", "router"]
 
@@ -79,13 +79,9 @@ async def search_models(
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[ModelOut]:
     equal, present = parse_tags(tag)
-    after = key_after(page_token, "n", str)
-    async with pool.acquire() as conn:
-        rows, token = await fetch_page(
-            lambda limit: store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
-                                              after=after, limit=limit),
-            page_size, lambda last: key_token("n", last["name"]))
-        return Page[ModelOut](items=await reg.model_views(conn, rows), next_page_token=token)
+    return await keyed_page(pool, page_token, page_size, key=("n", str, "name"), views=reg.model_views, fetch=(
+        lambda conn, after, limit: store.search_models(conn, name_like=like_pattern(q), tags=equal, tag_keys=present,
+                                                       after=after, limit=limit)))
 
 
 @router.get("/models/{name}", summary="Get a model with its aliases and latest version")

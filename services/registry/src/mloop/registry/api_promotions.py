@@ -10,7 +10,7 @@ from mloop.registry import store
 from mloop.registry.deps import ModelPath, Reg, Requester, Reviewer, VersionPath, example, reject_nul
 from mloop.registry.schemas import PromotionRequestCreate, PromotionRequestOut, ReviewBody
 from mloop.runtime.deps import Pool, Viewer
-from mloop.runtime.pagination import Page, fetch_page, key_after, key_token
+from mloop.runtime.pagination import Page, keyed_page
 
 __all__ = ["router"]
 
@@ -45,12 +45,8 @@ async def list_requests(
     page_token: Annotated[str | None, Query(examples=["eyJpZCI6IjAxOTMifQ"])] = None,
     page_size: Annotated[int, Query(ge=1, le=500, examples=[50])] = 50,
 ) -> Page[PromotionRequestOut]:
-    after = key_after(page_token, "id", str)
-    async with pool.acquire() as conn:
-        rows, token = await fetch_page(
-            lambda limit: store.list_requests(conn, status=status, model=model, after_id=after, limit=limit),
-            page_size, lambda last: key_token("id", last["id"]))
-        return Page[PromotionRequestOut](items=await reg.request_views(conn, rows), next_page_token=token)
+    return await keyed_page(pool, page_token, page_size, key=("id", str, "id"), views=reg.request_views, fetch=(
+        lambda conn, after, limit: store.list_requests(conn, status=status, model=model, after_id=after, limit=limit)))
 
 
 @router.get("/promotion-requests/{request_id}", summary="A promotion request with its reviews")
