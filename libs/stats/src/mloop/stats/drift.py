@@ -77,6 +77,7 @@ from mloop.stats.profile import (
     ReferenceProfile,
     counts_like,
     numeric_window,
+    row_count,
 )
 
 __all__ = [
@@ -851,13 +852,7 @@ def _window_from_columns(
 ) -> tuple[ReferenceProfile, dict[str, FloatArray], FloatArray | None]:
     arrays = {name: as_1d(columns[name], f"column {name!r}") for name in reference.features if name in columns}
     pred = as_1d(prediction, "prediction") if prediction is not None else None
-    lengths = {name: arr.size for name, arr in arrays.items()}
-    if pred is not None:
-        lengths["prediction"] = pred.size
-    distinct = set(lengths.values())
-    if len(distinct) > 1:
-        raise InvalidInputError(f"columns have different lengths: {lengths}")
-    rows = distinct.pop() if distinct else 0
+    rows = row_count(arrays, pred)
     rng = np.random.default_rng(rows)
     features: dict[str, FeatureProfile] = {}
     samples: dict[str, FloatArray] = {}

@@ -69,6 +69,7 @@ __all__ = [
     "numeric_window",
     "profile_from_dict",
     "profile_values",
+    "row_count",
 ]
 
 PROFILE_FORMAT = "mloop.reference-profile/v1"
@@ -600,7 +601,7 @@ class ReferenceProfile:
             raise InvalidInputError(f"kinds given for unknown columns: {sorted(unknown)}")
         arrays = {name: as_1d(col, f"column {name!r}") for name, col in columns.items()}
         pred = as_1d(prediction, "prediction") if prediction is not None else None
-        rows = _row_count(arrays, pred)
+        rows = row_count(arrays, pred)
         rng = np.random.default_rng(seed)
         features: dict[str, FeatureProfile] = {
             name: profile_values(
@@ -642,7 +643,7 @@ class ReferenceProfile:
         """
         arrays = {name: as_1d(columns[name], f"column {name!r}") for name in self.features if name in columns}
         pred = as_1d(prediction, "prediction") if prediction is not None else None
-        rows = _row_count(arrays, pred)
+        rows = row_count(arrays, pred)
         rng = np.random.default_rng(seed) if seed is not None else _default_rng(rows)
         features: dict[str, FeatureProfile] = {}
         for name, profile in self.features.items():
@@ -763,7 +764,8 @@ def _merge_feature(a: FeatureProfile, b: FeatureProfile, rng: np.random.Generato
     return a.merge(b)
 
 
-def _row_count(arrays: Mapping[str, npt.NDArray[Any]], pred: npt.NDArray[Any] | None) -> int:
+def row_count(arrays: Mapping[str, npt.NDArray[Any]], pred: npt.NDArray[Any] | None) -> int:
+    """The one length of the columns and the prediction; ``InvalidInputError`` naming them when lengths differ."""
     lengths = {name: arr.size for name, arr in arrays.items()}
     if pred is not None:
         lengths["prediction"] = pred.size
