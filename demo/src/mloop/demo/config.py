@@ -9,7 +9,11 @@ live timeline, and a flag that turns the drift on).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,3 +140,17 @@ class DemoConfig:
     @classmethod
     def from_json(cls, text: str) -> DemoConfig:
         return cls(**json.loads(text))
+
+
+def run_process(name: str, amain: Callable[[DemoConfig], Coroutine[Any, Any, None]], argv: list[str] | None) -> int:
+    """The entry point of a demo process: its configuration is the JSON given first on the command line.
+
+    Logs at INFO with ``name`` in each line (aiokafka's own retries are not
+    logged), runs ``amain`` to its end and returns the exit status.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    cfg = DemoConfig.from_json(args[0])
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    asyncio.run(amain(cfg))
+    return 0

@@ -20,7 +20,6 @@ import asyncio
 import collections
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +35,7 @@ from mloop.client import (
     RouterFollower,
     TrafficRouter,
 )
-from mloop.demo.config import DemoConfig
+from mloop.demo.config import DemoConfig, run_process
 from mloop.demo.model import LogisticModel, ServingError
 from mloop.demo.resilient import RetryingTransport
 from mloop.demo.world import CreditRiskWorld
@@ -309,12 +308,7 @@ async def _amain(cfg: DemoConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    cfg = DemoConfig.from_json(args[0])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s simulator %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    asyncio.run(_amain(cfg))
-    return 0
+    return run_process("simulator", _amain, argv)
 
 
 if __name__ == "__main__":

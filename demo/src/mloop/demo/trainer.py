@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from mloop.client import ApiError, RegistryClient, RetrainClient
 from mloop.contracts.envelope import EnvelopeError, decode, encode, new_event
 from mloop.contracts.payloads import RetrainCompleted, RetrainFailed, RetrainRequested
-from mloop.demo.config import DemoConfig
+from mloop.demo.config import DemoConfig, run_process
 from mloop.demo.resilient import RetryingTransport
 from mloop.demo.training import train_and_register
 from mloop.demo.world import FEATURES
@@ -218,12 +217,7 @@ async def _amain(cfg: DemoConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    cfg = DemoConfig.from_json(args[0])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s trainer %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    asyncio.run(_amain(cfg))
-    return 0
+    return run_process("trainer", _amain, argv)
 
 
 if __name__ == "__main__":
