@@ -462,8 +462,8 @@ def test_a_record_read_after_its_pane_closed_is_counted_late_not_windowed() -> N
     # Read in one batch, the same records are late and reported with the same window.
     rng = np.random.default_rng(25)
     parts = [_batch(rng, 700), _batch(rng, 5, start=695), _batch(rng, 3, start=100), _batch(rng, 600, start=700)]
-    whole = PredictionBatch(sum((b.request_ids for b in parts), []), np.concatenate([b.timestamps for b in parts]),
-                            sum((b.features for b in parts), []), sum((b.predictions for b in parts), []))
+    whole = PredictionBatch([r for b in parts for r in b.request_ids], np.concatenate([b.timestamps for b in parts]),
+                            [f for b in parts for f in b.features], [p for b in parts for p in b.predictions])
     one = _monitor()
     again = [r for r in one.observe(whole, config).results if r.signal == "quality"]
     assert [(r.window_no, r.window.size, r.evidence["late_rows"]) for r in again] == [(1, 600, 0), (2, 605, 3)]
