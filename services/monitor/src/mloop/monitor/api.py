@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from mloop.monitor import service, store
 from mloop.monitor.domain import MonitorConfig
 from mloop.monitor.report import build_report, render_html
-from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.deps import MAX_MODELS_PER_CALL, Ctx, ModelNames, ModelPath, Operator, Pool, SettingReason, Viewer
 from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, decode_cursor, encode_cursor
 from mloop.runtime.problems import BadRequest, NotFound
@@ -285,8 +285,7 @@ async def get_config(model: ModelPath, pool: Pool, _: Viewer) -> ConfigOut:
 @router.put("/models/{model}/config", summary="Set windows and thresholds of a model (operator)")
 async def put_config(
     model: ModelPath, pool: Pool, who: Operator, ctx: Ctx, config: Annotated[MonitorConfig, Body()],
-    reason: Annotated[str | None, Query(max_length=500, description="Why (kept in the history)",
-                                        examples=["fewer false alarms on weekends"])] = None,
+    reason: SettingReason = None,
 ) -> ConfigOut:
     """Every change is kept (``/models/{model}/config/history``) and published as ``monitor-config-changed``."""
     async with pool.acquire() as conn, conn.transaction():

@@ -33,7 +33,7 @@ from mloop.retrain_scheduler.domain import (
 )
 from mloop.retrain_scheduler.service import Scheduler
 from mloop.runtime.auth import Principal, require_roles
-from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, Viewer
+from mloop.runtime.deps import ModelNames, ModelPath, Operator, Pool, SettingReason, Viewer
 from mloop.runtime.history import SettingChangeOut
 from mloop.runtime.pagination import Page, keyset_after, keyset_token
 from mloop.runtime.problems import Conflict, NotFound, UnprocessableEntity
@@ -92,8 +92,7 @@ def _check_secret(request: Request, policy: RetrainPolicy) -> None:
 
 # --------------------------------------------------------------------------- policies
 
-Reason = Annotated[str | None, Query(max_length=500, description="Why the policy changes (kept in its history)",
-                                     examples=["retrain at most every two hours"])]
+Reason = SettingReason
 PageToken = Annotated[str | None, Query(max_length=512)]
 PageSize = Annotated[int, Query(ge=1, le=500)]
 
