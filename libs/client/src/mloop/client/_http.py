@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -30,11 +31,12 @@ class _RequestOptions(TypedDict, total=False):
     idempotency_key: str | None
 
 
-class AsyncClosing:
+class AsyncClosing(abc.ABC):
     """``async with`` for a client holding connections: leaving the block calls :meth:`aclose`."""
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
-        raise NotImplementedError
+        """Close the client's connections."""
 
     async def __aenter__(self) -> Self:
         return self

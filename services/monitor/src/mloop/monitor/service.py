@@ -164,9 +164,8 @@ class Monitoring:
                 if m.spread:
                     spread.add(((m.model, version), m.partition))
         by_partition = {kp: PredictionColumns.concat(p) for kp, p in parts.items()}
-        groups = {key: PredictionColumns.concat([c for (k, _), c in by_partition.items() if k == key])
-                  for key in dict.fromkeys(k for k, _ in by_partition)}
-        revs = await self._lock(conn, {m for m, _ in groups}, groups)
+        keys = dict.fromkeys(k for k, _ in by_partition)
+        revs = await self._lock(conn, {m for m, _ in keys}, keys)
         touched: dict[Key, Outcome] = {}
         for (key, partition), cols in by_partition.items():
             entry = await self._entry(conn, key, revs[key]) if key not in touched else self.cache[key]
@@ -176,15 +175,16 @@ class Monitoring:
             touched.setdefault(key, Outcome()).extend(entry.monitor.observe(batch, entry.config))
             self.metrics.records.labels(model=key[0]).inc(len(cols))
         if self.store_mode != "off":
-            await self._store_predictions(conn, groups, touched)
+            await self._store_predictions(conn, by_partition, touched)
         await self._write(conn, touched)
 
-    async def _store_predictions(self, conn: asyncpg.Connection, groups: dict[Key, PredictionColumns],
+    async def _store_predictions(self, conn: asyncpg.Connection, parts: dict[tuple[Key, int], PredictionColumns],
                                  touched: dict[Key, Outcome]) -> None:
-        """Copy the (sampled) predictions into the store and join the labels that waited for them."""
+        """Copy the (sampled) predictions of each (version, partition) into the store and join the labels
+        that waited for them."""
         rows: list[store.StagedPrediction] = []
         full = self.store_mode == "full"
-        for (model, version), cols in groups.items():
+        for ((model, version), _), cols in parts.items():
             keep = range(len(cols)) if self._sample_below is None else [
                 i for i, r in enumerate(cols.request_ids) if self._stored(r)]
             rows.extend(store.staged_predictions(model, version, cols, keep, with_features=full))
