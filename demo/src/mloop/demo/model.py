@@ -19,7 +19,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 from scipy.special import expit
 
-__all__ = ["Encoder", "LogisticModel", "ServingError", "auc", "evaluate", "fit", "log_loss"]
+__all__ = ["Encoder", "LogisticModel", "ServingError", "auc", "evaluate", "fit", "log_loss", "score_metrics"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,13 +40,24 @@ class Encoder:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, columns: Mapping[str, Any], numeric: Sequence[str], categorical: Sequence[str]) -> Encoder:
+    def fit(
+        cls,
+        columns: Mapping[str, Any],
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        categories: Mapping[str, Sequence[str]] | None = None,
+    ) -> Encoder:
+        """Standardise ``numeric``; one-hot ``categorical`` with ``categories`` (default: those seen in ``columns``)."""
         means, scales = [], []
         for name in numeric:
             col = np.asarray(columns[name], dtype=float)
             means.append(float(np.mean(col)))
             scales.append(float(np.std(col)) or 1.0)
-        cats = {name: tuple(sorted({str(v) for v in columns[name]})) for name in categorical}
+        cats = {
+            name: tuple(categories[name]) if categories and name in categories else tuple(
+                sorted({str(v) for v in columns[name]}))
+            for name in categorical
+        }
         return cls(tuple(numeric), tuple(means), tuple(scales), cats)
 
     @property
@@ -134,10 +145,15 @@ def fit(
     numeric: Sequence[str],
     categorical: Sequence[str],
     c: float = 1.0,
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> LogisticModel:
-    """Fit by L-BFGS on the mean log-loss plus ``||w||^2 / (2 C n)`` (the bias is not penalised)."""
+    """Fit by L-BFGS on the mean log-loss plus ``||w||^2 / (2 C n)`` (the bias is not penalised).
+
+    ``categories`` fixes the one-hot columns per categorical feature (default:
+    the categories seen in ``columns``).
+    """
     y = np.asarray(labels, dtype=float)
-    enc = Encoder.fit(columns, numeric, categorical)
+    enc = Encoder.fit(columns, numeric, categorical, categories)
     x = enc.transform(columns)
     n, d = x.shape
     lam = 1.0 / (c * n)
@@ -176,8 +192,13 @@ def log_loss(y: npt.ArrayLike, p: npt.ArrayLike) -> float:
 
 
 def evaluate(model: LogisticModel, columns: Mapping[str, Any], labels: npt.ArrayLike) -> dict[str, float]:
-    """AUC, log-loss, accuracy at 0.5 and Brier score on a labelled table."""
-    p = model.predict_proba(columns)
+    """AUC, log-loss, accuracy at 0.5 and Brier score of ``model`` on a labelled table."""
+    return score_metrics(labels, model.predict_proba(columns))
+
+
+def score_metrics(labels: npt.ArrayLike, scores: npt.ArrayLike) -> dict[str, float]:
+    """AUC, log-loss, accuracy at 0.5 and Brier score of P(default) ``scores`` against ``labels``."""
+    p = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=float)
     return {
         "auc": round(auc(y, p), 4),

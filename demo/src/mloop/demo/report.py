@@ -575,7 +575,7 @@ effect-size floor).</p>
 {svg_lines(acc, y_label="accuracy", marks=marks)}
 <p>Offline, each artifact as served, on 4,000 fresh applicants from before and after the drift:</p>
 {_table(offline_rows, ["version", "applicants", "auc", "log_loss", "accuracy", "brier", "error_rate"])}
-<p>Metrics registered with each version (holdout of its training window):
+<p>Metrics registered with each version (5-fold cross-validation on its training window):
 {_esc(json.dumps(report["quality"]["registered_metrics"]))}</p>
 
 <h2>Steady state</h2>

@@ -205,8 +205,8 @@ async def _configure(api_ops: MloopClient, model: str, prof: SizeProfile, scenar
             "resolve_after_windows": 2,
         },
     )
-    # A retrained model is evaluated on a holdout of recent, drifted data and the champion on its own
-    # (older) one: the metrics are not strictly comparable, so the gate tolerates 0.05, and AUC is required.
+    # A retrained model is cross-validated on recent, drifted data and the champion on its own
+    # (older) data: the metrics are not strictly comparable, so the gate tolerates 0.05, and AUC is required.
     await api_ops.registry.set_validation_policy(model, {"metric_tolerance": 0.05, "required_metrics": ["auc"]})
     await api_ops.retrain.set_policy(
         model,
@@ -340,7 +340,7 @@ async def run_demo(
         if not result.initial.validation_passed:
             raise DemoFailed(f"the first version failed validation: {result.initial.checks}")
         request = await dana.registry.request_promotion(model, v1, reason="first production model")
-        await rita.registry.approve(request["id"], comment="lineage and holdout metrics checked")
+        await rita.registry.approve(request["id"], comment="lineage and cross-validated metrics checked")
         await _wait_champion(dana, model, v1, 60)
         result.champion_before = v1
         timeline.add("champion", f"v{v1} serves 100%")

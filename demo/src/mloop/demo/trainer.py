@@ -166,7 +166,7 @@ class Trainer:
             request = await self.registry.request_promotion(
                 cfg.model,
                 trained.version,
-                reason=f"retrained after {job.trigger}; holdout AUC {trained.metrics['auc']}",
+                reason=f"retrained after {job.trigger}; cross-validated AUC {trained.metrics['auc']}",
             )
             self.note("promotion-requested", job_id=job.job_id, version=trained.version, request_id=request["id"])
 
