@@ -12,7 +12,14 @@ import pytest
 
 from mloop.contracts.payloads import PerformanceDegraded
 from mloop.monitor.domain import LabelledPrediction, MonitorConfig, PerformanceSettings, VersionMonitor
-from mloop.monitor.domain.performance import MIN_ERROR_SD, loss_scale, mae_cusum
+from mloop.monitor.domain.performance import (
+    MIN_ERROR_SD,
+    compute_metrics,
+    loss_scale,
+    mae_cusum,
+    window_standard_errors,
+)
+from mloop.monitor.domain.verdicts import degraded_metrics
 from mloop.stats.changepoint import PageHinkley
 
 STREAMS = 200
@@ -221,3 +228,112 @@ def test_the_cusum_state_survives_a_restart() -> None:
                                          reference_source="first-predictions", schema=[],
                                          metrics={"mae": MAE_T3, "rmse": RMSE_T3})
     assert restored.mae_cusum == m.mae_cusum and restored.mae_cap == m.mae_cap
+
+
+# --------------------------------------------------------------------------- sampling error of classification windows
+
+# A calibrated credit-risk-like scorer: about 14 % positives, log-loss near 0.3, AUC near 0.9.
+_INTERCEPT, _SPREAD = -2.6, 1.8
+
+
+def _binary(rng: np.random.Generator, start: int, n: int, shift: float = 0.0) -> list[LabelledPrediction]:
+    """Labels drawn from the true probabilities; the model scores them with its logit moved by ``shift``."""
+    z = _INTERCEPT + _SPREAD * rng.standard_normal(n)
+    y = rng.random(n) < 1.0 / (1.0 + np.exp(-z))
+    scores = 1.0 / (1.0 + np.exp(-(z + shift)))
+    return [LabelledPrediction(f"r{start + i}", float(scores[i]), int(y[i]), float(start + i),
+                               float(start + i) + 60) for i in range(n)]
+
+
+def _true_metrics(rng: np.random.Generator) -> dict[str, float]:
+    """What a version trained on plenty of data would register: its metrics on 200,000 labels."""
+    big = _binary(rng, 0, 200_000)
+    _, values = compute_metrics([(p.prediction, p.label) for p in big])
+    return {k: values[k] for k in ("log_loss", "auc", "accuracy")}
+
+
+def _demo_config(**performance: float) -> MonitorConfig:
+    # The demo's settings: 300 labels per window, 15 % tolerance.
+    return MonitorConfig.model_validate({"performance": {"window_labels": 300, "tolerance": 0.15, **performance}})
+
+
+def test_a_classification_window_past_its_tolerance_by_chance_alone_does_not_alarm() -> None:
+    # The log-loss of 300 labels is over 15 % above the version's true value in several windows
+    # of forty; the window's standard error keeps them from alarming, a miscalibrated model still does.
+    rng = np.random.default_rng(20261203)
+    metrics = _true_metrics(rng)
+    m = VersionMonitor("m", "2", metrics=dict(metrics))
+    config = _demo_config()
+    noisy = 0
+    for w in range(40):
+        out = m.observe_labels(_binary(rng, w * 300, 300), config)
+        [result] = out.results
+        noisy += result.evidence["metrics"]["log_loss"] > 1.15 * metrics["log_loss"]
+        assert result.evidence["degraded"] == [], result.evidence["metrics"]
+        assert result.evidence["standard_errors"]["log_loss"] > 0
+    assert noisy >= 2  # the tolerance alone would have alarmed
+    # An exporter that lost the intercept: every score far too high.
+    out = m.observe_labels(_binary(rng, 12_000, 300, shift=2.0), config)
+    degraded = {d["metric"]: d for d in out.results[0].evidence["degraded"]}
+    assert "log_loss" in degraded and degraded["log_loss"]["standard_error"] > 0
+    assert isinstance(out.emissions[0].payload, PerformanceDegraded)
+
+
+def test_without_the_standard_error_the_same_windows_alarm_on_the_tolerance_alone() -> None:
+    rng = np.random.default_rng(20261203)
+    metrics = _true_metrics(rng)
+    m = VersionMonitor("m", "2", metrics=dict(metrics))
+    config = _demo_config(significance_z=0.0)
+    degraded = [m.observe_labels(_binary(rng, w * 300, 300), config).results[0].evidence["degraded"]
+                for w in range(40)]
+    assert sum(1 for d in degraded if d) >= 2
+    assert all(d[0]["threshold"] == pytest.approx(1.15 * metrics["log_loss"]) for d in degraded if d)
+
+
+def test_a_log_loss_rise_well_past_the_tolerance_is_caught_in_nearly_every_window() -> None:
+    # Scores off by 2 on the logit (a lost intercept): log-loss about 1.8 times the registered value,
+    # AUC unchanged. The tolerance plus three standard errors of 300 labels sits near 1.45 times.
+    rng = np.random.default_rng(11)
+    metrics = _true_metrics(rng)
+    m = VersionMonitor("m", "2", metrics=dict(metrics))
+    caught = sum(any(d["metric"] == "log_loss" for d in m.observe_labels(
+        _binary(rng, w * 300, 300, shift=2.0), _demo_config()).results[0].evidence["degraded"]) for w in range(40))
+    assert caught >= 38
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "roc_auc", "accuracy", "precision", "recall"])
+def test_the_standard_error_of_a_classification_metric_matches_its_spread_over_windows(metric: str) -> None:
+    rng = np.random.default_rng(5)
+    values, estimates = [], []
+    for w in range(400):
+        window = [(p.prediction, p.label) for p in _binary(rng, w * 300, 300)]
+        task, got = compute_metrics(window)
+        assert task == "binary"
+        values.append(got[metric])
+        estimates.append(window_standard_errors(task, got, window)[metric])
+    assert np.mean(estimates) == pytest.approx(np.std(values, ddof=1), rel=0.15)
+
+
+def test_standard_errors_cover_aliases_and_leave_out_metrics_they_cannot_estimate() -> None:
+    window = [(p.prediction, p.label) for p in _binary(np.random.default_rng(1), 0, 300)]
+    task, values = compute_metrics(window)
+    se = window_standard_errors(task, values, window)
+    assert se["auc"] == se["roc_auc"] > 0 and se["logloss"] == se["log_loss"] > 0
+    assert se["error_rate"] == se["accuracy"] > 0
+    assert "f1" not in se  # held to the tolerance alone
+    assert window_standard_errors(task, values, window[:1]) == {}
+    classes = [("a", "a"), ("b", "a"), ("a", "a"), ("c", "c")]
+    task, values = compute_metrics(classes)
+    assert task == "classification"
+    assert window_standard_errors(task, values, classes) == {
+        "accuracy": pytest.approx(np.sqrt(0.75 * 0.25 / 4)), "error_rate": pytest.approx(np.sqrt(0.75 * 0.25 / 4))}
+
+
+def test_a_metric_without_a_standard_error_is_held_to_the_tolerance_alone() -> None:
+    ps = PerformanceSettings(tolerance=0.1)
+    [d] = degraded_metrics({"f1": 0.8, "log_loss": 0.3}, {"f1": 0.71, "log_loss": 0.34},
+                           {"log_loss": 0.02}, ps)
+    assert d["metric"] == "f1" and d["threshold"] == pytest.approx(0.72) and d["standard_error"] == 0.0
+    # log_loss 0.34 is past 0.33 but not past 0.33 + 3 x 0.02.
+    assert degraded_metrics({"log_loss": 0.3}, {"log_loss": 0.40}, {"log_loss": 0.02}, ps)[0]["threshold"] == (
+        pytest.approx(0.39))

@@ -53,6 +53,7 @@ from mloop.monitor.domain.performance import (
     mae_cusum,
     score_of,
     task_of,
+    window_standard_errors,
 )
 from mloop.monitor.domain.records import (
     PREDICTION,
@@ -453,9 +454,8 @@ class VersionMonitor:
                 cusum_alarm = self._update_mae_cusum(labelled, ps)
         times = [ts for _, _, ts in pairs]
         span = Window(start=as_datetime(min(times)), end=as_datetime(max(times)), size=len(pairs))
-        errors = ([float(s) - float(y) for s, y in labelled if not isinstance(s, str) and not isinstance(y, str)]
-                  if task == "regression" else [])
-        degraded = degraded_metrics(self.metrics, values, errors, ps)
+        standard_errors = window_standard_errors(task, values, labelled) if values else {}
+        degraded = degraded_metrics(self.metrics, values, standard_errors, ps)
         if self.page_hinkley is None:
             self.page_hinkley = PageHinkley(delta=ps.page_hinkley_delta, threshold=ps.page_hinkley_threshold,
                                             min_samples=ps.page_hinkley_min_samples, direction="increase")
@@ -463,7 +463,8 @@ class VersionMonitor:
         alarm = bool(degraded) or ph_alarm or cusum_alarm
         worst = max(degraded, key=lambda d: d["drop"]) if degraded else None
         severity = performance_severity(worst, ph_alarm or cusum_alarm)
-        evidence = {"task": task, "metrics": values, "baseline": dict(self.metrics), "degraded": degraded,
+        evidence = {"task": task, "metrics": values, "standard_errors": standard_errors,
+                    "baseline": dict(self.metrics), "degraded": degraded,
                     "page_hinkley": {"statistic": ph.statistic, "threshold": ph.threshold, "alarm": ph_alarm,
                                      "alarms": ph.alarms}}
         cusum = self.mae_cusum

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from scipy.stats import rankdata
 
 from mloop.stats import StatsError, classification_metrics, higher_is_better, regression_metrics
 from mloop.stats.changepoint import Cusum
+from mloop.stats.metrics import LOG_LOSS_EPS
 
 __all__ = [
     "Task",
@@ -27,6 +29,7 @@ __all__ = [
     "mae_cusum",
     "regression_standard_error",
     "score_of",
+    "window_standard_errors",
 ]
 
 Task = Literal["binary", "classification", "regression"]
@@ -134,6 +137,76 @@ def regression_standard_error(metric: str, value: float, errors: Sequence[float]
     if metric == "mse":
         return se_mse
     return se_mse / (2.0 * value) if value > 0 else 0.0
+
+
+def window_standard_errors(task: Task, values: Mapping[str, float],
+                           labelled: Sequence[tuple[float | str, float | str]]) -> dict[str, float]:
+    """The standard error of each metric in ``values``, a window's metrics computed from ``labelled``.
+
+    ``labelled`` holds the window's (score, label) pairs (:func:`score_of`
+    scores). A metric's value on one window of labels is an estimate: a few
+    hundred labels put a log-loss several percent either side of the
+    version's true value by chance alone. Covered, estimated from the window
+    itself: regression ``mae``/``mse``/``rmse`` (:func:`regression_standard_error`);
+    binary ``log_loss`` (the spread of the per-row log-loss over ``sqrt(n)``),
+    ``roc_auc`` (DeLong, 1988), ``precision`` and ``recall``
+    (binomial, over the predicted and actual positives); ``accuracy`` and
+    ``error_rate`` (binomial) for any classification. Aliases (``auc``,
+    ``logloss``) get their metric's error. Metrics not covered (``f1``, R²,
+    macro averages) are left out: they are held to the tolerance alone.
+    """
+    out: dict[str, float] = {}
+    n = len(labelled)
+    if n < 2:
+        return out
+    if task == "regression":
+        errors = [float(s) - float(y) for s, y in labelled]
+        for metric in ("mae", "mse", "rmse"):
+            if metric in values:
+                out[metric] = regression_standard_error(metric, values[metric], errors)
+        return out
+    for metric in ("accuracy", "error_rate"):
+        if metric in values:
+            out[metric] = _binomial_se(values[metric], n)
+    if task == "binary":
+        scores = np.asarray([float(s) for s, _ in labelled], dtype=np.float64)
+        positive = np.asarray([float(y) >= 0.5 for _, y in labelled], dtype=bool)
+        if "log_loss" in values:
+            p = np.clip(scores, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+            per_row = -np.where(positive, np.log(p), np.log1p(-p))
+            out["log_loss"] = float(np.std(per_row, ddof=1)) / math.sqrt(n)
+        n_pos = int(positive.sum())
+        if "roc_auc" in values:
+            out["roc_auc"] = _auc_se(scores, positive)
+        if "recall" in values:
+            out["recall"] = _binomial_se(values["recall"], n_pos)
+        if "precision" in values:
+            out["precision"] = _binomial_se(values["precision"], int((scores >= 0.5).sum()))
+    for alias, name in (("auc", "roc_auc"), ("logloss", "log_loss")):
+        if alias in values and name in out:
+            out[alias] = out[name]
+    return out
+
+
+def _binomial_se(rate: float, n: int) -> float:
+    return math.sqrt(max(rate * (1.0 - rate), 0.0) / n) if n > 0 else 0.0
+
+
+def _auc_se(scores: np.ndarray[Any, np.dtype[np.float64]], positive: np.ndarray[Any, np.dtype[np.bool_]]) -> float:
+    """DeLong's standard error of the AUC of ``scores`` for ``positive`` (0 without both classes).
+
+    From the placement values: the share of negatives each positive outscores
+    and of positives each negative is outscored by (ties count half).
+    """
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos < 2 or n_neg < 2:
+        return 0.0
+    ranks = rankdata(scores)
+    pos, neg = scores[positive], scores[~positive]
+    v10 = (ranks[positive] - rankdata(pos)) / n_neg
+    v01 = 1.0 - (ranks[~positive] - rankdata(neg)) / n_pos
+    return math.sqrt(float(np.var(v10, ddof=1)) / n_pos + float(np.var(v01, ddof=1)) / n_neg)
 
 
 def mae_cusum(

@@ -18,7 +18,7 @@ from mloop.contracts.payloads import (
     Severity,
 )
 from mloop.monitor.domain.config import PerformanceSettings, QualitySettings
-from mloop.monitor.domain.performance import direction, regression_standard_error
+from mloop.monitor.domain.performance import direction
 from mloop.monitor.domain.records import PREDICTION, WindowResult
 from mloop.monitor.domain.windows import NumericCounts, Pane
 from mloop.stats.drift import DriftReport, FeatureDrift
@@ -107,9 +107,14 @@ def quality_severity(violations: Sequence[QualityViolation], rows: int) -> Sever
     return "high" if worst >= 0.5 else "medium" if worst >= 0.1 else "low"
 
 
-def degraded_metrics(baselines: Mapping[str, float], values: Mapping[str, float], errors: Sequence[float],
-                     ps: PerformanceSettings) -> list[dict[str, Any]]:
-    """The registered metrics a window of labels is worse on than tolerated, with how far (``drop``)."""
+def degraded_metrics(baselines: Mapping[str, float], values: Mapping[str, float],
+                     standard_errors: Mapping[str, float], ps: PerformanceSettings) -> list[dict[str, Any]]:
+    """The registered metrics a window of labels is worse on than tolerated, with how far (``drop``).
+
+    A metric is degraded when its window value is past the relative
+    ``tolerance`` and past it by ``significance_z`` of the window's
+    ``standard_errors`` as well (a metric without one: the tolerance alone).
+    """
     degraded: list[dict[str, Any]] = []
     for metric, baseline in baselines.items():
         value = values.get(metric)
@@ -118,12 +123,13 @@ def degraded_metrics(baselines: Mapping[str, float], values: Mapping[str, float]
         margin = ps.tolerance * (abs(baseline) if baseline else 1.0)
         higher = direction(metric)
         # A noisy window past the threshold by chance is not a degradation.
-        margin += ps.significance_z * regression_standard_error(metric, value, errors)
+        se = standard_errors.get(metric, 0.0)
+        margin += ps.significance_z * (se if math.isfinite(se) else 0.0)
         if higher is True and value < baseline - margin:
-            degraded.append({"metric": metric, "value": value, "baseline": baseline,
+            degraded.append({"metric": metric, "value": value, "baseline": baseline, "standard_error": se,
                              "threshold": baseline - margin, "drop": (baseline - value) / max(margin, 1e-12)})
         elif higher is False and value > baseline + margin:
-            degraded.append({"metric": metric, "value": value, "baseline": baseline,
+            degraded.append({"metric": metric, "value": value, "baseline": baseline, "standard_error": se,
                              "threshold": baseline + margin, "drop": (value - baseline) / max(margin, 1e-12)})
     return degraded
 
