@@ -101,3 +101,14 @@ def test_invalid_configuration_is_refused() -> None:
         RecordBuffer(0)
     with pytest.raises(ValueError):
         RecordBuffer(5, "drop-random")  # type: ignore[arg-type]
+
+
+def test_offer_here_keeps_the_bound_counts_and_wakes_like_offer() -> None:
+    wakes: list[int] = []
+    buf: RecordBuffer[int] = RecordBuffer(3, ready_at=2, on_ready=lambda: wakes.append(len(buf)))
+    assert [buf.offer_here(i) for i in range(4)] == [True, True, True, False]  # full: refused, nothing done
+    assert wakes == [1, 2]  # the first record and a ready batch wake the sender
+    assert (buf.accepted, buf.dropped) == (3, 0)
+    assert buf.take(10) == [0, 1, 2]
+    assert buf.offer_here(9)
+    assert wakes == [1, 2, 1]  # empty again: the next record wakes it again

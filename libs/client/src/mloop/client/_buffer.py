@@ -79,6 +79,24 @@ class RecordBuffer(Generic[T]):
             self.on_ready()
         return True
 
+    def offer_here(self, item: T) -> bool:
+        """:meth:`offer` without the lock: only for a buffer no other thread touches meanwhile.
+
+        An asyncio logger fills and drains its buffer on its event loop's thread
+        alone, where the lock costs every serving call a tenth of its time for
+        nothing. Used while another thread puts or takes, it could overfill the
+        buffer by a record or miss a wake-up.
+        """
+        items = self._items
+        n = len(items)
+        if n >= self.capacity:
+            return False
+        items.append(item)
+        self.accepted += 1
+        if (n == 0 or n + 1 == self.ready_at) and self.on_ready is not None:
+            self.on_ready()
+        return True
+
     def put(self, item: T, max_block_s: float = 0.0) -> bool:
         """Add ``item``; wait up to ``max_block_s`` for room when full.
 

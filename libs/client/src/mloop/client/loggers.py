@@ -713,6 +713,9 @@ class PredictionLogger(_KafkaLogger):
     in a full buffer (5); ``request_timeout_ms`` before a send counts as failed;
     ``max_in_flight`` messages sent and awaiting the broker's acknowledgement (16);
     ``producer_options`` passed to ``AIOKafkaProducer`` (SASL/TLS settings).
+
+    Like any asyncio object it is used from its event loop's thread only (its
+    buffer takes no lock on that path); threads use :class:`SyncPredictionLogger`.
     """
 
     topic = "prediction-logged"
@@ -738,10 +741,35 @@ class PredictionLogger(_KafkaLogger):
         Returns False when this record was dropped (full buffer, ``drop-newest``).
         Raises ``ValueError`` for an invalid record and :class:`LoggerClosed` after close.
         """
+        # The usual record (a plain feature dict, a float or no prediction, no timestamp, no error,
+        # the logger's own model, room in the buffer) is checked and buffered right here: each
+        # further call on this path costs every serving call. Anything else takes the general path.
+        if (
+            type(features) is dict
+            and (type(prediction) is float or prediction is None)
+            and timestamp is None
+            and model is None
+            and error is None
+            and type(request_id) is str
+            and 0 < len(request_id) <= MAX_REQUEST_ID_LENGTH
+            and type(version) is str
+            and 0 < len(version) <= MAX_VERSION_LENGTH
+            and (latency_ms is None or (type(latency_ms) is float and latency_ms >= 0))
+            and not self._closing
+        ):
+            feats = features.copy()  # the caller may reuse its dict
+            for k, v in feats.items():  # a plain loop: the interpreter's type() is cheaper than map(type, ...)
+                if type(v) not in _SIMPLE_TYPES or type(k) is not str:
+                    break
+            else:
+                rec = _WireRecord(request_id, version, _now(), feats, prediction, latency_ms, None)
+                if self._buffer.offer_here(rec):
+                    return True
+                return await self._put_async(None, rec)
         rec = _prediction_record(request_id, version, features, prediction, timestamp, latency_ms, error)
         if self._closing:
             raise LoggerClosed(f"the {self.topic} logger is closed")
-        if model is None and self._buffer.offer(rec):  # the usual case: room, no second coroutine
+        if model is None and self._buffer.offer(rec):  # room, no second coroutine
             return True
         return await self._put_async(model, rec)
 
