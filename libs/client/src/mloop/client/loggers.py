@@ -38,9 +38,11 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -620,20 +622,46 @@ def _predictions_json(model: str, records: list[_WireRecord]) -> bytes:
     formatted should the batch be sent again). Non-finite floats become null
     (JSON has no such numbers; the monitor counts missing).
     """
-    for r, text in zip(records, _stamps([r.timestamp for r in records]), strict=True):
-        r.timestamp = text
+    stamps = _stamps([r.timestamp for r in records])
+    deque(map(setattr, records, repeat("timestamp"), stamps), maxlen=0)  # a C loop: half the cost of a for
     return _ENCODER.encode(_WireMessage(model, records))
 
 
 def _stamps(times: list[Any]) -> list[str]:
-    """RFC 3339 text of timestamps, formatted by numpy in one call when all are epoch floats."""
+    """RFC 3339 text of timestamps, formatted column-wise by numpy when all are epoch floats.
+
+    Records of one batch share a handful of seconds: each distinct second is
+    formatted once, the microseconds of all records by integer arithmetic into
+    one block of ASCII that a single split turns into the strings (cheaper
+    than numpy's general datetime formatting, which costs about as much as
+    the JSON encoding of the record).
+    """
     try:
         micros = (np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64)
     except (TypeError, ValueError):  # a datetime given by the caller, or text formatted for an earlier send
         stamp = _Stamper()
         return [t if type(t) is str else stamp(t) for t in times]
-    text: list[str] = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us", timezone="UTC").tolist()
-    return text
+    seconds, fraction = np.divmod(micros, 1_000_000)
+    distinct, which = np.unique(seconds, return_inverse=True)
+    heads = np.frombuffer(
+        "".join([time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(s)) for s in distinct.tolist()]).encode(),
+        dtype=np.uint8,
+    )
+    if heads.size != _HEAD * distinct.size:  # a year outside 1000..9999: numpy's general formatting
+        text: list[str] = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us", timezone="UTC").tolist()
+        return text
+    out = np.empty((micros.size, _HEAD + 8), dtype=np.uint8)
+    out[:, :_HEAD] = heads.reshape(-1, _HEAD)[which]
+    out[:, _HEAD:_HEAD + 3] = _TRIPLES[fraction // 1000]
+    out[:, _HEAD + 3:_HEAD + 6] = _TRIPLES[fraction % 1000]
+    out[:, _HEAD + 6] = ord("Z")
+    out[:, _HEAD + 7] = ord("\n")  # the separator the split cuts at
+    return out.tobytes().decode("ascii").split("\n")[:-1]
+
+
+_HEAD = len("2026-01-01T00:00:00.")
+_TRIPLES = np.frombuffer("".join(f"{i:03d}" for i in range(1000)).encode(), dtype=np.uint8).reshape(1000, 3)
+"""The ASCII digits of 000..999, row by row."""
 
 
 class _Stamper:
