@@ -382,8 +382,9 @@ def test_epoch_timestamps_are_formatted_as_numpy_formats_them_whatever_seconds_a
         micros = (np.asarray(times) * 1e6).astype(np.int64).astype("datetime64[us]")
         return list(np.datetime_as_string(micros, unit="us", timezone="UTC").tolist())
 
-    spread = [1764777600.0 + i * 0.0137 for i in range(3000)]  # 41 distinct seconds, every digit position moving
-    edges = [1764777600.999999, 1764777601.0, 0.5, 1e-7, -0.5, -86400.000001]
+    spread = [1764777600.0 + i * 0.0137 for i in range(3000)]  # 41 seconds, every digit position moving
+    assert _stamps(spread) == expected(spread)
+    edges = [1764777600.999999, 1764777601.0, 0.5, 1e-7, -0.5, -86400.000001]  # decades apart
     assert _stamps(spread + edges) == expected(spread + edges)
     beyond = [253402300800.0, 1764777600.25]  # year 10000 does not fit the fixed width: the general formatting
     assert _stamps(beyond) == expected(beyond) == ["10000-01-01T00:00:00.000000Z", "2025-12-03T16:00:00.250000Z"]

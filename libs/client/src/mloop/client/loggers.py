@@ -642,7 +642,11 @@ def _stamps(times: list[Any]) -> list[str]:
         stamp = _Stamper()
         return [t if type(t) is str else stamp(t) for t in times]
     seconds, fraction = np.divmod(micros, 1_000_000)
-    distinct, which = np.unique(seconds, return_inverse=True)
+    first = int(seconds.min())
+    if int(seconds.max()) - first < _SPAN:  # the usual batch: every second of its span, indexed by offset
+        distinct, which = np.arange(first, int(seconds.max()) + 1), seconds - first
+    else:  # records buffered through an outage: only the seconds that occur (a sort)
+        distinct, which = np.unique(seconds, return_inverse=True)
     heads = np.frombuffer(
         "".join([time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(s)) for s in distinct.tolist()]).encode(),
         dtype=np.uint8,
@@ -660,6 +664,8 @@ def _stamps(times: list[Any]) -> list[str]:
 
 
 _HEAD = len("2026-01-01T00:00:00.")
+_SPAN = 64
+"""Seconds a batch may span and still have each of them formatted rather than sorting out the distinct ones."""
 _TRIPLES = np.frombuffer("".join(f"{i:03d}" for i in range(1000)).encode(), dtype=np.uint8).reshape(1000, 3)
 """The ASCII digits of 000..999, row by row."""
 
