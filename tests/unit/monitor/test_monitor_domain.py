@@ -19,7 +19,14 @@ from mloop.monitor.domain import (
     VersionMonitor,
     WindowSettings,
 )
-from mloop.monitor.domain.windows import NumericCounts, numeric_column, numeric_columns
+from mloop.monitor.domain.windows import (
+    NumericColumn,
+    NumericCounts,
+    Pane,
+    numeric_column,
+    numeric_columns,
+    request_hashes,
+)
 from mloop.stats.profile import ReferenceProfile
 
 SCHEMA: list[dict[str, Any]] = [
@@ -508,3 +515,46 @@ def test_allowed_lateness_is_bounded_and_finite() -> None:
         with pytest.raises(ValidationError, match="allowed_lateness"):
             WindowSettings(by="time", allowed_lateness=bad)
     assert WindowSettings().allowed_lateness == 10.0
+
+
+def _counts_state(c: NumericCounts) -> tuple[Any, ...]:
+    return (c.counts.tolist(), c.missing, c.invalid, c.type_errors, c.out_of_range, c.moments,
+            c.sample_priority.tolist(), c.sample_values.tolist())
+
+
+@pytest.mark.parametrize(("rows", "sample", "uneven", "tie"), [
+    (300, 100, False, False),  # more rows than the sample keeps
+    (40, 100, False, False),  # fewer: everything kept, sorted
+    (300, 100, True, False),  # earlier samples of different sizes
+    (300, 100, False, True),  # a request id served twice: tied priorities
+    (300, 0, False, False),  # no sample
+])
+def test_features_counted_together_end_exactly_as_counted_one_by_one(
+        rows: int, sample: int, uneven: bool, tie: bool) -> None:
+    ref = _reference(3)
+    refs = [ref.features["x"], ref.features["y"], ref.prediction]
+    rng = np.random.default_rng(rows + sample)
+    one = [NumericCounts.empty(r) for r in refs]  # type: ignore[arg-type]
+    together = [NumericCounts.empty(r) for r in refs]  # type: ignore[arg-type]
+    for step in range(3):
+        n = rows + (7 * step if uneven else 0)
+        block = np.vstack([rng.normal(0, 1, n), rng.uniform(-0.5, 1.5, n), rng.uniform(0, 1, n)])
+        ids = [f"r-{step}-{i}" for i in range(n)]
+        if tie and step == 0:
+            ids = ["the-same-request"] * n  # every priority tied: the values decide
+        hashes = request_hashes(ids)
+        prio = Pane.priorities_block(hashes, [0, 1, 2])
+        for j, (c, r) in enumerate(zip(one, refs, strict=True)):
+            np.testing.assert_array_equal(prio[j], Pane.priorities(hashes, j))
+            c.add(r, NumericColumn(block[j].copy(), 0, 0, 0), prio[j], sample, 0.1)  # type: ignore[arg-type]
+        NumericCounts.add_finite_block(together, refs, block, prio if sample else None,  # type: ignore[arg-type]
+                                       sample, 0.1)
+        if uneven and step == 1:
+            # As if one value of the first feature had not been finite: its sample is one shorter.
+            for c in (one[0], together[0]):
+                c.sample_priority, c.sample_values = c.sample_priority[1:], c.sample_values[1:]
+        for a, b in zip(one, together, strict=True):
+            assert _counts_state(a) == _counts_state(b), f"after batch {step}"
+    assert one[1].out_of_range > 0  # the range check was exercised
+    if sample:
+        assert one[1].sample_values.size == min(sample, sum(rows + (7 * s if uneven else 0) for s in range(3)))

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from mloop.contracts.payloads import (
     DataQualityViolated,
@@ -79,8 +80,8 @@ from mloop.monitor.domain.windows import (
     NumericCounts,
     Pane,
     merge_panes,
+    numeric_block,
     numeric_column,
-    numeric_columns,
     request_hashes,
     window_profile,
 )
@@ -91,6 +92,8 @@ from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferencePro
 __all__ = ["VersionMonitor"]
 
 _NO_PRIORITIES = np.empty(0)
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -279,8 +282,9 @@ class VersionMonitor:
         required = {str(f["name"]) for f in self.schema if not f.get("optional")}
         numeric = [nm for nm, ref in self.reference.features.items() if isinstance(ref, NumericProfile)]
         hashes = request_hashes(batch.request_ids) if q else None
-        columns = _exact_columns(batch.features, names, numeric) if required <= set(names) else None
-        if columns is None:
+        exact = _exact_columns(batch.features, names, numeric) if required <= set(names) else None
+        columns: Mapping[str, NumericColumn | Sequence[Any]]
+        if exact is None:
             known = set(names) | {str(f["name"]) for f in self.schema}
             for feats in batch.features:
                 keys = feats.keys()
@@ -293,13 +297,25 @@ class VersionMonitor:
             # One pass over the records (C-level lookups), then one column per feature.
             raws = list(zip(*(tuple(map(f.get, names)) for f in batch.features), strict=True)) if names else []
             columns = dict(zip(names, raws, strict=True))
+            block = None
+        else:
+            columns, block = exact
+        if block is not None:
+            # Every numeric value of the batch is a finite number: those features are counted together.
+            index = [i for i, nm in enumerate(names) if nm in columns and isinstance(columns[nm], NumericColumn)]
+            NumericCounts.add_finite_block(
+                [pane.features[names[i]] for i in index],  # type: ignore[misc]
+                [self.reference.features[names[i]] for i in index],  # type: ignore[misc]
+                block, Pane.priorities_block(hashes, index) if hashes is not None else None, q,
+                config.quality.range_margin)
         for i, (name, ref) in enumerate(self.reference.features.items()):
             raw = columns[name]
             counts = pane.features[name]
             if isinstance(ref, NumericProfile) and isinstance(counts, NumericCounts):
-                counts.add(ref, raw if isinstance(raw, NumericColumn) else numeric_column(raw),
-                           Pane.priorities(hashes, i) if hashes is not None else _NO_PRIORITIES, q,
-                           config.quality.range_margin)
+                if block is None:
+                    counts.add(ref, raw if isinstance(raw, NumericColumn) else numeric_column(raw),
+                               Pane.priorities(hashes, i) if hashes is not None else _NO_PRIORITIES, q,
+                               config.quality.range_margin)
             elif (isinstance(ref, CategoricalProfile) and isinstance(counts, CategoricalCounts)
                   and not isinstance(raw, NumericColumn)):
                 counts.add(_category_index(ref), raw)
@@ -602,22 +618,31 @@ def _category_index(ref: CategoricalProfile) -> dict[str, int]:
 
 def _exact_columns(
     features: Sequence[Mapping[str, Any]], names: Sequence[str], numeric: Sequence[str]
-) -> dict[str, NumericColumn | Sequence[Any]] | None:
+) -> tuple[dict[str, NumericColumn | Sequence[Any]], FloatArray | None] | None:
     """Each name's column when every record serves exactly ``names``, else None.
 
     Records with as many keys as ``names`` and every one of them have no
     other key: nothing unexpected, nothing absent. The ``numeric`` names come
-    as float columns in one pass (:func:`numeric_columns`) where every value
-    of theirs is a finite number; the others (and numeric ones with a missing,
-    non-finite or wrong-typed value) as the served values. The check and the
-    transpositions run as C-level loops.
+    as float columns in one pass (:func:`numeric_block`) where every value of
+    theirs is a finite number; the others (and numeric ones with a missing,
+    non-finite or wrong-typed value) as the served values. The second item is
+    the ``numeric`` block itself (a row per name, in order) when every one of
+    its values is finite, else None. The check and the transpositions run as
+    C-level loops.
     """
     if not names or not features or set(map(len, features)) != {len(names)}:
         return None
-    fast = numeric_columns(features, numeric) if numeric else None
+    block = numeric_block(features, numeric) if numeric else None
     out: dict[str, NumericColumn | Sequence[Any]] = {}
-    if fast is not None:
-        out.update((nm, col) for nm, col in zip(numeric, fast, strict=True) if col is not None)
+    whole: FloatArray | None = None
+    if block is not None:
+        finite = np.isfinite(block)
+        if finite.all():
+            whole = block
+            out.update((nm, NumericColumn(x, 0, 0, 0)) for nm, x in zip(numeric, block, strict=True))
+        else:
+            rows_ok: list[bool] = np.all(finite, axis=1).tolist()
+            out.update((nm, NumericColumn(x, 0, 0, 0)) for nm, x, ok in zip(numeric, block, rows_ok, strict=True) if ok)
     rest = [nm for nm in names if nm not in out]
     try:
         if len(rest) == 1:
@@ -626,7 +651,7 @@ def _exact_columns(
             out.update(zip(rest, zip(*map(operator.itemgetter(*rest), features), strict=True), strict=True))
     except KeyError:
         return None
-    return out
+    return out, whole
 
 
 def _distributions(window: Pane) -> dict[str, list[int]]:

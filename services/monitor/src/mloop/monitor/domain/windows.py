@@ -45,6 +45,7 @@ __all__ = [
     "NumericCounts",
     "Pane",
     "category_key",
+    "numeric_block",
     "numeric_column",
     "numeric_columns",
     "request_hashes",
@@ -92,6 +93,17 @@ def _priorities(hashes: U64Array, feature_index: int) -> FloatArray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def _priorities_block(hashes: U64Array, feature_indices: IntArray) -> FloatArray:
+    """:func:`_priorities` of several features at once: one row per feature index."""
+    with np.errstate(over="ignore"):
+        z = hashes[np.newaxis, :] + (feature_indices.astype(np.uint64) + np.uint64(1))[:, np.newaxis] * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
+        z = z ^ (z >> np.uint64(31))
+    out: FloatArray = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return out
+
+
 def _bottom_k(prio: FloatArray, vals: FloatArray, k: int) -> tuple[FloatArray, FloatArray]:
     """The ``k`` entries of lowest (priority, value), sorted by it: the same for any order of the input."""
     if prio.size > k:
@@ -105,6 +117,22 @@ def _bottom_k(prio: FloatArray, vals: FloatArray, k: int) -> tuple[FloatArray, F
         prio, vals = prio[keep], vals[keep]
     order = np.lexsort((vals, prio))
     return prio[order], vals[order]
+
+
+def _bottom_k_rows(prio: FloatArray, vals: FloatArray, k: int) -> tuple[FloatArray, FloatArray] | None:
+    """:func:`_bottom_k` of each row of two equal-shape 2-D arrays, or None where a row has tied priorities.
+
+    Ties (a request id seen twice) need :func:`_bottom_k`'s value order, so the caller takes that path.
+    """
+    if prio.shape[1] > k:
+        part = np.argpartition(prio, k - 1, axis=1)
+        threshold = np.take_along_axis(prio, part[:, k - 1:k], axis=1)
+        if np.count_nonzero(prio == threshold) != prio.shape[0]:
+            return None
+        keep = part[:, :k]
+        prio, vals = np.take_along_axis(prio, keep, axis=1), np.take_along_axis(vals, keep, axis=1)
+    order = np.lexsort((vals, prio), axis=1)
+    return np.take_along_axis(prio, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
 def _b64(arr: FloatArray) -> str:
@@ -160,17 +188,11 @@ def numeric_column(raw: Sequence[Any]) -> NumericColumn:
     return NumericColumn(x, n_none, max(invalid, 0), type_errors)
 
 
-def numeric_columns(
-    features: Sequence[Mapping[str, Any]], names: Sequence[str]
-) -> list[NumericColumn | None] | None:
-    """Every record's ``names`` as float columns in one C-level pass: the common batch's fast path.
+def numeric_block(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> FloatArray | None:
+    """Every record's ``names`` as one float block (a row per name) in one C-level pass, or None.
 
-    Per name, the :class:`NumericColumn` that :func:`numeric_column` would
-    give, or None where the column holds a value that is not a finite number
-    (the conversion reads ``None`` as NaN, so only ``numeric_column`` tells
-    missing, invalid and wrong-typed values apart): the caller converts that
-    column the general way. None for the whole batch when a record lacks a
-    name or a value cannot be read as a number at all.
+    None when a record lacks a name or a value cannot be read as a number at
+    all; ``None`` values read as NaN, so the block may hold NaN and infinities.
     """
     n, k = len(features), len(names)
     if not n or not k:
@@ -184,8 +206,25 @@ def numeric_columns(
     except (KeyError, TypeError, ValueError):
         return None
     # One copy makes each feature's values contiguous for the per-feature counting.
-    block = np.ascontiguousarray(flat.reshape(n, k).T)
-    finite = [bool(np.isfinite(x).all()) for x in block]
+    return np.ascontiguousarray(flat.reshape(n, k).T)
+
+
+def numeric_columns(
+    features: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> list[NumericColumn | None] | None:
+    """Every record's ``names`` as float columns in one C-level pass: the common batch's fast path.
+
+    Per name, the :class:`NumericColumn` that :func:`numeric_column` would
+    give, or None where the column holds a value that is not a finite number
+    (the conversion reads ``None`` as NaN, so only ``numeric_column`` tells
+    missing, invalid and wrong-typed values apart): the caller converts that
+    column the general way. None for the whole batch when a record lacks a
+    name or a value cannot be read as a number at all.
+    """
+    block = numeric_block(features, names)
+    if block is None:
+        return None
+    finite: list[bool] = np.all(np.isfinite(block), axis=1).tolist()
     return [NumericColumn(x, 0, 0, 0) if ok else None for x, ok in zip(block, finite, strict=True)]
 
 
@@ -249,6 +288,60 @@ class NumericCounts:
             self.sample_priority, self.sample_values = _bottom_k(
                 np.concatenate([self.sample_priority, priorities[finite_mask]]),
                 np.concatenate([self.sample_values, finite]), sample_size)
+
+    @staticmethod
+    def add_finite_block(
+        counts: Sequence[NumericCounts],
+        refs: Sequence[NumericProfile],
+        block: FloatArray,
+        priorities: FloatArray | None,
+        sample_size: int,
+        range_margin: float,
+    ) -> None:
+        """:meth:`add` of several features' columns at once, every value finite (the common batch).
+
+        ``block`` has one row per feature (``counts[j]`` counts row ``j``,
+        binned by ``refs[j]``) and ``priorities`` the rows' sample priorities
+        in the same shape. The state each feature ends with is exactly the one
+        :meth:`add` gives: the moments, range and sample work on whole rows,
+        so only the binning is a call per feature.
+        """
+        k, n = block.shape
+        if not n:
+            return
+        means = block.mean(axis=1)
+        dev = block - means[:, np.newaxis]
+        m2 = np.sum(dev * dev, axis=1)
+        mins, maxs = block.min(axis=1), block.max(axis=1)
+        lo = np.full(k, -np.inf)
+        hi = np.full(k, np.inf)
+        for j, ref in enumerate(refs):
+            r_lo, r_hi = ref.moments.min, ref.moments.max
+            if ref.moments.n and math.isfinite(r_lo) and math.isfinite(r_hi):
+                margin = range_margin * max(r_hi - r_lo, abs(r_hi), abs(r_lo), 1e-12)
+                lo[j], hi[j] = r_lo - margin, r_hi + margin
+        outside = np.count_nonzero((block < lo[:, np.newaxis]) | (block > hi[:, np.newaxis]), axis=1).tolist()
+        stats = zip(means.tolist(), m2.tolist(), mins.tolist(), maxs.tolist(), outside, strict=True)
+        for c, ref, row, (mean, sq, mn, mx, out) in zip(counts, refs, block, stats, strict=True):
+            idx = np.searchsorted(ref.cuts, row, side="right")
+            c.counts = c.counts + np.bincount(idx, minlength=c.counts.size).astype(np.int64)
+            c.moments = c.moments.merge(Moments(n, mean, sq, mn, mx))
+            c.out_of_range += out
+        if sample_size <= 0 or priorities is None:
+            return
+        sizes = {c.sample_priority.size for c in counts}
+        merged = None
+        if len(sizes) == 1:
+            merged = _bottom_k_rows(
+                np.concatenate([np.stack([c.sample_priority for c in counts]), priorities], axis=1),
+                np.concatenate([np.stack([c.sample_values for c in counts]), block], axis=1), sample_size)
+        if merged is not None:
+            for c, prio, vals in zip(counts, *merged, strict=True):
+                c.sample_priority, c.sample_values = prio, vals
+            return
+        for c, prio, vals in zip(counts, priorities, block, strict=True):
+            c.sample_priority, c.sample_values = _bottom_k(
+                np.concatenate([c.sample_priority, prio]), np.concatenate([c.sample_values, vals]), sample_size)
 
     def merge_into(self, other: NumericCounts | None) -> NumericCounts:
         if other is None:
@@ -410,6 +503,11 @@ class Pane:
     def priorities(hashes: U64Array, feature_index: int) -> FloatArray:
         """The sample priority of each row (by its request id's hash) for the feature at ``feature_index``."""
         return _priorities(hashes, feature_index)
+
+    @staticmethod
+    def priorities_block(hashes: U64Array, feature_indices: Sequence[int]) -> FloatArray:
+        """:meth:`priorities` for several features: one row per index."""
+        return _priorities_block(hashes, np.asarray(feature_indices, dtype=np.int64))
 
     def to_dict(self) -> dict[str, Any]:
         return {
