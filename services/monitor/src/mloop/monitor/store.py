@@ -283,6 +283,14 @@ SELECT model, request_id, version, prediction, ts, label, labeled_at AS labelled
 FROM stored WHERE labeled_at IS NOT NULL
 """
 
+# Without a label waiting for any of the batch's models (the common case: labels come after their
+# predictions), the join above is work for nothing: the rows are stored on their own.
+_INTO_STORE = f"""
+INSERT INTO predictions (model, request_id, version, ts, features, prediction)
+SELECT model, request_id, version, ts, features::json, prediction::json FROM {_STAGE}
+ON CONFLICT (model, request_id) DO NOTHING
+"""
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -309,12 +317,18 @@ async def copy_predictions(conn: asyncpg.Connection, rows: Sequence[StagedPredic
 
     Labels that arrived before their prediction are attached and removed from
     the pending ones in the same statement; the pairs joined are returned.
-    Runs in the caller's transaction (the staging table empties at commit).
+    Runs in the caller's transaction (the staging table empties at commit),
+    which holds the models' state locks: a label of these models cannot be
+    added to the pending ones while it runs.
     """
     if not rows:
         return []
     await conn.execute(_STAGE_DDL)
     await conn.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS)
+    models = sorted({r[0] for r in rows})
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pending_labels WHERE model = ANY($1::text[]))", models):
+        await conn.execute(_INTO_STORE)
+        return []
     found = await conn.fetch(_FROM_STAGE)
     return [JoinedLabel(r["model"], r["request_id"], r["version"], r["prediction"], r["ts"], r["label"],
                         r["labelled_at"]) for r in found]
