@@ -73,19 +73,31 @@ _SPEC = spec_for(TOPIC)
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass
 class PredictionColumns:
     """Records of one model as columns, in arrival order."""
 
-    request_ids: list[str]
-    versions: list[str]
-    times: list[datetime]
-    """Event times as served (the prediction store keeps them)."""
-    timestamps: FloatArray
-    """The same instants as epoch seconds (what windows count by)."""
-    features: list[dict[str, Any]]
-    predictions: list[Any]
-    errors: list[bool]
+    __slots__ = ("_timestamps", "errors", "features", "predictions", "request_ids", "stamps", "times", "versions")
+
+    def __init__(self, request_ids: list[str], versions: list[str], times: list[datetime], stamps: list[float],
+                 features: list[dict[str, Any]], predictions: list[Any], errors: list[bool]) -> None:
+        self.request_ids = request_ids
+        self.versions = versions
+        self.times = times
+        """Event times as served (the prediction store keeps them)."""
+        self.stamps = stamps
+        """The same instants as epoch seconds."""
+        self.features = features
+        self.predictions = predictions
+        self.errors = errors
+        self._timestamps: FloatArray | None = None
+
+    @property
+    def timestamps(self) -> FloatArray:
+        """The event times as an array of epoch seconds (what windows count by), built on first use:
+        for the batch a consumer applies, not for each of its messages."""
+        if self._timestamps is None:
+            self._timestamps = np.array(self.stamps, dtype=np.float64)
+        return self._timestamps
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -94,7 +106,7 @@ class PredictionColumns:
         """The rows at ``index`` (in that order)."""
         return PredictionColumns(
             [self.request_ids[i] for i in index], [self.versions[i] for i in index], [self.times[i] for i in index],
-            self.timestamps[np.asarray(index, dtype=np.int64)], [self.features[i] for i in index],
+            [self.stamps[i] for i in index], [self.features[i] for i in index],
             [self.predictions[i] for i in index], [self.errors[i] for i in index],
         )
 
@@ -112,11 +124,12 @@ class PredictionColumns:
     def concat(cls, parts: Sequence[PredictionColumns]) -> PredictionColumns:
         if len(parts) == 1:
             return parts[0]
-        out = cls([], [], [], np.concatenate([p.timestamps for p in parts]), [], [], [])
+        out = cls([], [], [], [], [], [], [])
         for p in parts:
             out.request_ids += p.request_ids
             out.versions += p.versions
             out.times += p.times
+            out.stamps += p.stamps
             out.features += p.features
             out.predictions += p.predictions
             out.errors += p.errors
@@ -127,14 +140,20 @@ class PredictionColumns:
 class PredictionMessage:
     """One decoded ``prediction-logged`` message and where it was read from."""
 
-    id: str
     model: str
     columns: PredictionColumns
     partition: int
     offset: int
+    ce_id: str | None = None
     topic: str = TOPIC
     spread: bool = False
     """Keyed by something other than the model's name: the model's traffic is spread over every partition."""
+
+    @property
+    def id(self) -> str:
+        """The event id: the CloudEvents ``ce_id``, or for plain JSON the one the envelope derives
+        from the request ids (computed when asked: the monitor applies predictions by offset)."""
+        return self.ce_id if self.ce_id is not None else derived_id(TOPIC, self.columns.request_ids, b"")
 
 
 def decode_prediction_message(
@@ -181,26 +200,26 @@ def decode_prediction_message(
     request_ids = [r.request_id for r in records]
     times = [r.timestamp for r in records]
     try:
-        timestamps = np.fromiter((t.timestamp() for t in times), dtype=np.float64, count=len(times))
+        stamps = [t.timestamp() for t in times]
     except (OverflowError, OSError, ValueError):
-        timestamps = np.empty(0)  # one naive or out-of-range time: resolved below, record by record
-    if timestamps.size != len(times) or any(t.tzinfo is None for t in times):
+        stamps = []  # one naive or out-of-range time: resolved below, record by record
+    if len(stamps) != len(times) or any(t.tzinfo is None for t in times):
         times = [_aware(t, i) for i, t in enumerate(times)]
-        timestamps = np.fromiter((t.timestamp() for t in times), dtype=np.float64, count=len(times))
+        stamps = [t.timestamp() for t in times]
     return PredictionMessage(
-        id=ce_id if ce_id is not None else derived_id(TOPIC, request_ids, value),
         model=msg.model,
         columns=PredictionColumns(
             request_ids,
             [r.version for r in records],
             times,
-            timestamps,
+            stamps,
             features,
             [r.prediction for r in records],
             [bool(r.error) for r in records],
         ),
         partition=partition,
         offset=offset,
+        ce_id=ce_id,
     )
 
 
