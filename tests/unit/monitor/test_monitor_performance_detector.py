@@ -292,7 +292,7 @@ def test_without_the_standard_error_the_same_windows_alarm_on_the_tolerance_alon
 
 def test_a_log_loss_rise_well_past_the_tolerance_is_caught_in_nearly_every_window() -> None:
     # Scores off by 2 on the logit (a lost intercept): log-loss about 1.8 times the registered value,
-    # AUC unchanged. Three standard errors of 300 labels sit near 1.33 times.
+    # AUC unchanged. The tolerance plus three standard errors of 300 labels sits near 1.45 times.
     rng = np.random.default_rng(11)
     metrics = _true_metrics(rng)
     m = VersionMonitor("m", "2", metrics=dict(metrics))
@@ -334,18 +334,6 @@ def test_a_metric_without_a_standard_error_is_held_to_the_tolerance_alone() -> N
     [d] = degraded_metrics({"f1": 0.8, "log_loss": 0.3}, {"f1": 0.71, "log_loss": 0.34},
                            {"log_loss": 0.02}, ps)
     assert d["metric"] == "f1" and d["threshold"] == pytest.approx(0.72) and d["standard_error"] == 0.0
-    # log_loss 0.34 is past the tolerance (0.33) but not past 3 x 0.02 of noise (0.36).
+    # log_loss 0.34 is past 0.33 but not past 0.33 + 3 x 0.02.
     assert degraded_metrics({"log_loss": 0.3}, {"log_loss": 0.40}, {"log_loss": 0.02}, ps)[0]["threshold"] == (
-        pytest.approx(0.36))
-
-
-def test_a_window_past_the_tolerance_and_its_noise_alarms_at_the_tolerance() -> None:
-    # Where the tolerance is wider than three standard errors it alone sets the line (a bounded metric);
-    # a regression metric keeps the two allowances added (its standard error is noisy under heavy tails).
-    ps = PerformanceSettings(tolerance=0.1)
-    [d] = degraded_metrics({"log_loss": 0.3}, {"log_loss": 0.34}, {"log_loss": 0.005}, ps)
-    assert d["threshold"] == pytest.approx(0.33)
-    assert degraded_metrics({"accuracy": 0.9}, {"accuracy": 0.8}, {"accuracy": 0.02}, ps)[0]["threshold"] == (
-        pytest.approx(0.81))
-    assert degraded_metrics({"mae": 1.0}, {"mae": 1.2}, {"mae": 0.05}, ps) == []
-    assert degraded_metrics({"mae": 1.0}, {"mae": 1.3}, {"mae": 0.05}, ps)[0]["threshold"] == pytest.approx(1.25)
+        pytest.approx(0.39))

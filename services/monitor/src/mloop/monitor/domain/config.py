@@ -190,16 +190,15 @@ class PerformanceSettings(BaseModel):
     # A window's metric is an estimate from window_labels labels: at 300 labels the log-loss of a
     # calibrated credit-risk scorer (log-loss 0.3) has a standard error near 11 % of its value, so a
     # 15 % tolerance alone is crossed by chance in one window in ten even against an exact baseline
-    # (3,000 simulated windows). Also asking for three standard errors holds that to about one in a
-    # thousand per metric (one-sided normal tail); where the tolerance is the wider of the two (larger
-    # windows, steadier metrics) it alone sets the line, so a drop that matters and is really there
-    # alarms in its first window. Page-Hinkley watches the 0/1 loss for smaller sustained drops.
+    # (3,000 simulated windows). Three standard errors more hold that to about one in a thousand per
+    # metric (one-sided normal tail; none of those 3,000); the price is that a window must be past
+    # the tolerance clearly (log-loss about 1.45 times the baseline at 300 labels, less in larger
+    # windows) to alarm on its own, and Page-Hinkley watches the 0/1 loss for smaller sustained drops.
     significance_z: float = Field(3.0, ge=0, le=100,
-                                  description="A registered metric alarms only when its window is also worse "
-                                  "than the baseline by this many of the window's own standard errors "
-                                  "(log_loss, roc_auc/auc, accuracy, error_rate, precision, recall; "
-                                  "regression mae/mse/rmse: past the tolerance by that many; others: the "
-                                  "tolerance alone). 0: the tolerance alone")
+                                  description="A registered metric alarms only when its window is past the "
+                                  "tolerance by this many of the window's own standard errors as well "
+                                  "(regression mae/mse/rmse; log_loss, roc_auc/auc, accuracy, error_rate, "
+                                  "precision, recall; others: the tolerance alone). 0: the tolerance alone")
 
 
 class MonitorConfig(BaseModel):

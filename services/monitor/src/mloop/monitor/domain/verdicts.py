@@ -107,31 +107,24 @@ def quality_severity(violations: Sequence[QualityViolation], rows: int) -> Sever
     return "high" if worst >= 0.5 else "medium" if worst >= 0.1 else "low"
 
 
-_REGRESSION_METRICS = frozenset({"mae", "mse", "rmse"})
-
-
 def degraded_metrics(baselines: Mapping[str, float], values: Mapping[str, float],
                      standard_errors: Mapping[str, float], ps: PerformanceSettings) -> list[dict[str, Any]]:
     """The registered metrics a window of labels is worse on than tolerated, with how far (``drop``).
 
-    A metric is degraded when its window value is worse than the baseline by
-    more than the relative ``tolerance`` and by more than ``significance_z``
-    of the window's ``standard_errors`` (a metric without one: the tolerance
-    alone); a regression metric (mae, mse, rmse) by more than the two added.
+    A metric is degraded when its window value is past the relative
+    ``tolerance`` and past it by ``significance_z`` of the window's
+    ``standard_errors`` as well (a metric without one: the tolerance alone).
     """
     degraded: list[dict[str, Any]] = []
     for metric, baseline in baselines.items():
         value = values.get(metric)
         if value is None or not math.isfinite(baseline):
             continue
+        margin = ps.tolerance * (abs(baseline) if baseline else 1.0)
         higher = direction(metric)
-        tolerated = ps.tolerance * (abs(baseline) if baseline else 1.0)
+        # A noisy window past the threshold by chance is not a degradation.
         se = standard_errors.get(metric, 0.0)
-        noise = ps.significance_z * (se if math.isfinite(se) else 0.0)
-        # A bounded metric's standard error is sound: past the tolerance (a change that matters) and
-        # past the window's noise (a change that is there) is enough. Under heavy-tailed errors a
-        # regression window's own standard error is itself noisy, so both allowances add up.
-        margin = tolerated + noise if metric in _REGRESSION_METRICS else max(tolerated, noise)
+        margin += ps.significance_z * (se if math.isfinite(se) else 0.0)
         if higher is True and value < baseline - margin:
             degraded.append({"metric": metric, "value": value, "baseline": baseline, "standard_error": se,
                              "threshold": baseline - margin, "drop": (baseline - value) / max(margin, 1e-12)})
