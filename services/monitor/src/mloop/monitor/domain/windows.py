@@ -85,16 +85,12 @@ def request_hashes(request_ids: Sequence[str]) -> U64Array:
 
 def _priorities(hashes: U64Array, feature_index: int) -> FloatArray:
     """SplitMix64 of each row's hash and the feature index, as floats in [0, 1)."""
-    with np.errstate(over="ignore"):
-        z = hashes + np.uint64(feature_index + 1) * _GOLDEN
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB) & _MASK64
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    row: FloatArray = _priorities_block(hashes, np.array([feature_index], dtype=np.int64))[0]
+    return row
 
 
 def _priorities_block(hashes: U64Array, feature_indices: IntArray) -> FloatArray:
-    """:func:`_priorities` of several features at once: one row per feature index."""
+    """SplitMix64 of each row's hash and each feature index, as floats in [0, 1): one row per index."""
     with np.errstate(over="ignore"):
         z = hashes[np.newaxis, :] + (feature_indices.astype(np.uint64) + np.uint64(1))[:, np.newaxis] * _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9) & _MASK64
