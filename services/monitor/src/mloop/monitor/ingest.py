@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Annotated, Any
@@ -73,23 +73,20 @@ _SPEC = spec_for(TOPIC)
 FloatArray = npt.NDArray[np.float64]
 
 
+@dataclass(slots=True)
 class PredictionColumns:
     """Records of one model as columns, in arrival order."""
 
-    __slots__ = ("_timestamps", "errors", "features", "predictions", "request_ids", "stamps", "times", "versions")
-
-    def __init__(self, request_ids: list[str], versions: list[str], times: list[datetime], stamps: list[float],
-                 features: list[dict[str, Any]], predictions: list[Any], errors: list[bool]) -> None:
-        self.request_ids = request_ids
-        self.versions = versions
-        self.times = times
-        """Event times as served (the prediction store keeps them)."""
-        self.stamps = stamps
-        """The same instants as epoch seconds."""
-        self.features = features
-        self.predictions = predictions
-        self.errors = errors
-        self._timestamps: FloatArray | None = None
+    request_ids: list[str]
+    versions: list[str]
+    times: list[datetime]
+    """Event times as served (the prediction store keeps them)."""
+    stamps: list[float]
+    """The same instants as epoch seconds."""
+    features: list[dict[str, Any]]
+    predictions: list[Any]
+    errors: list[bool]
+    _timestamps: FloatArray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def timestamps(self) -> FloatArray:

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from mloop.contracts.payloads import (
     DataQualityViolated,
@@ -76,9 +75,11 @@ from mloop.monitor.domain.verdicts import (
 )
 from mloop.monitor.domain.windows import (
     CategoricalCounts,
+    FloatArray,
     NumericColumn,
     NumericCounts,
     Pane,
+    finite_columns,
     merge_panes,
     numeric_block,
     numeric_column,
@@ -92,8 +93,6 @@ from mloop.stats.profile import CategoricalProfile, NumericProfile, ReferencePro
 __all__ = ["VersionMonitor"]
 
 _NO_PRIORITIES = np.empty(0)
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -636,13 +635,9 @@ def _exact_columns(
     out: dict[str, NumericColumn | Sequence[Any]] = {}
     whole: FloatArray | None = None
     if block is not None:
-        finite = np.isfinite(block)
-        if finite.all():
-            whole = block
-            out.update((nm, NumericColumn(x, 0, 0, 0)) for nm, x in zip(numeric, block, strict=True))
-        else:
-            rows_ok: list[bool] = np.all(finite, axis=1).tolist()
-            out.update((nm, NumericColumn(x, 0, 0, 0)) for nm, x, ok in zip(numeric, block, rows_ok, strict=True) if ok)
+        columns = finite_columns(block)
+        out.update((nm, col) for nm, col in zip(numeric, columns, strict=True) if col is not None)
+        whole = block if len(out) == len(numeric) else None
     rest = [nm for nm in names if nm not in out]
     try:
         if len(rest) == 1:

@@ -45,6 +45,7 @@ __all__ = [
     "NumericCounts",
     "Pane",
     "category_key",
+    "finite_columns",
     "numeric_block",
     "numeric_column",
     "numeric_columns",
@@ -218,8 +219,11 @@ def numeric_columns(
     name or a value cannot be read as a number at all.
     """
     block = numeric_block(features, names)
-    if block is None:
-        return None
+    return None if block is None else finite_columns(block)
+
+
+def finite_columns(block: FloatArray) -> list[NumericColumn | None]:
+    """Each row of a :func:`numeric_block` as a :class:`NumericColumn` when all its values are finite, else None."""
     finite: list[bool] = np.all(np.isfinite(block), axis=1).tolist()
     return [NumericColumn(x, 0, 0, 0) if ok else None for x, ok in zip(block, finite, strict=True)]
 
